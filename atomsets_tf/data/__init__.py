@@ -1,0 +1,1 @@
+"""atomsets_tf.data."""

@@ -1,0 +1,123 @@
+"""Per-element feature tables (the V0 sources of AtomSets-V0)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from atomsets_tf.errors import DataFormatError, UnknownElementError
+
+#: File name of the 16-wide elemental embedding that megnet ships.
+MEGNET_ELEMENT_TABLE = "elemental_embedding_1MEGNet_layer.json"
+
+
+def check_known(atomic_numbers, known: np.ndarray, table_name: str, entry: str = "") -> None:
+    """Raise :class:`UnknownElementError` for an atomic number whose ``known[z]`` is not set.
+
+    Args:
+        atomic_numbers: the atomic numbers to check.
+        known: bool ``(rows,)``, which atomic numbers the table covers.
+        table_name: the table's name, for the message.
+        entry: the data entry being checked, for the message.
+    """
+    from pymatgen.core import Element
+
+    for z in np.unique(np.asarray(atomic_numbers)):
+        if z < 0 or z >= len(known) or not known[z]:
+            symbol = Element.from_Z(int(z)).symbol if 0 < z < 119 else str(z)
+            where = f" in {entry}" if entry else ""
+            raise UnknownElementError(f"element {symbol}{where} is not in the {table_name} element table")
+
+
+class ElementTable:
+    """A table of per-element feature vectors, indexed by atomic number.
+
+    Args:
+        table: float32 ``(max_z + 1, d)``; row ``z`` holds element ``z``.
+        known: bool ``(max_z + 1,)``; which rows are real elements of the table.
+        name: where the table came from, for messages and model cards.
+    """
+
+    def __init__(self, table: np.ndarray, known: np.ndarray, name: str = "table"):
+        self.table = np.asarray(table, dtype=np.float32)
+        self.known = np.asarray(known, dtype=bool)
+        self.name = name
+
+    @property
+    def dim(self) -> int:
+        return int(self.table.shape[1])
+
+    def check(self, atomic_numbers: np.ndarray, entry: str = "") -> None:
+        """Raise :class:`UnknownElementError` if a number has no row in the table."""
+        check_known(atomic_numbers, self.known, self.name, entry)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike, name: str | None = None) -> ElementTable:
+        """Read a ``{"H": [...], "He": [...], ...}`` JSON table (megnet's format)."""
+        from pymatgen.core import Element
+
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"cannot read element table {path}: {exc}") from None
+        if not isinstance(raw, dict) or not raw:
+            raise DataFormatError(f"element table {path} is not a mapping of element symbols to vectors")
+        rows = {}
+        for symbol, vec in raw.items():
+            try:
+                rows[Element(symbol).Z] = np.asarray(vec, dtype=np.float32)
+            except (ValueError, KeyError):
+                raise DataFormatError(f"element table {path} has an unknown element {symbol!r}") from None
+        dims = {v.shape for v in rows.values()}
+        if len(dims) != 1 or len(next(iter(dims))) != 1:
+            raise DataFormatError(f"element table {path} has vectors of different shapes: {sorted(dims)}")
+        max_z = max(rows)
+        table = np.zeros((max_z + 1, next(iter(dims))[0]), dtype=np.float32)
+        known = np.zeros(max_z + 1, dtype=bool)
+        for z, v in rows.items():
+            table[z] = v
+            known[z] = True
+        return cls(table, known, name=name or Path(path).stem)
+
+
+def megnet_element_table_path() -> Path:
+    """Locate megnet's ``elemental_embedding_1MEGNet_layer.json``.
+
+    Looks in ``$ATOMSETS_TF_MODELS``, the user cache, the project's
+    ``../shared/pretrained/megnet`` and an installed megnet package.
+
+    Raises:
+        FileNotFoundError: no copy is reachable (say where to put one).
+    """
+    from atomsets_tf.utils.io import shared_dir
+
+    candidates = []
+    if os.environ.get("ATOMSETS_TF_MODELS"):
+        candidates.append(Path(os.environ["ATOMSETS_TF_MODELS"]) / MEGNET_ELEMENT_TABLE)
+    candidates.append(Path.home() / ".cache" / "atomsets_tf" / MEGNET_ELEMENT_TABLE)
+    shared = shared_dir()
+    if shared is not None:
+        candidates.append(shared / "pretrained" / "megnet" / MEGNET_ELEMENT_TABLE)
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("megnet")
+        if spec is not None and spec.origin:
+            candidates.append(Path(spec.origin).parent / "data" / MEGNET_ELEMENT_TABLE)
+    except (ImportError, ValueError):
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(
+        f"cannot find {MEGNET_ELEMENT_TABLE}: put it in $ATOMSETS_TF_MODELS or ~/.cache/atomsets_tf, "
+        "or install megnet (pip install 'atomsets-tf[megnet]')"
+    )
+
+
+def megnet_element_table() -> ElementTable:
+    """MEGNet's 16-wide elemental embedding (the paper's V0 for compositions)."""
+    return ElementTable.from_json(megnet_element_table_path(), name="MEGNet elemental embedding")

@@ -1,0 +1,281 @@
+"""Reading data sets: matbench-layout JSON, CSV, and folders of structure files.
+
+A data set is a :class:`Table`: ids, inputs (composition strings or pymatgen
+structures) and, when the file has them, targets.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from atomsets_tf.errors import DataFormatError, InvalidTargetError
+
+#: Environment variable naming a folder of the user's data files.
+DATA_ENV = "ATOMSETS_TF_DATA"
+#: The data set embedded in the package for the offline default job.
+EMBEDDED_TASK = "matbench_steels"
+_RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+_STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
+_COMPOSITION_COLUMNS = ("composition", "formula", "formula_pretty", "comp")
+_ID_COLUMNS = ("id", "ids", "material_id", "mbid", "name")
+
+
+@dataclass
+class Table:
+    """Ids, inputs and targets of one data set.
+
+    Attributes:
+        ids: one id per entry.
+        inputs: composition strings (``kind == "composition"``) or pymatgen
+            ``Structure`` objects (``kind == "structure"``).
+        targets: float64 ``(n,)``, or ``None`` for a file without targets.
+        kind: ``"composition"`` or ``"structure"``.
+        target_name: the target column's name.
+        source: where the table was read from.
+    """
+
+    ids: list[str]
+    inputs: list
+    targets: np.ndarray | None
+    kind: str
+    target_name: str = "target"
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, indices) -> Table:
+        """The entries at ``indices``, in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return Table(
+            ids=[self.ids[i] for i in indices],
+            inputs=[self.inputs[i] for i in indices],
+            targets=None if self.targets is None else self.targets[indices],
+            kind=self.kind,
+            target_name=self.target_name,
+            source=self.source,
+            meta=dict(self.meta),
+        )
+
+    def require_targets(self) -> np.ndarray:
+        """The targets, checked to be present and finite."""
+        if self.targets is None:
+            raise DataFormatError(f"{self.source or 'the data'} has no target column")
+        bad = ~np.isfinite(self.targets)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidTargetError(
+                f"target of {self.ids[i]} is {self.targets[i]} ({int(bad.sum())} non-finite targets in all)"
+            )
+        return self.targets
+
+    def task_type(self) -> str:
+        """``"classification"`` when every target is 0 or 1 (booleans included), else ``"regression"``."""
+        t = self.require_targets()
+        return "classification" if len(t) > 1 and np.isin(t, (0.0, 1.0)).all() else "regression"
+
+
+def _to_target(value) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("true", "false"):
+            return float(v == "true")
+        if v == "":
+            return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidTargetError(f"target {value!r} is not a number") from None
+
+
+def _parse_input(value, entry_id: str):
+    if isinstance(value, dict):
+        from pymatgen.core import Structure
+
+        try:
+            return Structure.from_dict(value)
+        except Exception as exc:
+            raise DataFormatError(f"entry {entry_id}: not a pymatgen structure dict ({exc})") from None
+    if isinstance(value, str):
+        return value
+    raise DataFormatError(f"entry {entry_id}: input of type {type(value).__name__} is neither a composition nor a structure")
+
+
+def _read_json(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt") as fh:
+            return json.load(fh)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataFormatError(f"cannot read {path}: {exc}") from None
+
+
+def _table_from_json(path: Path) -> Table:
+    raw = _read_json(path)
+    if isinstance(raw, dict) and {"index", "columns", "data"} <= raw.keys():
+        ids = [str(i) for i in raw["index"]]
+        columns = list(raw["columns"])
+        rows = raw["data"]
+        if len(rows) != len(ids):
+            raise DataFormatError(f"{path}: {len(ids)} ids but {len(rows)} rows")
+        input_col = 0
+        target_col = 1 if len(columns) > 1 else None
+        targets_raw = [r[target_col] for r in rows] if target_col is not None else None
+        inputs = [_parse_input(r[input_col], i) for r, i in zip(rows, ids)]
+        target_name = columns[target_col] if target_col is not None else "target"
+    elif isinstance(raw, dict) and raw and all(isinstance(v, list) for v in raw.values()):
+        # A dict of parallel lists, e.g. {"structure": [...], "Ef": [...]}.
+        keys = list(raw)
+        n = len(raw[keys[0]])
+        if any(len(raw[k]) != n for k in keys):
+            raise DataFormatError(f"{path}: columns of different lengths")
+        input_key = next((k for k in keys if k in ("structure", "structures", *_COMPOSITION_COLUMNS)), keys[0])
+        id_key = next((k for k in keys if k in _ID_COLUMNS), None)
+        rest = [k for k in keys if k not in (input_key, id_key)]
+        ids = [str(x) for x in raw[id_key]] if id_key else [f"{path.name.split('.')[0]}-{i:03d}" for i in range(n)]
+        inputs = [_parse_input(v, i) for v, i in zip(raw[input_key], ids)]
+        target_name = rest[0] if rest else "target"
+        targets_raw = raw[rest[0]] if rest else None
+    else:
+        raise DataFormatError(
+            f"{path}: expected matbench's layout {{'index', 'columns', 'data'}} or a dict of parallel lists"
+        )
+    return _finish(ids, inputs, targets_raw, target_name, str(path))
+
+
+def _finish(ids, inputs, targets_raw, target_name, source) -> Table:
+    if not ids:
+        raise DataFormatError(f"{source} holds no entries")
+    if len(set(ids)) != len(ids):
+        raise DataFormatError(f"{source} has duplicate ids")
+    kinds = {"structure" if not isinstance(x, str) else "composition" for x in inputs}
+    if len(kinds) != 1:
+        raise DataFormatError(f"{source} mixes compositions and structures")
+    targets = None
+    if targets_raw is not None:
+        targets = np.array([_to_target(t) for t in targets_raw], dtype=np.float64)
+    return Table(list(ids), list(inputs), targets, kinds.pop(), target_name, source)
+
+
+def _table_from_csv(path: Path, target: str | None = None) -> Table:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"cannot read {path}: {exc}") from None
+    if not rows:
+        raise DataFormatError(f"{path} holds no rows")
+    cols = list(rows[0].keys())
+    lower = {c.lower(): c for c in cols}
+    id_col = next((lower[c] for c in _ID_COLUMNS if c in lower), None)
+    comp_col = next((lower[c] for c in _COMPOSITION_COLUMNS if c in lower), None)
+    if comp_col is None:
+        raise DataFormatError(f"{path}: no composition column (one of {', '.join(_COMPOSITION_COLUMNS)}) in {cols}")
+    rest = [c for c in cols if c not in (id_col, comp_col)]
+    if target is not None and target not in rest:
+        raise DataFormatError(f"{path}: no target column {target!r} (columns: {cols})")
+    target_col = target or (rest[0] if rest else None)
+    ids = [r[id_col] for r in rows] if id_col else [f"{path.stem}-{i:04d}" for i in range(len(rows))]
+    inputs = [r[comp_col] for r in rows]
+    targets_raw = [r[target_col] for r in rows] if target_col else None
+    return _finish(ids, inputs, targets_raw, target_col or "target", str(path))
+
+
+def _table_from_dir(path: Path) -> Table:
+    from pymatgen.core import Structure
+
+    files = sorted(p for p in path.iterdir() if p.is_file() and (
+        p.suffix.lower() in _STRUCTURE_SUFFIXES or p.name.upper().startswith(("POSCAR", "CONTCAR"))))
+    if not files:
+        raise DataFormatError(f"{path}: no CIF or POSCAR files")
+    ids, inputs = [], []
+    for f in files:
+        try:
+            inputs.append(Structure.from_file(f))
+        except Exception as exc:
+            raise DataFormatError(f"cannot read structure {f.name}: {exc}") from None
+        ids.append(f.stem if f.suffix else f.name)
+    return _finish(ids, inputs, None, "target", str(path))
+
+
+def read_table(path: str | os.PathLike, target: str | None = None) -> Table:
+    """Read a data set from a file or a folder.
+
+    Accepts matbench-layout JSON (``.json`` or ``.json.gz``, pandas' 'split'
+    orient), JSON holding a dict of parallel lists, CSV with an id column, a
+    composition/formula column and a target column, and folders of CIF/POSCAR
+    files (ids are the file stems, no targets).
+    """
+    p = Path(path)
+    if p.is_dir():
+        return _table_from_dir(p)
+    if not p.is_file():
+        raise DataFormatError(f"no such file or folder: {p}")
+    name = p.name.lower()
+    if name.endswith((".json", ".json.gz")):
+        return _table_from_json(p)
+    if name.endswith(".csv"):
+        return _table_from_csv(p, target)
+    raise DataFormatError(f"{p}: unknown data format (expected .json, .json.gz, .csv or a folder of CIF/POSCAR)")
+
+
+def task_name(name: str) -> str:
+    """Normalise ``"steels"`` or ``"matbench_steels"`` to ``"matbench_steels"``."""
+    return name if name.startswith("matbench_") else f"matbench_{name}"
+
+
+def resolve_task(name: str, compositional: bool = False) -> Path:
+    """The local file of a matbench task.
+
+    Looks in ``$ATOMSETS_TF_DATA``, the project's ``../shared/data/matbench``
+    (the full file, then its ``formulas/`` CSV, which is the compositional
+    version of a structure task) and, for ``matbench_steels``, the copy
+    embedded in the package. With ``compositional``, formulas are preferred.
+
+    Raises:
+        DataFormatError: no local file for that task.
+    """
+    from atomsets_tf.utils.io import shared_dir
+
+    task = task_name(name)
+    folders = []
+    if os.environ.get(DATA_ENV):
+        folders.append(Path(os.environ[DATA_ENV]))
+    shared = shared_dir()
+    if shared is not None:
+        folders.append(shared / "data" / "matbench")
+    full = [f / f"{task}.json.gz" for f in folders] + [f / f"{task}.json" for f in folders]
+    formulas = [f / f"{task}.csv" for f in folders] + [f / "formulas" / f"{task}.csv" for f in folders]
+    order = formulas + full if compositional else full + formulas
+    if task == EMBEDDED_TASK:
+        order.append(_RESOURCES / f"{EMBEDDED_TASK}.json.gz")
+    for candidate in order:
+        if candidate.is_file():
+            return candidate
+    raise DataFormatError(
+        f"no local data for task {task!r}: put {task}.json.gz in ${DATA_ENV}, or pass a file path"
+    )
+
+
+def load(data: str | os.PathLike, target: str | None = None, compositional: bool = False) -> Table:
+    """Read ``data``, a path or a matbench task name (see :func:`resolve_task`)."""
+    p = Path(data)
+    if p.exists():
+        return read_table(p, target)
+    if isinstance(data, str) and os.sep not in data and not data.endswith((".json", ".gz", ".csv")):
+        table = read_table(resolve_task(data, compositional), target)
+        table.meta["task"] = task_name(data)
+        return table
+    raise DataFormatError(f"no such file or folder: {data}")

@@ -1,0 +1,88 @@
+"""Train/validation/test splits: the official Matbench folds and random splits."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+
+from atomsets_tf.errors import DataFormatError
+
+_RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+VALIDATION_FILE = "matbench_v0.1_validation.json.gz"
+
+
+def _validation_files() -> list[Path]:
+    from atomsets_tf.utils.io import shared_dir
+
+    files = []
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("matbench")
+        if spec is not None and spec.origin:
+            files.append(Path(spec.origin).parent / "matbench_v0.1_validation.json")
+    except (ImportError, ValueError):
+        pass
+    shared = shared_dir()
+    if shared is not None:
+        files.append(shared / "data" / "matbench" / VALIDATION_FILE)
+    files.append(_RESOURCES / "matbench_steels_folds.json.gz")
+    return files
+
+
+def official_folds(task: str) -> list[tuple[list[str], list[str]]]:
+    """The official Matbench v0.1 folds of ``task``: five ``(train_ids, test_ids)``.
+
+    Read from an installed matbench's ``matbench_v0.1_validation.json``, the
+    project's ``../shared`` copy, or (for ``matbench_steels``) the embedded copy.
+
+    Raises:
+        DataFormatError: no split file that knows ``task``.
+    """
+    from atomsets_tf.data.io import task_name
+
+    task = task_name(task)
+    for f in _validation_files():
+        if not f.is_file():
+            continue
+        opener = gzip.open if f.suffix == ".gz" else open
+        with opener(f, "rt") as fh:
+            splits = json.load(fh).get("splits", {})
+        if task in splits:
+            folds = splits[task]
+            return [(list(folds[k]["train"]), list(folds[k]["test"])) for k in sorted(folds)]
+    raise DataFormatError(f"no official Matbench folds found for {task!r} (install matbench, or use --protocol paper)")
+
+
+def ids_to_indices(ids: list[str], wanted: list[str]) -> np.ndarray:
+    """Positions of ``wanted`` ids in ``ids``; every id must be present."""
+    where = {i: k for k, i in enumerate(ids)}
+    missing = [w for w in wanted if w not in where]
+    if missing:
+        raise DataFormatError(f"{len(missing)} split ids are not in the data, e.g. {missing[0]!r}")
+    return np.array([where[w] for w in wanted], dtype=np.int64)
+
+
+def random_split(
+    n: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random train/validation/test split of ``range(n)`` (the paper's 80/10/10)."""
+    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    n_train = n - n_val - n_test
+    return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+
+
+def split_off_validation(train: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split a validation part off training indices (for the Matbench protocol)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    perm = np.random.default_rng(seed).permutation(len(train))
+    n_val = max(1, int(round(fraction * len(train))))
+    return np.sort(train[perm[n_val:]]), np.sort(train[perm[:n_val]])

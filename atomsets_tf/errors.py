@@ -1,0 +1,61 @@
+"""Exception types of atomsets-tf.
+
+Every error the package raises on bad input derives from :class:`AtomSetsError`,
+so a caller (and the CLI, which turns them into a one-line ``Error:`` message
+with exit code 2) can catch them all at once, or each kind on its own.
+"""
+
+from __future__ import annotations
+
+
+class AtomSetsError(Exception):
+    """Base class of every input error raised by atomsets-tf."""
+
+
+class DataFormatError(AtomSetsError, ValueError):
+    """A data file or array does not have the expected layout."""
+
+
+class CompositionParseError(AtomSetsError, ValueError):
+    """A composition string that pymatgen cannot parse."""
+
+
+class UnknownElementError(AtomSetsError, KeyError):
+    """An element that the feature table or embedding does not cover."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we don't want that.
+        return str(self.args[0]) if self.args else ""
+
+
+class EmptyStructureError(AtomSetsError, ValueError):
+    """A structure or composition with no atoms."""
+
+
+class IsolatedAtomError(AtomSetsError, ValueError):
+    """An atom with no neighbour within the graph cutoff."""
+
+
+class InvalidTargetError(AtomSetsError, ValueError):
+    """A target value that is NaN, infinite or of the wrong kind."""
+
+
+class CheckpointError(AtomSetsError, ValueError):
+    """A checkpoint that is corrupt, truncated, or not of the expected kind."""
+
+
+class UnknownTapError(AtomSetsError, KeyError):
+    """A tap name that the model does not expose."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownPresetError(AtomSetsError, KeyError):
+    """A preset name that is not registered, or whose files cannot be found."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TooFewNeighboursError(IsolatedAtomError):
+    """An atom with fewer neighbours within the cutoff than the model's fixed neighbour count (CGAT: 24)."""

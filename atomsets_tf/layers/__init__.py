@@ -1,0 +1,13 @@
+"""Keras 3 readout layers of the AtomSets paper.
+
+* :class:`WeightedMeanReadout`: the weighted mean of eq. 4.
+* :class:`WeightedSet2Set`: the weighted set2set of eqs. 5-9.
+* :class:`TargetScaler`: undoes target standardisation inside a model.
+"""
+
+from atomsets_tf.layers.activations import hard_sigmoid_keras2, softplus2
+from atomsets_tf.layers.target_scaler import TargetScaler
+from atomsets_tf.layers.weighted_mean import WeightedMeanReadout
+from atomsets_tf.layers.weighted_set2set import WeightedSet2Set
+
+__all__ = ["WeightedMeanReadout", "WeightedSet2Set", "TargetScaler", "softplus2", "hard_sigmoid_keras2"]

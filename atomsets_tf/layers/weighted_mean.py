@@ -1,0 +1,48 @@
+"""Weighted mean readout (AtomSets paper, eq. 4)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="atomsets_tf")
+class WeightedMeanReadout(keras.layers.Layer):
+    r"""Weighted mean over the atoms of each example (eq. 4).
+
+    .. math:: \bar{x} = \frac{\sum_i w_i x_i}{\sum_i w_i}
+
+    Called on ``[features, weights]``:
+
+    * ``features``: float ``[batch, n_atoms, d]``;
+    * ``weights``: float ``[batch, n_atoms]``, atom fractions or site
+      occupancies; 0 marks a padding row.
+
+    Returns ``[batch, d]``. An example whose weights are all 0 gives zeros.
+    The result is invariant to permuting atoms, to padding rows, to splitting an
+    atom of weight ``w`` into copies that sum to ``w``, and to scaling all
+    weights by a constant.
+    """
+
+    def build(self, input_shape):
+        features_shape, weights_shape = input_shape
+        if len(features_shape) != 3 or len(weights_shape) != 2:
+            raise ValueError(
+                "WeightedMeanReadout expects [features (batch, n_atoms, d), weights (batch, n_atoms)], "
+                f"got shapes {features_shape} and {weights_shape}"
+            )
+        self.built = True
+
+    def call(self, inputs):
+        features, weights = inputs
+        weights = ops.cast(weights, features.dtype)
+        total = ops.sum(weights, axis=1, keepdims=True)
+        weighted = ops.sum(features * weights[:, :, None], axis=1)
+        return ops.divide_no_nan(weighted, total)
+
+    def compute_output_shape(self, input_shape):
+        features_shape, _ = input_shape
+        return (features_shape[0], features_shape[-1])
+
+    def get_config(self):
+        return super().get_config()

@@ -1,0 +1,186 @@
+"""The AtomSets model: per-atom MLP, weighted readout, MLP, output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from atomsets_tf.layers import TargetScaler, WeightedMeanReadout, WeightedSet2Set
+from atomsets_tf.layers import activations as act
+
+READOUTS = ("mean", "set2set")
+TASK_TYPES = ("regression", "classification")
+#: Rows of the trainable element embedding (atomic numbers 0..94).
+N_ELEMENTS = 95
+
+
+@keras.saving.register_keras_serializable(package="atomsets_tf")
+class AtomSets(keras.Model):
+    """An AtomSets head (Chen & Ong 2021, Fig. 1c), as a Keras functional model.
+
+    ``inputs -> [embedding] -> per-atom MLP -> readout(s) -> MLP -> output``
+
+    Inputs, a dict (the package's padded layout, see
+    :mod:`atomsets_tf.data.padding`):
+
+    * ``"atoms"``: int32 ``[batch, n_atoms]`` atomic numbers (when
+      ``feature_dim`` is ``None``), or ``"features"``: float32
+      ``[batch, n_atoms, feature_dim]`` precomputed per-atom features
+      (AtomSets-V1..V3 taps);
+    * ``"weights"``: float32 ``[batch, n_atoms]`` atom fractions or site
+      occupancies, 0 on padding.
+
+    Output: float32 ``[batch, 1]``, the target in its own units (regression;
+    the standardisation is inside the model) or a probability (classification).
+
+    Args:
+        feature_dim: width of precomputed features; ``None`` means atomic-number
+            inputs with an element embedding.
+        embedding_dim: width of the element embedding (atomic-number inputs).
+        element_table: optional ``(rows, embedding_dim)`` initial embedding,
+            e.g. MEGNet's V0 table (AtomSets-V0). Not part of the config: the
+            values are saved as weights.
+        known_elements: atomic numbers that ``element_table`` covers; inputs
+            with other elements are refused by :meth:`check_elements`.
+        trainable_embedding: whether the embedding trains. AtomSets trains it;
+            AtomSets-V0 keeps the transferred V0 table fixed.
+        n_elements: rows of the embedding.
+        n_layers_before_readout: Dense layers applied to each atom.
+        n_layers_after_readout: Dense layers after the readout.
+        units: width of every hidden Dense layer (Table S2: 16-128).
+        readout: ``"mean"``, ``"set2set"``, or a list of them (concatenated).
+        set2set_units: memory width of ``WeightedSet2Set`` (default ``units``).
+        set2set_steps: attention steps of ``WeightedSet2Set``.
+        carry_cell_state: see :class:`~atomsets_tf.layers.WeightedSet2Set`.
+        activation: hidden activation (Table S2: ``"softplus"``, ``"relu"``).
+        dropout: dropout rate after each hidden layer after the readout.
+        task_type: ``"regression"`` (linear output) or ``"classification"``
+            (sigmoid output).
+        target_mean, target_std: the training targets' statistics; the network
+            learns the standardised target (regression only).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int | None = None,
+        embedding_dim: int = 32,
+        element_table: np.ndarray | None = None,
+        trainable_embedding: bool = True,
+        known_elements: Sequence[int] | None = None,
+        n_elements: int = N_ELEMENTS,
+        n_layers_before_readout: int = 2,
+        n_layers_after_readout: int = 2,
+        units: int = 64,
+        readout: str | Sequence[str] = "mean",
+        set2set_units: int | None = None,
+        set2set_steps: int = 3,
+        carry_cell_state: bool = False,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        task_type: str = "regression",
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+        **kwargs,
+    ):
+        readouts = [readout] if isinstance(readout, str) else list(readout)
+        bad = [r for r in readouts if r not in READOUTS]
+        if bad or not readouts:
+            raise ValueError(f"readout must be one or more of {READOUTS}, got {readout!r}")
+        if task_type not in TASK_TYPES:
+            raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
+        if element_table is not None:
+            element_table = np.asarray(element_table, dtype=np.float32)
+            n_elements = max(n_elements, element_table.shape[0])
+            embedding_dim = int(element_table.shape[1])
+
+        weights_in = keras.Input(shape=(None,), dtype="float32", name="weights")
+        if feature_dim is None:
+            atoms_in = keras.Input(shape=(None,), dtype="int32", name="atoms")
+            initializer = "uniform"
+            if element_table is not None:
+                table = np.zeros((n_elements, embedding_dim), dtype=np.float32)
+                table[: element_table.shape[0]] = element_table
+                initializer = keras.initializers.Constant(table)
+            x = keras.layers.Embedding(
+                n_elements, embedding_dim, embeddings_initializer=initializer,
+                trainable=trainable_embedding, name="element_embedding",
+            )(atoms_in)
+            inputs = {"atoms": atoms_in, "weights": weights_in}
+        else:
+            features_in = keras.Input(shape=(None, int(feature_dim)), dtype="float32", name="features")
+            x = features_in
+            inputs = {"features": features_in, "weights": weights_in}
+
+        hidden = act.get(activation)
+        for k in range(n_layers_before_readout):
+            x = keras.layers.Dense(units, activation=hidden, name=f"atom_dense_{k + 1}")(x)
+        pooled = []
+        for r in readouts:
+            if r == "mean":
+                pooled.append(WeightedMeanReadout(name="mean_readout")([x, weights_in]))
+            else:
+                pooled.append(
+                    WeightedSet2Set(
+                        set2set_units or units, steps=set2set_steps, carry_cell_state=carry_cell_state,
+                        name="set2set_readout",
+                    )([x, weights_in])
+                )
+        h = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="readout_concat")(pooled)
+        for k in range(n_layers_after_readout):
+            h = keras.layers.Dense(units, activation=hidden, name=f"head_dense_{k + 1}")(h)
+            if dropout:
+                h = keras.layers.Dropout(dropout, name=f"head_dropout_{k + 1}")(h)
+        if task_type == "classification":
+            out = keras.layers.Dense(1, activation="sigmoid", name="output")(h)
+        else:
+            out = keras.layers.Dense(1, name="output")(h)
+            out = TargetScaler(target_mean, target_std, name="target_scaler")(out)
+
+        super().__init__(inputs=inputs, outputs=out, **kwargs)
+        self._atomsets_config = {
+            "feature_dim": None if feature_dim is None else int(feature_dim),
+            "embedding_dim": int(embedding_dim),
+            "trainable_embedding": bool(trainable_embedding),
+            "known_elements": None if known_elements is None else [int(z) for z in known_elements],
+            "n_elements": int(n_elements),
+            "n_layers_before_readout": int(n_layers_before_readout),
+            "n_layers_after_readout": int(n_layers_after_readout),
+            "units": int(units),
+            "readout": readouts if len(readouts) > 1 else readouts[0],
+            "set2set_units": set2set_units,
+            "set2set_steps": int(set2set_steps),
+            "carry_cell_state": bool(carry_cell_state),
+            "activation": activation,
+            "dropout": float(dropout),
+            "task_type": task_type,
+            "target_mean": float(target_mean),
+            "target_std": float(target_std),
+        }
+
+    @property
+    def task_type(self) -> str:
+        return self._atomsets_config["task_type"]
+
+    @property
+    def input_name(self) -> str:
+        """``"atoms"`` or ``"features"``: the per-atom input this model takes."""
+        return "atoms" if self._atomsets_config["feature_dim"] is None else "features"
+
+    def check_elements(self, atomic_numbers, entry: str = "") -> None:
+        """Raise :class:`~atomsets_tf.errors.UnknownElementError` for an element the model has no row for."""
+        from atomsets_tf.data.elements import check_known
+
+        known = self._atomsets_config["known_elements"]
+        n = self._atomsets_config["n_elements"]
+        mask = np.zeros(n, dtype=bool)
+        mask[known if known is not None else slice(1, n)] = True
+        check_known(atomic_numbers, mask, self.name, entry)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._atomsets_config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,332 @@
+"""Training AtomSets models: featurise, split, fit with early stopping, evaluate.
+
+:func:`fit` is what ``atomsets-tf fit`` runs. It writes, in its output folder:
+
+* ``model.keras``: the best model (lowest validation MAE, or highest ROC-AUC);
+* ``metrics.json``: validation and test metrics, epochs run, wall time, ...;
+* ``test_predictions.csv``: ``id,target,prediction`` on the test set;
+* ``training_log.csv``: one row per epoch.
+
+Every file is written atomically. An interrupted run started again with the
+same output folder resumes from its last completed epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from atomsets_tf.data import io as data_io
+from atomsets_tf.data.pipeline import WeightedSets, compositions_to_sets, make_dataset
+from atomsets_tf.data.splits import ids_to_indices, official_folds, random_split, split_off_validation
+from atomsets_tf.errors import AtomSetsError, DataFormatError
+from atomsets_tf.training.metrics import metric_name, score
+
+#: Compositional models that :func:`fit` builds from a composition (Table 1 of the paper).
+COMPOSITIONAL_MODELS = ("atomsets", "atomsets-v0")
+PROTOCOLS = ("paper", "matbench")
+#: Sub-folder of an output folder that holds what an interrupted run resumes from.
+STATE_DIR = ".training_state"
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        patience: epochs without a better validation metric before stopping
+            (the paper uses 200).
+        batch_size: global batch size.
+        learning_rate: Adam's learning rate.
+        seed: seed of the weights' initialisation and of the batch shuffling.
+    """
+
+    epochs: int = 1000
+    patience: int = 200
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Hyperparameters of an AtomSets head (Table S2 of the paper)."""
+
+    n_layers_before_readout: int = 2
+    n_layers_after_readout: int = 2
+    units: int = 64
+    readout: str | list[str] = "mean"
+    activation: str = "relu"
+    embedding_dim: int = 32
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model and its metrics."""
+
+    model: object
+    metrics: dict
+    test_ids: list[str] = field(default_factory=list)
+    test_predictions: np.ndarray | None = None
+
+
+def featurize(table: data_io.Table, model: str) -> tuple[WeightedSets, object | None]:
+    """A table's entries as weighted sets of elements, and the V0 table for ``atomsets-v0``.
+
+    Structures are reduced to their compositions (the compositional models of
+    the paper use only composition).
+    """
+    from atomsets_tf.data.elements import megnet_element_table
+
+    if model not in COMPOSITIONAL_MODELS:
+        raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(COMPOSITIONAL_MODELS)}")
+    element_table = megnet_element_table() if model == "atomsets-v0" else None
+    inputs = table.inputs if table.kind == "composition" else [s.composition for s in table.inputs]
+    return compositions_to_sets(inputs, table.ids, element_table), element_table
+
+
+def build_model(
+    model: str, task_type: str, train_targets: np.ndarray, element_table=None, config: ModelConfig | None = None
+):
+    """An untrained :class:`~atomsets_tf.models.AtomSets` for ``model``, standardised on ``train_targets``."""
+    from atomsets_tf.models import AtomSets
+
+    config = config or ModelConfig()
+    mean, std = 0.0, 1.0
+    if task_type == "regression":
+        mean = float(np.mean(train_targets))
+        std = float(np.std(train_targets)) or 1.0
+    return AtomSets(
+        element_table=None if element_table is None else element_table.table,
+        known_elements=None if element_table is None else np.flatnonzero(element_table.known).tolist(),
+        trainable_embedding=model != "atomsets-v0",
+        embedding_dim=config.embedding_dim,
+        n_layers_before_readout=config.n_layers_before_readout,
+        n_layers_after_readout=config.n_layers_after_readout,
+        units=config.units,
+        readout=config.readout,
+        activation=config.activation,
+        task_type=task_type,
+        target_mean=mean,
+        target_std=std,
+        name=model.replace("-", "_"),
+    )
+
+
+def predict_sets(model, sets: WeightedSets, batch_size: int = 256) -> np.ndarray:
+    """Predictions of ``model`` for every example of ``sets``, in order."""
+    from atomsets_tf.data.padding import size_bucketed_batches
+
+    out = np.empty(len(sets), dtype=np.float64)
+    for idx in size_bucketed_batches(sets.sizes(), batch_size):
+        out[idx] = np.asarray(model.predict_on_batch(sets.padded(idx))).reshape(-1)
+    return out
+
+
+def make_splits(
+    table: data_io.Table,
+    protocol: str = "paper",
+    fold: int = 0,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, validation and test indices.
+
+    ``paper``: a random 80/10/10 split drawn from ``seed + fold``.
+    ``matbench``: the official fold ``fold``; validation is ``val_fraction`` of its
+    training part.
+    """
+    if protocol == "paper":
+        return random_split(len(table), (1 - 2 * val_fraction, val_fraction, val_fraction), seed=seed + fold)
+    if protocol == "matbench":
+        task = table.meta.get("task") or Path(table.source).name.split(".")[0]
+        folds = official_folds(task)
+        if not 0 <= fold < len(folds):
+            raise DataFormatError(f"fold must be in 0..{len(folds) - 1}, got {fold}")
+        train_ids, test_ids = folds[fold]
+        train, val = split_off_validation(ids_to_indices(table.ids, train_ids), val_fraction, seed=seed)
+        return train, val, ids_to_indices(table.ids, test_ids)
+    raise DataFormatError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def _resumed_epoch(backup_dir: Path) -> int:
+    meta = backup_dir / "training_metadata.json"
+    if meta.is_file():
+        try:
+            # Keras records the number of completed epochs.
+            return int(json.loads(meta.read_text()).get("epoch", 0))
+        except (ValueError, OSError):
+            return 0
+    return 0
+
+
+def train(
+    model,
+    sets: WeightedSets,
+    targets: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    task_type: str,
+    config: TrainingConfig,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fit ``model`` on ``train_idx`` with early stopping on ``val_idx``; the model ends on its best weights.
+
+    Returns a dict with ``epochs_run``, ``best_epoch`` and ``resumed_from_epoch``.
+    """
+    import keras
+
+    from atomsets_tf.training.callbacks import EpochProgress, KeepBest, ValidationScore
+
+    train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
+    train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed)
+    loss = "binary_crossentropy" if task_type == "classification" else "mae"
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
+
+    callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type)]
+    resumed = 0
+    state_dir = None
+    if out_dir is not None:
+        state_dir = Path(out_dir) / STATE_DIR
+        state_dir.mkdir(parents=True, exist_ok=True)
+        resumed = _resumed_epoch(state_dir / "backup")
+    keep = KeepBest(config.patience, directory=None if state_dir is None else str(state_dir))
+    callbacks.append(keep)
+    if state_dir is not None:
+        # After KeepBest, so that a resumed run continues from the latest weights, not the best.
+        callbacks.append(keras.callbacks.BackupAndRestore(str(state_dir / "backup")))
+        callbacks.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "training_log.csv"), append=True))
+    if progress:
+        callbacks.append(EpochProgress(config.epochs))
+    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    epochs_run = resumed + len(history.epoch)
+    return {"epochs_run": epochs_run, "best_epoch": keep.best_epoch + 1, "resumed_from_epoch": resumed}
+
+
+def fit(
+    data: str | os.PathLike | data_io.Table,
+    model: str = "atomsets",
+    task_type: str | None = None,
+    protocol: str = "paper",
+    fold: int = 0,
+    training: TrainingConfig | None = None,
+    model_config: ModelConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Train a compositional AtomSets model on a data set and evaluate it on its test split.
+
+    Args:
+        data: a file, a matbench task name, or a :class:`~atomsets_tf.data.io.Table`.
+        model: ``"atomsets"`` (trainable element embedding) or ``"atomsets-v0"``
+            (MEGNet's V0 element embedding, fixed).
+        task_type: ``"regression"`` or ``"classification"``; inferred from the
+            targets when ``None``.
+        protocol: ``"paper"`` (random 80/10/10) or ``"matbench"`` (official fold).
+        fold: which random split or official fold.
+        training: optimisation settings.
+        model_config: AtomSets hyperparameters.
+        out_dir: where to write ``model.keras``, ``metrics.json``, ... (nothing
+            is written when ``None``).
+        progress: print a line every few epochs.
+    """
+    import keras
+
+    training = training or TrainingConfig()
+    table = data if isinstance(data, data_io.Table) else data_io.load(data)
+    targets = table.require_targets()
+    task_type = task_type or table.task_type()
+    if task_type == "classification" and not np.isin(targets, (0.0, 1.0)).all():
+        raise DataFormatError("classification needs targets that are 0/1 or true/false")
+    sets, element_table = featurize(table, model)
+    train_idx, val_idx, test_idx = make_splits(table, protocol, fold, seed=training.seed)
+    if len(train_idx) == 0 or len(val_idx) == 0 or len(test_idx) == 0:
+        raise DataFormatError(f"too few entries ({len(table)}) for a train/validation/test split")
+
+    start = time.perf_counter()
+    keras.utils.set_random_seed(training.seed)
+    net = build_model(model, task_type, targets[train_idx], element_table, model_config)
+    run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress)
+    wall = time.perf_counter() - start
+
+    name = metric_name(task_type)
+    val_pred = predict_sets(net, sets.subset(val_idx))
+    test_pred = predict_sets(net, sets.subset(test_idx))
+    metrics = {
+        "model": model,
+        "data": table.meta.get("task") or table.source,
+        "task_type": task_type,
+        "target": table.target_name,
+        "protocol": protocol,
+        "fold": fold,
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "n_test": int(len(test_idx)),
+        f"val_{name}": score(task_type, targets[val_idx], val_pred)[name],
+        f"test_{name}": score(task_type, targets[test_idx], test_pred)[name],
+        **run,
+        "wall_time_s": round(wall, 3),
+        "training": asdict(training),
+        "model_config": asdict(model_config or ModelConfig()),
+        "versions": versions(),
+    }
+    test_ids = [table.ids[i] for i in test_idx]
+    if out_dir is not None:
+        write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred)
+        # The run is complete: its resume state must not leak into a later run in the same folder.
+        shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
+    return FitResult(net, metrics, test_ids, test_pred)
+
+
+def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions) -> None:
+    """Write ``model.keras``, ``metrics.json`` and ``test_predictions.csv`` atomically."""
+    from atomsets_tf.utils.io import atomic_path, write_json_atomic
+
+    out = Path(out_dir)
+    with atomic_path(out / "model.keras") as tmp:
+        model.save(tmp)
+    write_json_atomic(out / "metrics.json", metrics)
+    write_predictions_csv(out / "test_predictions.csv", ids, predictions, targets)
+
+
+def write_predictions_csv(path, ids, predictions, targets=None) -> None:
+    """Write ``id,prediction`` (or ``id,target,prediction``) CSV atomically."""
+    import csv
+
+    from atomsets_tf.utils.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "prediction"] if targets is None else ["id", "target", "prediction"])
+        for k, i in enumerate(ids):
+            row = [i, repr(float(predictions[k]))]
+            if targets is not None:
+                row.insert(1, repr(float(targets[k])))
+            w.writerow(row)
+
+
+def versions() -> dict:
+    """Versions of the packages that determine the numbers."""
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    from atomsets_tf import __version__
+
+    return {
+        "atomsets_tf": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+

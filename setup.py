@@ -1,0 +1,48 @@
+"""atomsets-tf: AtomSets readouts, pretrained MEGNet/CGAT features and transfer learning in Keras 3."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+about: dict = {}
+exec((here / "atomsets_tf" / "_version.py").read_text(), about)
+
+setup(
+    name="atomsets-tf",
+    version=about["__version__"],
+    description="AtomSets transfer learning with graph networks (MEGNet, CGAT) in Keras 3 / TensorFlow",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    packages=find_packages(include=["atomsets_tf", "atomsets_tf.*"]),
+    package_data={"atomsets_tf": ["resources/*", "resources/**/*"]},
+    include_package_data=True,
+    install_requires=[
+        # TensorFlow itself comes from the `cpu` or `gpu` extra (or a TF you
+        # installed yourself): its CPU and GPU builds are different distributions.
+        "keras>=3.5",
+        "numpy>=1.26",
+        "pymatgen>=2024.1",
+        "h5py>=3.8",
+        "click>=8.1",
+        "pandas>=2.0",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.16"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "tf": ["tensorflow>=2.16"],
+        "torch": ["torch>=2.0"],
+        "plot": ["matplotlib>=3.7"],
+        # megnet 1.3.2 imports only with pymatgen <= 2025.10.7: interoperability and reference benchmarks only.
+        "megnet": ["megnet==1.3.2", "pymatgen<=2025.10.7"],
+        "test": ["pytest>=7", "ruff", "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5", "ipykernel"],
+    },
+    entry_points={"console_scripts": ["atomsets-tf=atomsets_tf.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Chemistry",
+        "Topic :: Scientific/Engineering :: Physics",
+    ],
+)

@@ -1,0 +1,123 @@
+"""The AtomSets model and its training."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from atomsets_tf.data.io import Table, load
+from atomsets_tf.models import AtomSets
+from atomsets_tf.models.predict import load_keras_model, predict_atomsets
+from atomsets_tf.training.fit import ModelConfig, TrainingConfig, fit
+from atomsets_tf.training.metrics import mae, roc_auc
+
+X = {
+    "atoms": np.array([[26, 6, 0, 0], [8, 1, 1, 0]], "int32"),
+    "weights": np.array([[0.5, 0.5, 0, 0], [0.4, 0.3, 0.3, 0]], "float32"),
+}
+
+
+@pytest.mark.parametrize("readout", ["mean", "set2set", ["mean", "set2set"]])
+@pytest.mark.parametrize("task_type", ["regression", "classification"])
+def test_atomsets_round_trip(tmp_path, readout, task_type):
+    model = AtomSets(readout=readout, task_type=task_type, target_mean=3.0, target_std=2.0, units=16,
+                     activation="softplus")
+    y = np.asarray(model(X))
+    if task_type == "classification":
+        assert ((y > 0) & (y < 1)).all()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert isinstance(loaded, AtomSets) and loaded.task_type == task_type
+    np.testing.assert_allclose(np.asarray(loaded(X)), y, rtol=1e-6)
+
+
+def test_target_scaler_and_frozen_v0_table():
+    table = np.random.default_rng(0).normal(size=(90, 16)).astype(np.float32)
+    model = AtomSets(element_table=table, trainable_embedding=False, known_elements=[1, 6, 8, 26],
+                     target_mean=100.0, target_std=10.0)
+    emb = model.get_layer("element_embedding")
+    assert not emb.trainable and emb.output_dim == 16
+    np.testing.assert_array_equal(np.asarray(emb.embeddings)[:90], table)
+    assert abs(float(np.asarray(model(X)).mean()) - 100.0) < 30.0  # output is de-standardised
+    model.check_elements([1, 8, 26])
+    from atomsets_tf.errors import UnknownElementError
+
+    with pytest.raises(UnknownElementError, match="element Na"):
+        model.check_elements([11])
+
+
+def test_padded_features_input():
+    model = AtomSets(feature_dim=5, readout="set2set", units=8)
+    feats = np.random.default_rng(1).normal(size=(3, 4, 5)).astype(np.float32)
+    w = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1]], np.float32)
+    out = np.asarray(model({"features": feats, "weights": w}))
+    feats2 = feats.copy()
+    feats2[w == 0] = 1e3  # padding content is irrelevant
+    np.testing.assert_allclose(np.asarray(model({"features": feats2, "weights": w})), out, rtol=1e-5)
+
+
+def test_metrics():
+    assert mae([1, 2, 3], [1, 2, 5]) == pytest.approx(2 / 3)
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert roc_auc([0, 1, 1], [0.5, 0.5, 0.9]) == pytest.approx(0.75)  # ties count half
+    assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
+
+
+def small_steels(n=80) -> Table:
+    return load("matbench_steels").subset(np.arange(n))
+
+
+def learnable_table(n=120, seed=0) -> Table:
+    """Binary alloys whose target is a smooth function of composition (so a model must beat the mean)."""
+    rng = np.random.default_rng(seed)
+    metals = ["Fe", "Ni", "Co", "Cu", "Al", "Ti", "Cr", "Mn"]
+    strength = dict(zip(metals, [5.0, 1.0, 3.0, -2.0, -4.0, 2.0, 0.0, 4.0]))
+    ids, comps, ys = [], [], []
+    for k in range(n):
+        a, b = rng.choice(metals, 2, replace=False)
+        x = rng.uniform(0.05, 0.95)
+        ids.append(f"alloy-{k:03d}")
+        comps.append(f"{a}{x:.3f}{b}{1 - x:.3f}")
+        ys.append(100.0 + 10.0 * (x * strength[a] + (1 - x) * strength[b]))
+    return Table(ids, comps, np.array(ys), "composition", "y", "synthetic")
+
+
+@pytest.mark.parametrize("model_name", ["atomsets", "atomsets-v0"])
+def test_fit_learns_and_writes_outputs(tmp_path, shared, model_name):
+    table = learnable_table()
+    result = fit(table, model_name, training=TrainingConfig(epochs=60, patience=60, batch_size=16),
+                 model_config=ModelConfig(units=32), out_dir=tmp_path, progress=False)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["epochs_run"] == 60 and m["n_test"] == 12 and m["resumed_from_epoch"] == 0
+    # Better than predicting the training mean on the test set (the dummy baseline).
+    y = table.targets
+    test_idx = [table.ids.index(i) for i in result.test_ids]
+    train_idx = [i for i in range(len(table)) if i not in test_idx]
+    dummy = mae(y[test_idx], np.full(len(test_idx), y[train_idx].mean()))
+    assert m["test_mae"] < 0.5 * dummy
+    loaded = load_keras_model(tmp_path / "model.keras")
+    pred = predict_atomsets(loaded, table.subset(test_idx))
+    np.testing.assert_allclose(pred, result.test_predictions, rtol=1e-5)
+    assert not (tmp_path / ".training_state").exists()
+
+
+def test_fit_classification_on_official_fold(tmp_path, shared):
+    table = load("matbench_expt_is_metal")
+    result = fit(table, "atomsets", protocol="matbench", fold=1,
+                 training=TrainingConfig(epochs=3, patience=3, batch_size=256), progress=False)
+    assert result.metrics["task_type"] == "classification"
+    assert result.metrics["n_test"] == 984 and 0.5 < result.metrics["test_roc_auc"] <= 1.0
+
+
+def test_v0_embedding_stays_fixed(tmp_path, shared):
+    table = small_steels(40)
+    result = fit(table, "atomsets-v0", training=TrainingConfig(epochs=3, patience=3, batch_size=8),
+                 model_config=ModelConfig(units=8), progress=False)
+    from atomsets_tf.data.elements import megnet_element_table
+
+    emb = np.asarray(result.model.get_layer("element_embedding").embeddings)
+    ref = megnet_element_table().table
+    np.testing.assert_array_equal(emb[: len(ref)], ref)
