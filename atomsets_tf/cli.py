@@ -45,13 +45,16 @@ def cli() -> None:
 @click.option("--activation", type=click.Choice(["relu", "softplus"]), default="relu", show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder (model.keras, metrics.json, test_predictions.csv).")
+@click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds between saves of the resumable training state.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress.")
 def fit(data, model_name, task_type, protocol, fold, epochs, patience, batch_size, lr, seed, units,
-        layers_before, layers_after, readout, activation, out_dir, quiet) -> None:
+        layers_before, layers_after, readout, activation, out_dir, checkpoint_every, quiet) -> None:
     """Train a compositional AtomSets model on DATA and evaluate it.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
     or a matbench task name such as matbench_steels (embedded in the package).
+    A run killed midway and started again with the same -o resumes where it was.
     """
     from atomsets_tf.training.fit import ModelConfig, TrainingConfig
     from atomsets_tf.training.fit import fit as run_fit
@@ -62,7 +65,8 @@ def fit(data, model_name, task_type, protocol, fold, epochs, patience, batch_siz
         task_type=task_type,
         protocol=protocol,
         fold=fold,
-        training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed),
+        training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed,
+                                checkpoint_interval_s=checkpoint_every),
         model_config=ModelConfig(
             n_layers_before_readout=layers_before, n_layers_after_readout=layers_after, units=units,
             readout=readout.split("+") if "+" in readout else readout, activation=activation,

@@ -144,9 +144,10 @@ def test_padding_and_buckets():
     assert spread <= 8  # size-sorted batches stay homogeneous
 
 
-def test_dataset_yields_padded_batches_with_zero_weights():
+@pytest.mark.parametrize("dense_limit", [0, 32], ids=["bucketed", "dense"])
+def test_dataset_yields_padded_batches_with_zero_weights(dense_limit):
     sets = compositions_to_sets(["NaCl", "Fe2O3", "LiFePO4", "H2O", "SiO2"])
-    ds = make_dataset(sets, np.arange(5.0), batch_size=2)
+    ds = make_dataset(sets, np.arange(5.0), batch_size=2, shuffle=True, dense_limit=dense_limit)
     seen = 0
     for x, y in ds:
         w = x["weights"].numpy()

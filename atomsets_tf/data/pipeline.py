@@ -127,15 +127,23 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     pad_multiple: int = 8,
+    dense_limit: int = 32,
 ):
     """A ``tf.data.Dataset`` of padded, size-bucketed batches.
 
     With ``shuffle``, each pass over the dataset (each epoch) draws a new
     bucketing and batch order from ``seed`` and the epoch number, so runs are
     reproducible. Batches are along axis 0, so ``tf.distribute`` can split them.
+
+    When no example has more than ``dense_limit`` atoms (compositions, small
+    cells), bucketing saves nothing worth its cost: every example is padded to
+    one length and tf.data shuffles and batches in-graph, which is faster.
     """
     import tensorflow as tf
 
+    sizes = sets.sizes()
+    if sizes.max() <= dense_limit:
+        return _dense_dataset(sets, targets, batch_size, shuffle, seed, pad_multiple)
     name = sets.input_name
     value_spec = (
         tf.TensorSpec((None, None, sets.values[0].shape[1]), tf.float32)
@@ -151,6 +159,18 @@ def make_dataset(
         epoch[0] += 1
         yield from batches(sets, targets, batch_size, shuffle=shuffle, seed=this_seed, pad_multiple=pad_multiple)
 
-    n_batches = len(size_bucketed_batches(sets.sizes(), batch_size))
+    n_batches = len(size_bucketed_batches(sizes, batch_size))
     dataset = tf.data.Dataset.from_generator(generator, output_signature=spec)
     return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def _dense_dataset(sets: WeightedSets, targets, batch_size: int, shuffle: bool, seed: int, pad_multiple: int):
+    """Small sets (compositions): pad everything to one length and let tf.data shuffle and batch in-graph."""
+    import tensorflow as tf
+
+    x = sets.padded(np.arange(len(sets)), pad_multiple)
+    elements = x if targets is None else (x, np.asarray(targets, dtype=np.float32)[:, None])
+    dataset = tf.data.Dataset.from_tensor_slices(elements)
+    if shuffle:
+        dataset = dataset.shuffle(len(sets), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(2)

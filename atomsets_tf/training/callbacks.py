@@ -56,57 +56,26 @@ class EpochProgress(keras.callbacks.Callback):
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Early stopping on ``val_score`` that keeps the best weights, on disk too.
+    """Early stopping on ``val_score`` that keeps the best weights.
 
     Stops when ``val_score`` has not improved for ``patience`` epochs and, at the
-    end of training, puts the best weights back into the model. With a
-    ``directory``, the best weights and their epoch are written there
-    atomically each time they improve, and read back when training is
-    restarted (after an interruption), so a resumed run keeps its best model
-    and its patience count.
+    end of training, puts the best weights back into the model. ``best_*`` can
+    be given to continue a resumed run where it stopped.
     """
 
-    def __init__(self, patience: int, directory: str | None = None, min_delta: float = 0.0):
+    def __init__(self, patience: int, best_score: float = math.inf, best_epoch: int = -1, best_weights=None):
         super().__init__()
         self.patience = int(patience)
-        self.directory = directory
-        self.min_delta = float(min_delta)
-        self.best_score = math.inf
-        self.best_epoch = -1
-        self.best_weights = None
+        self.best_score = float(best_score)
+        self.best_epoch = int(best_epoch)
+        self.best_weights = best_weights
         self.stopped_epoch = None
-
-    def _paths(self):
-        import os
-
-        return os.path.join(self.directory, "best.weights.h5"), os.path.join(self.directory, "best.json")
-
-    def on_train_begin(self, logs=None):
-        import json
-        import os
-
-        if self.directory and os.path.exists(self._paths()[1]):
-            with open(self._paths()[1]) as fh:
-                state = json.load(fh)
-            self.best_score, self.best_epoch = float(state["score"]), int(state["epoch"])
-            self.model.load_weights(self._paths()[0])
-            self.best_weights = self.model.get_weights()
-            # BackupAndRestore loads the latest weights after us only if it comes later in the list.
 
     def on_epoch_end(self, epoch, logs=None):
         score = (logs or {}).get("val_score")
-        if score is None or not np.isfinite(score):
-            return
-        if score < self.best_score - self.min_delta:
+        if score is not None and np.isfinite(score) and score < self.best_score:
             self.best_score, self.best_epoch = float(score), int(epoch)
             self.best_weights = self.model.get_weights()
-            if self.directory:
-                from atomsets_tf.utils.io import atomic_path, write_json_atomic
-
-                weights_path, state_path = self._paths()
-                with atomic_path(weights_path) as tmp:
-                    self.model.save_weights(str(tmp))
-                write_json_atomic(state_path, {"epoch": self.best_epoch, "score": self.best_score})
         elif epoch - self.best_epoch >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
@@ -115,3 +84,75 @@ class KeepBest(keras.callbacks.Callback):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Saves everything a killed run needs to resume, in one file written atomically.
+
+    The file (``.npz``) holds the latest weights, the optimizer's state, the
+    number of completed epochs and :class:`KeepBest`'s best weights, score and
+    epoch. It is written at the end of an epoch when ``min_interval_s`` seconds
+    have passed since the last write, and at the end of training, so a run
+    loses at most that much work. :func:`load_training_state` reads it back.
+    """
+
+    def __init__(self, path: str, keep_best: KeepBest, min_interval_s: float = 30.0):
+        super().__init__()
+        self.path = path
+        self.keep_best = keep_best
+        self.min_interval_s = float(min_interval_s)
+        self._last = None
+
+    def on_train_begin(self, logs=None):
+        import time
+
+        self._last = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        now = time.monotonic()
+        if now - self._last >= self.min_interval_s or self.model.stop_training:
+            self.save(epoch + 1)
+            self._last = now
+
+    def save(self, epochs_completed: int) -> None:
+        from atomsets_tf.utils.io import atomic_path
+
+        arrays = {"epochs_completed": np.array(epochs_completed), "best_score": np.array(self.keep_best.best_score),
+                  "best_epoch": np.array(self.keep_best.best_epoch)}
+        for prefix, values in (("weights", self.model.get_weights()),
+                               ("optimizer", [np.asarray(v) for v in self.model.optimizer.variables]),
+                               ("best", self.keep_best.best_weights or [])):
+            arrays[f"n_{prefix}"] = np.array(len(values))
+            arrays.update({f"{prefix}_{k}": v for k, v in enumerate(values)})
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_training_state(path: str, model) -> dict | None:
+    """Restore a :class:`TrainingCheckpoint` file into a compiled ``model``.
+
+    Sets the model's weights and its optimizer's state, and returns
+    ``{"epochs_completed", "best_score", "best_epoch", "best_weights"}``, or
+    ``None`` when there is no file.
+    """
+    import os
+
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as f:
+        data = {k: f[k] for k in f.files}
+
+    def listed(prefix):
+        return [data[f"{prefix}_{k}"] for k in range(int(data[f"n_{prefix}"]))]
+
+    model.set_weights(listed("weights"))
+    model.optimizer.build(model.trainable_variables)
+    for var, value in zip(model.optimizer.variables, listed("optimizer"), strict=True):
+        var.assign(value)
+    return {
+        "epochs_completed": int(data["epochs_completed"]),
+        "best_score": float(data["best_score"]),
+        "best_epoch": int(data["best_epoch"]),
+        "best_weights": listed("best") or None,
+    }

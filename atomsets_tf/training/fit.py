@@ -13,7 +13,6 @@ same output folder resumes from its last completed epoch.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -46,6 +45,8 @@ class TrainingConfig:
         batch_size: global batch size.
         learning_rate: Adam's learning rate.
         seed: seed of the weights' initialisation and of the batch shuffling.
+        checkpoint_interval_s: least time between two saves of the resumable
+            training state (a killed run loses at most this much work).
     """
 
     epochs: int = 1000
@@ -53,6 +54,7 @@ class TrainingConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
+    checkpoint_interval_s: float = 30.0
 
 
 @dataclass
@@ -156,15 +158,14 @@ def make_splits(
     raise DataFormatError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 
-def _resumed_epoch(backup_dir: Path) -> int:
-    meta = backup_dir / "training_metadata.json"
-    if meta.is_file():
-        try:
-            # Keras records the number of completed epochs.
-            return int(json.loads(meta.read_text()).get("epoch", 0))
-        except (ValueError, OSError):
-            return 0
-    return 0
+def _truncate_log(path: Path, epochs: int) -> None:
+    """Keep the header and the first ``epochs`` rows of a CSV log (rows past a resume point are redone)."""
+    if path.is_file():
+        from atomsets_tf.utils.io import atomic_path
+
+        lines = path.read_text().splitlines(keepends=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(lines[: epochs + 1]))
 
 
 def train(
@@ -180,35 +181,47 @@ def train(
 ) -> dict:
     """Fit ``model`` on ``train_idx`` with early stopping on ``val_idx``; the model ends on its best weights.
 
+    With ``out_dir``, the training state is saved in ``out_dir/.training_state``
+    (see :class:`~atomsets_tf.training.callbacks.TrainingCheckpoint`) and a run
+    that finds one there resumes from it.
+
     Returns a dict with ``epochs_run``, ``best_epoch`` and ``resumed_from_epoch``.
     """
     import keras
 
-    from atomsets_tf.training.callbacks import EpochProgress, KeepBest, ValidationScore
+    from atomsets_tf.training.callbacks import (
+        EpochProgress,
+        KeepBest,
+        TrainingCheckpoint,
+        ValidationScore,
+        load_training_state,
+    )
 
     train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
     train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed)
     loss = "binary_crossentropy" if task_type == "classification" else "mae"
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
 
-    callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type)]
+    keep = KeepBest(config.patience)
+    callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type), keep]
     resumed = 0
-    state_dir = None
     if out_dir is not None:
-        state_dir = Path(out_dir) / STATE_DIR
-        state_dir.mkdir(parents=True, exist_ok=True)
-        resumed = _resumed_epoch(state_dir / "backup")
-    keep = KeepBest(config.patience, directory=None if state_dir is None else str(state_dir))
-    callbacks.append(keep)
-    if state_dir is not None:
-        # After KeepBest, so that a resumed run continues from the latest weights, not the best.
-        callbacks.append(keras.callbacks.BackupAndRestore(str(state_dir / "backup")))
-        callbacks.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "training_log.csv"), append=True))
+        state_path = Path(out_dir) / STATE_DIR / "state.npz"
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state = load_training_state(str(state_path), model)
+        if state is not None:
+            resumed = state["epochs_completed"]
+            keep.best_score, keep.best_epoch, keep.best_weights = (
+                state["best_score"], state["best_epoch"], state["best_weights"])
+            _truncate_log(Path(out_dir) / "training_log.csv", resumed)
+        callbacks.append(TrainingCheckpoint(str(state_path), keep, config.checkpoint_interval_s))
+        callbacks.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "training_log.csv"), append=resumed > 0))
     if progress:
         callbacks.append(EpochProgress(config.epochs))
-    history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
-    epochs_run = resumed + len(history.epoch)
-    return {"epochs_run": epochs_run, "best_epoch": keep.best_epoch + 1, "resumed_from_epoch": resumed}
+    history = model.fit(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=callbacks, verbose=0,
+                        shuffle=False)
+    return {"epochs_run": resumed + len(history.epoch), "best_epoch": keep.best_epoch + 1,
+            "resumed_from_epoch": resumed}
 
 
 def fit(
