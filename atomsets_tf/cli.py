@@ -45,11 +45,16 @@ def cli() -> None:
 @click.option("--activation", type=click.Choice(["relu", "softplus"]), default="relu", show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder (model.keras, metrics.json, test_predictions.csv).")
+@click.option("--strategy", "strategy_name", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]),
+              default="auto", show_default=True, help="tf.distribute strategy.")
+@click.option("--replicas", type=click.IntRange(1), default=None,
+              help="Mirrored replicas; on a CPU-only machine, the CPU is split into this many logical devices.")
 @click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds between saves of the resumable training state.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress.")
 def fit(data, model_name, task_type, protocol, fold, epochs, patience, batch_size, lr, seed, units,
-        layers_before, layers_after, readout, activation, out_dir, checkpoint_every, quiet) -> None:
+        layers_before, layers_after, readout, activation, out_dir, strategy_name, replicas, checkpoint_every,
+        quiet) -> None:
     """Train a compositional AtomSets model on DATA and evaluate it.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
@@ -58,7 +63,9 @@ def fit(data, model_name, task_type, protocol, fold, epochs, patience, batch_siz
     """
     from atomsets_tf.training.fit import ModelConfig, TrainingConfig
     from atomsets_tf.training.fit import fit as run_fit
+    from atomsets_tf.training.strategy import get_strategy
 
+    strategy = get_strategy(strategy_name, replicas)  # first: it may split the CPU into logical devices
     result = run_fit(
         data,
         model=model_name,
@@ -73,6 +80,7 @@ def fit(data, model_name, task_type, protocol, fold, epochs, patience, batch_siz
         ),
         out_dir=out_dir,
         progress=not quiet,
+        strategy=strategy,
     )
     _print_summary(result.metrics)
     click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
@@ -81,7 +89,7 @@ def fit(data, model_name, task_type, protocol, fold, epochs, patience, batch_siz
 def _print_summary(metrics: dict) -> None:
     rows = [(k, metrics[k]) for k in ("model", "data", "task_type", "n_train", "n_val", "n_test", "epochs_run",
                                       "best_epoch", "val_mae", "test_mae", "val_roc_auc", "test_roc_auc",
-                                      "wall_time_s") if k in metrics]
+                                      "strategy", "replicas", "wall_time_s") if k in metrics]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")

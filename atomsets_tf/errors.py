@@ -59,3 +59,7 @@ class UnknownPresetError(AtomSetsError, KeyError):
 
 class TooFewNeighboursError(IsolatedAtomError):
     """An atom with fewer neighbours within the cutoff than the model's fixed neighbour count (CGAT: 24)."""
+
+
+class StrategyError(AtomSetsError, RuntimeError):
+    """A tf.distribute strategy that cannot be set up in this process."""

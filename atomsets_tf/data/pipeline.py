@@ -103,21 +103,19 @@ def structures_to_sets(structures: Sequence) -> WeightedSets:
     return WeightedSets(values, weights)
 
 
-def batches(
-    sets: WeightedSets,
-    targets: np.ndarray | None,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    pad_multiple: int = 8,
-):
-    """Yield padded batches ``(inputs, y)`` (``y`` float32 ``[B, 1]``, or only inputs)."""
-    for idx in size_bucketed_batches(sets.sizes(), batch_size, shuffle=shuffle, seed=seed):
-        x = sets.padded(idx, pad_multiple)
-        if targets is None:
-            yield x
-        else:
-            yield x, np.asarray(targets, dtype=np.float32)[idx, None]
+def batch_indices(
+    sets: WeightedSets, batch_size: int, shuffle: bool = False, seed: int = 0, dense: bool = False
+) -> list[np.ndarray]:
+    """Index arrays of the batches of one pass: size-bucketed, or in (shuffled) order when ``dense``."""
+    if not dense:
+        return size_bucketed_batches(sets.sizes(), batch_size, shuffle=shuffle, seed=seed)
+    order = np.random.default_rng(seed).permutation(len(sets)) if shuffle else np.arange(len(sets))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def n_batches(n_examples: int, batch_size: int) -> int:
+    """Batches in one pass over ``n_examples`` (the last one may be short)."""
+    return -(-n_examples // batch_size)
 
 
 def make_dataset(
@@ -126,51 +124,65 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
+    epochs: int = 1,
+    first_epoch: int = 0,
     pad_multiple: int = 8,
     dense_limit: int = 32,
+    epoch_source=None,
 ):
-    """A ``tf.data.Dataset`` of padded, size-bucketed batches.
+    """A ``tf.data.Dataset`` of padded batches ``(inputs, y)`` (or only inputs).
 
-    With ``shuffle``, each pass over the dataset (each epoch) draws a new
-    bucketing and batch order from ``seed`` and the epoch number, so runs are
-    reproducible. Batches are along axis 0, so ``tf.distribute`` can split them.
+    Batches are bucketed by size and padded to their own longest example. When
+    no example has more than ``dense_limit`` atoms (compositions, small cells),
+    bucketing saves nothing worth its cost: every example is padded to one
+    length and batches are drawn in random order.
 
-    When no example has more than ``dense_limit`` atoms (compositions, small
-    cells), bucketing saves nothing worth its cost: every example is padded to
-    one length and tf.data shuffles and batches in-graph, which is faster.
+    The dataset holds the passes ``first_epoch .. epochs - 1`` back to back
+    (``n_batches`` batches each; train with ``steps_per_epoch=n_batches(...)``).
+    With ``shuffle``, pass ``e`` draws its order from NumPy with ``seed`` and
+    ``e``, so a run is reproducible, a resumed run continues the same sequence,
+    and every ``tf.distribute`` strategy sees the same batches (tf.data's own
+    shuffle is reseeded when a dataset is distributed). Batches are along axis
+    0, so ``tf.distribute`` can split them.
+
+    ``epoch_source``, a callable returning the number of epochs completed so far,
+    makes the dataset safe to re-iterate: an iterator created midway (Keras does
+    so at each epoch under a ``MirroredStrategy``) starts at the right epoch
+    instead of replaying the first one.
     """
     import tensorflow as tf
 
-    sizes = sets.sizes()
-    if sizes.max() <= dense_limit:
-        return _dense_dataset(sets, targets, batch_size, shuffle, seed, pad_multiple)
-    name = sets.input_name
+    dense = int(sets.sizes().max()) <= dense_limit
+    everything = sets.padded(np.arange(len(sets)), pad_multiple) if dense else None
+    y = None if targets is None else np.asarray(targets, dtype=np.float32)[:, None]
     value_spec = (
         tf.TensorSpec((None, None, sets.values[0].shape[1]), tf.float32)
         if sets.is_features
         else tf.TensorSpec((None, None), tf.int32)
     )
-    x_spec = {name: value_spec, "weights": tf.TensorSpec((None, None), tf.float32)}
+    x_spec = {sets.input_name: value_spec, "weights": tf.TensorSpec((None, None), tf.float32)}
     spec = x_spec if targets is None else (x_spec, tf.TensorSpec((None, 1), tf.float32))
-    epoch = [0]
+
+    def one_pass(epoch):
+        for idx in batch_indices(sets, batch_size, shuffle, seed + 7919 * int(epoch), dense):
+            x = {k: v[idx] for k, v in everything.items()} if dense else sets.padded(idx, pad_multiple)
+            yield x if y is None else (x, y[idx])
 
     def generator():
-        this_seed = seed + 7919 * epoch[0]
-        epoch[0] += 1
-        yield from batches(sets, targets, batch_size, shuffle=shuffle, seed=this_seed, pad_multiple=pad_multiple)
+        start = first_epoch if epoch_source is None else int(epoch_source())
+        for epoch in range(start, epochs):
+            yield from one_pass(epoch)
 
-    n_batches = len(size_bucketed_batches(sizes, batch_size))
+    # The cardinality stays unknown on purpose: Keras 3 reads a known one of a
+    # distributed dataset per replica and would restart the iterator midway.
     dataset = tf.data.Dataset.from_generator(generator, output_signature=spec)
-    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+    return _shard_by_data(dataset).prefetch(2)
 
 
-def _dense_dataset(sets: WeightedSets, targets, batch_size: int, shuffle: bool, seed: int, pad_multiple: int):
-    """Small sets (compositions): pad everything to one length and let tf.data shuffle and batch in-graph."""
+def _shard_by_data(dataset):
+    """Under multi-worker training, shard by batch content (there are no files to shard by)."""
     import tensorflow as tf
 
-    x = sets.padded(np.arange(len(sets)), pad_multiple)
-    elements = x if targets is None else (x, np.asarray(targets, dtype=np.float32)[:, None])
-    dataset = tf.data.Dataset.from_tensor_slices(elements)
-    if shuffle:
-        dataset = dataset.shuffle(len(sets), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(2)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -32,6 +32,22 @@ class ValidationScore(keras.callbacks.Callback):
         logs["val_score"] = (1.0 - value) if self.task_type == "classification" else value
 
 
+class BatchCounter(keras.callbacks.Callback):
+    """Counts the training batches done, so a dataset can tell which epoch an iterator starts in."""
+
+    def __init__(self, steps_per_epoch: int, first_epoch: int = 0):
+        super().__init__()
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.first_epoch = int(first_epoch)
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+    def epochs_completed(self) -> int:
+        return self.first_epoch + self.batches // self.steps_per_epoch
+
+
 class EpochProgress(keras.callbacks.Callback):
     """Prints one line every ``every`` epochs (and at the last), to stderr."""
 

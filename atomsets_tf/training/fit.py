@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from atomsets_tf.data import io as data_io
-from atomsets_tf.data.pipeline import WeightedSets, compositions_to_sets, make_dataset
+from atomsets_tf.data.pipeline import WeightedSets, compositions_to_sets, make_dataset, n_batches
 from atomsets_tf.data.splits import ids_to_indices, official_folds, random_split, split_off_validation
 from atomsets_tf.errors import AtomSetsError, DataFormatError
 from atomsets_tf.training.metrics import metric_name, score
@@ -122,13 +123,32 @@ def build_model(
     )
 
 
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _forward(model):
+    """A compiled inference call of ``model`` (one per model, shape-generic).
+
+    Unlike ``predict_on_batch`` it does not distribute the batch, so it works
+    the same inside and outside a ``tf.distribute`` strategy, and it is cheap
+    enough to call after every epoch.
+    """
+    import tensorflow as tf
+
+    if model not in _FORWARD:
+        _FORWARD[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
+                                      autograph=False)
+    return _FORWARD[model]
+
+
 def predict_sets(model, sets: WeightedSets, batch_size: int = 256) -> np.ndarray:
     """Predictions of ``model`` for every example of ``sets``, in order."""
     from atomsets_tf.data.padding import size_bucketed_batches
 
+    forward = _forward(model)
     out = np.empty(len(sets), dtype=np.float64)
     for idx in size_bucketed_batches(sets.sizes(), batch_size):
-        out[idx] = np.asarray(model.predict_on_batch(sets.padded(idx))).reshape(-1)
+        out[idx] = np.asarray(forward(sets.padded(idx))).reshape(-1)
     return out
 
 
@@ -190,6 +210,7 @@ def train(
     import keras
 
     from atomsets_tf.training.callbacks import (
+        BatchCounter,
         EpochProgress,
         KeepBest,
         TrainingCheckpoint,
@@ -198,7 +219,6 @@ def train(
     )
 
     train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
-    train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed)
     loss = "binary_crossentropy" if task_type == "classification" else "mae"
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
 
@@ -218,8 +238,12 @@ def train(
         callbacks.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "training_log.csv"), append=resumed > 0))
     if progress:
         callbacks.append(EpochProgress(config.epochs))
-    history = model.fit(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=callbacks, verbose=0,
-                        shuffle=False)
+    steps = n_batches(len(train_idx), config.batch_size)
+    counter = BatchCounter(steps, resumed)
+    train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
+                            epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
+    history = model.fit(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=[counter, *callbacks],
+                        verbose=0, steps_per_epoch=steps, shuffle=False)
     return {"epochs_run": resumed + len(history.epoch), "best_epoch": keep.best_epoch + 1,
             "resumed_from_epoch": resumed}
 
@@ -234,6 +258,7 @@ def fit(
     model_config: ModelConfig | None = None,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    strategy=None,
 ) -> FitResult:
     """Train a compositional AtomSets model on a data set and evaluate it on its test split.
 
@@ -250,8 +275,12 @@ def fit(
         out_dir: where to write ``model.keras``, ``metrics.json``, ... (nothing
             is written when ``None``).
         progress: print a line every few epochs.
+        strategy: a ``tf.distribute.Strategy`` (see
+            :func:`~atomsets_tf.training.strategy.get_strategy`); the default
+            strategy when ``None``. ``training.batch_size`` is the global batch.
     """
     import keras
+    import tensorflow as tf
 
     training = training or TrainingConfig()
     table = data if isinstance(data, data_io.Table) else data_io.load(data)
@@ -266,8 +295,10 @@ def fit(
 
     start = time.perf_counter()
     keras.utils.set_random_seed(training.seed)
-    net = build_model(model, task_type, targets[train_idx], element_table, model_config)
-    run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        net = build_model(model, task_type, targets[train_idx], element_table, model_config)
+        run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress)
     wall = time.perf_counter() - start
 
     name = metric_name(task_type)
@@ -286,6 +317,8 @@ def fit(
         f"val_{name}": score(task_type, targets[val_idx], val_pred)[name],
         f"test_{name}": score(task_type, targets[test_idx], test_pred)[name],
         **run,
+        "strategy": type(strategy).__name__,
+        "replicas": int(strategy.num_replicas_in_sync),
         "wall_time_s": round(wall, 3),
         "training": asdict(training),
         "model_config": asdict(model_config or ModelConfig()),
