@@ -13,7 +13,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from atomsets_tf._version import __version__  # noqa: E402
 from atomsets_tf import errors  # noqa: E402
+from atomsets_tf._version import __version__  # noqa: E402
 
 __all__ = ["__version__", "errors"]
