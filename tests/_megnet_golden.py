@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ def pretrained_dir() -> Path | None:
     return s / "pretrained" / "megnet"
 
 
-@lru_cache(maxsize=None)
+@cache
 def set_structures(set_tag: str) -> tuple[list[str], list[dict]]:
     """(ids, structure dicts) of a golden structure set, in the golden's order."""
     s = shared_dir()
@@ -99,9 +99,7 @@ def compare_case(z, ids, graphs, taps, key_map) -> dict[str, float]:
             ours = taps[name][i]
             if name.startswith("E"):
                 ours = ours[bond_order(g.index1, g.index2, g.distance)]
-                ref = ref[
-                    bond_order(z[f"{sid}/inputs/index1"], z[f"{sid}/inputs/index2"], z[f"{sid}/inputs/distance"])
-                ]
+                ref = ref[bond_order(z[f"{sid}/inputs/index1"], z[f"{sid}/inputs/index2"], z[f"{sid}/inputs/distance"])]
             ref = np.asarray(ref).reshape(np.shape(ours))
             worst = max(worst, float(np.max(np.abs(np.asarray(ours, np.float64) - ref))))
         errors[name] = worst

@@ -49,6 +49,17 @@ class WeightedSets:
     def sizes(self) -> np.ndarray:
         return np.array([len(v) for v in self.values], dtype=np.int64)
 
+    def tensor_spec(self) -> dict:
+        """``tf.TensorSpec`` of each input of a padded batch (batch and atom axes unknown)."""
+        import tensorflow as tf
+
+        values = (
+            tf.TensorSpec((None, None, self.values[0].shape[1]), tf.float32)
+            if self.is_features
+            else tf.TensorSpec((None, None), tf.int32)
+        )
+        return {self.input_name: values, "weights": tf.TensorSpec((None, None), tf.float32)}
+
     def padded(self, indices, pad_multiple: int = 8) -> dict[str, np.ndarray]:
         """The examples at ``indices`` as one padded batch."""
         n = padded_length(max(len(self.values[i]) for i in indices), pad_multiple)
@@ -104,7 +115,7 @@ def structures_to_sets(structures: Sequence) -> WeightedSets:
 
 
 def batch_indices(
-    sets: WeightedSets, batch_size: int, shuffle: bool = False, seed: int = 0, dense: bool = False
+    sets, batch_size: int, shuffle: bool = False, seed: int = 0, dense: bool = False
 ) -> list[np.ndarray]:
     """Index arrays of the batches of one pass: size-bucketed, or in (shuffled) order when ``dense``."""
     if not dense:
@@ -119,7 +130,7 @@ def n_batches(n_examples: int, batch_size: int) -> int:
 
 
 def make_dataset(
-    sets: WeightedSets,
+    sets,
     targets: np.ndarray | None,
     batch_size: int,
     shuffle: bool = False,
@@ -131,6 +142,10 @@ def make_dataset(
     epoch_source=None,
 ):
     """A ``tf.data.Dataset`` of padded batches ``(inputs, y)`` (or only inputs).
+
+    ``sets`` is any collection of examples with the interface of
+    :class:`WeightedSets`: ``len()``, ``sizes()``, ``padded(indices,
+    pad_multiple)`` and ``tensor_spec()`` (graphs implement it too).
 
     Batches are bucketed by size and padded to their own longest example. When
     no example has more than ``dense_limit`` atoms (compositions, small cells),
@@ -155,12 +170,7 @@ def make_dataset(
     dense = int(sets.sizes().max()) <= dense_limit
     everything = sets.padded(np.arange(len(sets)), pad_multiple) if dense else None
     y = None if targets is None else np.asarray(targets, dtype=np.float32)[:, None]
-    value_spec = (
-        tf.TensorSpec((None, None, sets.values[0].shape[1]), tf.float32)
-        if sets.is_features
-        else tf.TensorSpec((None, None), tf.int32)
-    )
-    x_spec = {sets.input_name: value_spec, "weights": tf.TensorSpec((None, None), tf.float32)}
+    x_spec = sets.tensor_spec()
     spec = x_spec if targets is None else (x_spec, tf.TensorSpec((None, 1), tf.float32))
 
     def one_pass(epoch):
