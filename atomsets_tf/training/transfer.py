@@ -1,0 +1,109 @@
+"""Transfer modes of the CGAT paper: from scratch, only the regression head, full fine-tuning.
+
+* :attr:`TransferMode.SCRATCH`: the same architecture with fresh weights.
+* :attr:`TransferMode.HEAD`: only the regression head trains; the rest of the
+  network (the feature extractor) keeps its pretrained weights bit for bit.
+* :attr:`TransferMode.FULL`: every weight trains, the pretrained part
+  optionally at a lower learning rate (``backbone_lr_factor``).
+
+A model's head is named by a predicate on its layers (see :func:`apply_mode`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+
+import keras
+
+
+class TransferMode(str, enum.Enum):
+    """How a pretrained model is retrained on new data."""
+
+    SCRATCH = "scratch"
+    HEAD = "head"
+    FULL = "full"
+
+    @classmethod
+    def parse(cls, value: str | TransferMode) -> TransferMode:
+        from atomsets_tf.errors import AtomSetsError
+
+        try:
+            return cls(value)
+        except ValueError:
+            raise AtomSetsError(f"transfer mode must be one of {', '.join(m.value for m in cls)}, got {value!r}") from None
+
+
+def reinitialize(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with the same architecture and freshly initialised weights."""
+    return keras.models.clone_model(model)
+
+
+def apply_mode(model: keras.Model, mode: TransferMode | str, is_head: Callable[[keras.layers.Layer], bool]):
+    """Set which layers train for ``mode``; returns the model to train (a fresh copy for ``scratch``).
+
+    Args:
+        model: the pretrained model.
+        mode: a :class:`TransferMode`.
+        is_head: tells whether a layer belongs to the regression head.
+    """
+    mode = TransferMode.parse(mode)
+    if mode is TransferMode.SCRATCH:
+        model = reinitialize(model)
+    for layer in model.layers:
+        layer.trainable = True if mode is not TransferMode.HEAD else bool(is_head(layer))
+    return model
+
+
+def backbone_variable_paths(model: keras.Model, is_head: Callable[[keras.layers.Layer], bool]) -> list[str]:
+    """Paths of the trainable variables outside the head (the pretrained feature extractor)."""
+    return [v.path for layer in model.layers if not is_head(layer) for v in layer.trainable_weights]
+
+
+class _PartRateMixin:
+    """Scales the learning rate of some variables (the pretrained part) by a constant factor."""
+
+    def _init_part_rate(self, backbone_paths: Iterable[str], backbone_lr_factor: float) -> None:
+        self.backbone_paths = sorted(set(backbone_paths))
+        self.backbone_lr_factor = float(backbone_lr_factor)
+        self._factors = None
+
+    def build(self, var_list):
+        super().build(var_list)
+        paths = set(self.backbone_paths)
+        self._factors = [self.backbone_lr_factor if v.path in paths else 1.0 for v in var_list]
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._factors[self._get_variable_index(variable)]
+        if factor == 1.0:
+            return super().update_step(gradient, variable, learning_rate)
+        if factor == 0.0:
+            return None  # frozen at this rate: no update at all
+        return super().update_step(gradient, variable, learning_rate * factor)
+
+    def _part_rate_config(self) -> dict:
+        return {"backbone_paths": self.backbone_paths, "backbone_lr_factor": self.backbone_lr_factor}
+
+
+@keras.saving.register_keras_serializable(package="atomsets_tf")
+class PartRateAdam(_PartRateMixin, keras.optimizers.Adam):
+    """Adam whose learning rate is ``backbone_lr_factor`` times lower for ``backbone_paths``."""
+
+    def __init__(self, backbone_paths=(), backbone_lr_factor: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self._init_part_rate(backbone_paths, backbone_lr_factor)
+
+    def get_config(self):
+        return {**super().get_config(), **self._part_rate_config()}
+
+
+@keras.saving.register_keras_serializable(package="atomsets_tf")
+class PartRateAdamW(_PartRateMixin, keras.optimizers.AdamW):
+    """AdamW whose learning rate is ``backbone_lr_factor`` times lower for ``backbone_paths``."""
+
+    def __init__(self, backbone_paths=(), backbone_lr_factor: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self._init_part_rate(backbone_paths, backbone_lr_factor)
+
+    def get_config(self):
+        return {**super().get_config(), **self._part_rate_config()}
