@@ -15,6 +15,9 @@ import click  # noqa: E402
 from atomsets_tf._version import __version__  # noqa: E402
 
 EXIT_BAD_INPUT = 2
+#: Models ``fit`` trains (Table 1 of the AtomSets paper); kept here so --help needs no TensorFlow import.
+FIT_MODELS = ["atomsets", "atomsets-v0", "atomsets-v1", "atomsets-v2", "atomsets-v3", "mlp-f", "mlp-u1", "mlp-u2",
+              "mlp-u3", "mlp-v_r", "mlp-v0-stats"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,8 +28,11 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("data")
-@click.option("--model", "model_name", type=click.Choice(["atomsets", "atomsets-v0"]), default="atomsets",
-              show_default=True, help="AtomSets (trainable element embedding) or AtomSets-V0 (MEGNet's V0).")
+@click.option("--model", "model_name", type=click.Choice(FIT_MODELS), default="atomsets", show_default=True,
+              help="A model of the AtomSets paper's Table 1.")
+@click.option("--features-from", default=None,
+              help="MEGNet checkpoint or preset that structural models tap (default: the paper's parent model); "
+                   "with atomsets-v0, take V0 from its embedding.")
 @click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None,
               help="Inferred from the targets when omitted.")
 @click.option("--protocol", type=click.Choice(["paper", "matbench"]), default="paper", show_default=True,
@@ -52,10 +58,10 @@ def cli() -> None:
 @click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds between saves of the resumable training state.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress.")
-def fit(data, model_name, task_type, protocol, fold, epochs, patience, batch_size, lr, seed, units,
+def fit(data, model_name, features_from, task_type, protocol, fold, epochs, patience, batch_size, lr, seed, units,
         layers_before, layers_after, readout, activation, out_dir, strategy_name, replicas, checkpoint_every,
         quiet) -> None:
-    """Train a compositional AtomSets model on DATA and evaluate it.
+    """Train an AtomSets model on DATA and evaluate it on its test split.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
     or a matbench task name such as matbench_steels (embedded in the package).
@@ -81,6 +87,7 @@ def fit(data, model_name, task_type, protocol, fold, epochs, patience, batch_siz
         out_dir=out_dir,
         progress=not quiet,
         strategy=strategy,
+        features_from=features_from,
     )
     _print_summary(result.metrics)
     click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
@@ -100,18 +107,92 @@ def _print_summary(metrics: dict) -> None:
 @click.argument("data")
 @click.option("-o", "--output", "out_csv", required=True, type=click.Path(dir_okay=False),
               help="Output CSV with header id,prediction.")
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 def predict(model, data, out_csv, batch_size) -> None:
-    """Predict DATA with MODEL (an AtomSets .keras file) and write OUT.csv."""
+    """Predict DATA with MODEL and write OUT.csv (id,prediction).
+
+    MODEL is a .keras file (AtomSets, MEGNet or CGAT), a megnet .hdf5, a CGAT
+    .ckpt, or a preset name (see `atomsets-tf models`). DATA is a data file, a
+    matbench task name, or a folder of CIF/POSCAR files.
+    """
     from atomsets_tf.data.io import load
-    from atomsets_tf.models.predict import load_keras_model, predict_atomsets
+    from atomsets_tf.models.loading import load_model, predict_table
     from atomsets_tf.training.fit import write_predictions_csv
 
-    net = load_keras_model(model)
+    net = load_model(model)
     table = load(data)
-    predictions = predict_atomsets(net, table, batch_size)
+    predictions = predict_table(net, table, batch_size, progress=True)
     write_predictions_csv(out_csv, table.ids, predictions)
     click.echo(f"Wrote {len(table)} predictions to {out_csv}")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("--layer", "layers", multiple=True, required=True, help="Tap name (repeatable), e.g. V1, f.")
+@click.option("-o", "--output", "out_npz", required=True, type=click.Path(dir_okay=False), help="Output .npz.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+def tap(model, data, layers, out_npz, batch_size) -> None:
+    """Write intermediate features of MODEL for the structures in DATA to OUT.npz.
+
+    The file holds `ids` (n,). An atom-level layer L is stored as float32
+    (total_atoms, d) with `L.offsets` int64 (n+1,): structure i owns rows
+    offsets[i]:offsets[i+1], in site order. A structure-level layer is (n, d).
+    """
+    import numpy as np
+
+    from atomsets_tf.data.io import load
+    from atomsets_tf.models.loading import load_model, tap_table
+    from atomsets_tf.utils.io import atomic_path
+
+    net = load_model(model)
+    table = load(data)
+    out = tap_table(net, table, list(layers), batch_size, progress=True)
+    arrays = {"ids": np.array(table.ids)}
+    for name, value in out.items():
+        if isinstance(value, list):
+            arrays[f"{name}.offsets"] = np.cumsum([0] + [len(v) for v in value]).astype(np.int64)
+            arrays[name] = np.concatenate(value).astype(np.float32)
+        else:
+            arrays[name] = np.asarray(value, dtype=np.float32)
+    if not out_npz.endswith(".npz"):
+        raise click.BadParameter("the output file must end in .npz", param_hint="-o")
+    with atomic_path(out_npz) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    click.echo(f"Wrote {', '.join(out)} for {len(table)} structures to {out_npz}")
+
+
+@cli.command()
+def models() -> None:
+    """List the preset models and whether each is available locally."""
+    from atomsets_tf.presets import list_presets
+
+    rows = list_presets()
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        status = "local" if r["available"] else "download"
+        click.echo(f"{r['name']:<{width}}  {r['kind']:<8}  {status:<8}  {r['description']}")
+
+
+@cli.command()
+@click.argument("model")
+def inspect(model) -> None:
+    """Describe MODEL: its blocks and the names it can be tapped at."""
+    from atomsets_tf.models.loading import describe, load_model
+
+    click.echo(describe(load_model(model)))
+
+
+@cli.command()
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Output .keras file.")
+def convert(ckpt, out_path) -> None:
+    """Convert a CGAT PyTorch Lightning checkpoint (CKPT) into a Keras model file (needs torch)."""
+    from atomsets_tf.cgat.convert import convert_checkpoint
+
+    convert_checkpoint(ckpt, out_path)
+    click.echo(f"Wrote {out_path}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,9 @@ class AtomSets(keras.Model):
             (sigmoid output).
         target_mean, target_std: the training targets' statistics; the network
             learns the standardised target (regression only).
+        feature_source: for precomputed features, where they come from (e.g.
+            ``{"model": "atomsets-v1", "source": "megnet-...", "tap": "V1"}``), so
+            that the saved model can featurise new structures the same way.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class AtomSets(keras.Model):
         task_type: str = "regression",
         target_mean: float = 0.0,
         target_std: float = 1.0,
+        feature_source: dict | None = None,
         **kwargs,
     ):
         readouts = [readout] if isinstance(readout, str) else list(readout)
@@ -157,11 +161,16 @@ class AtomSets(keras.Model):
             "task_type": task_type,
             "target_mean": float(target_mean),
             "target_std": float(target_std),
+            "feature_source": None if feature_source is None else dict(feature_source),
         }
 
     @property
     def task_type(self) -> str:
         return self._atomsets_config["task_type"]
+
+    @property
+    def feature_source(self) -> dict | None:
+        return self._atomsets_config["feature_source"]
 
     @property
     def input_name(self) -> str:

@@ -33,16 +33,23 @@ def load_keras_model(path: str | os.PathLike):
 
 
 def predict_atomsets(model, table: Table, batch_size: int = 256) -> np.ndarray:
-    """Predictions of a compositional :class:`~atomsets_tf.models.AtomSets` for every entry of ``table``.
+    """Predictions of an :class:`~atomsets_tf.models.AtomSets` for every entry of ``table``.
+
+    A compositional model featurises the compositions itself; a structural one
+    taps the MEGNet recorded in its ``feature_source`` (cached).
 
     Raises:
         UnknownElementError: an entry holds an element the model has no embedding for.
     """
     from atomsets_tf.data.pipeline import compositions_to_sets
+    from atomsets_tf.training.features import structural_sets
     from atomsets_tf.training.fit import predict_sets
 
-    if getattr(model, "input_name", None) != "atoms":
-        raise AtomSetsError("this AtomSets model takes precomputed features; predict it through its feature source")
+    if getattr(model, "input_name", None) == "features":
+        source = model.feature_source
+        if not source:
+            raise AtomSetsError("this AtomSets model takes precomputed features and does not record their source")
+        return predict_sets(model, structural_sets(source["model"], source["source"], table), batch_size)
     inputs = table.inputs if table.kind == "composition" else [s.composition for s in table.inputs]
     sets = compositions_to_sets(inputs, table.ids)
     for i, zs in zip(table.ids, sets.values):

@@ -80,41 +80,80 @@ class FitResult:
     test_predictions: np.ndarray | None = None
 
 
-def featurize(table: data_io.Table, model: str) -> tuple[WeightedSets, object | None]:
-    """A table's entries as weighted sets of elements, and the V0 table for ``atomsets-v0``.
+def featurize(
+    table: data_io.Table, model: str, features_from: str | None = None, progress: bool = False
+) -> tuple[WeightedSets, object | None]:
+    """A table's entries as the weighted sets ``model`` trains on, and its fixed element table (if any).
 
-    Structures are reduced to their compositions (the compositional models of
-    the paper use only composition).
+    Compositional models (``atomsets``, ``atomsets-v0``) see compositions
+    (structures are reduced to theirs); ``atomsets-v0`` looks its elements up in
+    MEGNet's V0 table: the JSON table megnet ships, or the embedding layer of
+    ``features_from`` (a MEGNet checkpoint or preset). Structural models (see
+    :data:`~atomsets_tf.training.features.STRUCTURAL_MODELS`) see features
+    tapped from ``features_from`` (default: the paper's parent model).
     """
-    from atomsets_tf.data.elements import megnet_element_table
+    from atomsets_tf.data.elements import ElementTable, megnet_element_table
+    from atomsets_tf.training.features import DEFAULT_SOURCE, STRUCTURAL_MODELS, structural_sets
 
+    if model in STRUCTURAL_MODELS:
+        return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress), None
     if model not in COMPOSITIONAL_MODELS:
-        raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(COMPOSITIONAL_MODELS)}")
-    element_table = megnet_element_table() if model == "atomsets-v0" else None
+        known = ", ".join([*COMPOSITIONAL_MODELS, *STRUCTURAL_MODELS])
+        raise AtomSetsError(f"unknown model {model!r}; choose one of {known}")
+    element_table = None
+    if model == "atomsets-v0":
+        if features_from is None:
+            element_table = megnet_element_table()
+        else:
+            from atomsets_tf.megnet.model import load_megnet
+
+            rows = load_megnet(features_from).embedding_table()
+            known = np.ones(len(rows), dtype=bool)
+            known[0] = False
+            element_table = ElementTable(rows, known, name=f"{features_from} embedding")
     inputs = table.inputs if table.kind == "composition" else [s.composition for s in table.inputs]
     return compositions_to_sets(inputs, table.ids, element_table), element_table
 
 
 def build_model(
-    model: str, task_type: str, train_targets: np.ndarray, element_table=None, config: ModelConfig | None = None
+    model: str,
+    task_type: str,
+    train_targets: np.ndarray,
+    element_table=None,
+    config: ModelConfig | None = None,
+    sets: WeightedSets | None = None,
+    features_from: str | None = None,
 ):
-    """An untrained :class:`~atomsets_tf.models.AtomSets` for ``model``, standardised on ``train_targets``."""
+    """An untrained :class:`~atomsets_tf.models.AtomSets` for ``model``, standardised on ``train_targets``.
+
+    Structural models need ``sets`` (for the feature width); MLP models are
+    AtomSets heads on a set of one element with no layer before the readout.
+    """
     from atomsets_tf.models import AtomSets
+    from atomsets_tf.training.features import DEFAULT_SOURCE, STRUCTURAL_MODELS
 
     config = config or ModelConfig()
+    feature_dim = n_before = source = None
+    if model in STRUCTURAL_MODELS:
+        tap, use = STRUCTURAL_MODELS[model]
+        feature_dim = int(sets.values[0].shape[1])
+        n_before = 0 if use != "atom" else None
+        source = {"model": model, "source": str(features_from or DEFAULT_SOURCE), "tap": tap}
     mean, std = 0.0, 1.0
     if task_type == "regression":
         mean = float(np.mean(train_targets))
         std = float(np.std(train_targets)) or 1.0
     return AtomSets(
+        feature_dim=feature_dim,
+        feature_source=source,
         element_table=None if element_table is None else element_table.table,
         known_elements=None if element_table is None else np.flatnonzero(element_table.known).tolist(),
         trainable_embedding=model != "atomsets-v0",
         embedding_dim=config.embedding_dim,
-        n_layers_before_readout=config.n_layers_before_readout,
+        n_layers_before_readout=config.n_layers_before_readout if n_before is None else n_before,
         n_layers_after_readout=config.n_layers_after_readout,
         units=config.units,
-        readout=config.readout,
+        readout=config.readout if n_before is None else "mean",
         activation=config.activation,
         task_type=task_type,
         target_mean=mean,
@@ -259,13 +298,16 @@ def fit(
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
     strategy=None,
+    features_from: str | None = None,
 ) -> FitResult:
-    """Train a compositional AtomSets model on a data set and evaluate it on its test split.
+    """Train an AtomSets model (Table 1 of the paper) on a data set and evaluate it on its test split.
 
     Args:
         data: a file, a matbench task name, or a :class:`~atomsets_tf.data.io.Table`.
-        model: ``"atomsets"`` (trainable element embedding) or ``"atomsets-v0"``
-            (MEGNet's V0 element embedding, fixed).
+        model: ``"atomsets"`` (trainable element embedding), ``"atomsets-v0"``
+            (MEGNet's V0 element embedding, fixed), or a structural model of
+            :data:`~atomsets_tf.training.features.STRUCTURAL_MODELS`
+            (``atomsets-v1``, ``mlp-f``, ...).
         task_type: ``"regression"`` or ``"classification"``; inferred from the
             targets when ``None``.
         protocol: ``"paper"`` (random 80/10/10) or ``"matbench"`` (official fold).
@@ -275,6 +317,8 @@ def fit(
         out_dir: where to write ``model.keras``, ``metrics.json``, ... (nothing
             is written when ``None``).
         progress: print a line every few epochs.
+        features_from: the MEGNet (checkpoint path or preset) that structural
+            models tap, and that ``atomsets-v0`` may take V0 from.
         strategy: a ``tf.distribute.Strategy`` (see
             :func:`~atomsets_tf.training.strategy.get_strategy`); the default
             strategy when ``None``. ``training.batch_size`` is the global batch.
@@ -288,7 +332,7 @@ def fit(
     task_type = task_type or table.task_type()
     if task_type == "classification" and not np.isin(targets, (0.0, 1.0)).all():
         raise DataFormatError("classification needs targets that are 0/1 or true/false")
-    sets, element_table = featurize(table, model)
+    sets, element_table = featurize(table, model, features_from, progress)
     train_idx, val_idx, test_idx = make_splits(table, protocol, fold, seed=training.seed)
     if len(train_idx) == 0 or len(val_idx) == 0 or len(test_idx) == 0:
         raise DataFormatError(f"too few entries ({len(table)}) for a train/validation/test split")
@@ -297,7 +341,7 @@ def fit(
     keras.utils.set_random_seed(training.seed)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        net = build_model(model, task_type, targets[train_idx], element_table, model_config)
+        net = build_model(model, task_type, targets[train_idx], element_table, model_config, sets, features_from)
         run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress)
     wall = time.perf_counter() - start
 
