@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--patience", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=None, help="default: 32 below 1000 entries, else 128")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--loss", default="mae", choices=["mae", "mse"])
     ap.add_argument("--units", type=int, default=64)
     ap.add_argument("--readout", default="mean")
     ap.add_argument("--activation", default="relu")
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
                 result = fit(
                     table, model, protocol="matbench", fold=fold,
                     training=TrainingConfig(epochs=args.epochs, patience=args.patience, batch_size=batch,
-                                            learning_rate=args.lr, seed=fold),
+                                            learning_rate=args.lr, seed=fold, loss=args.loss),
                     model_config=ModelConfig(units=args.units, readout=args.readout.split("+"),
                                              activation=args.activation),
                     progress=False,

@@ -48,6 +48,8 @@ class TrainingConfig:
         seed: seed of the weights' initialisation and of the batch shuffling.
         checkpoint_interval_s: least time between two saves of the resumable
             training state (a killed run loses at most this much work).
+        loss: regression loss, ``"mae"`` (L1) or ``"mse"``; classification
+            always uses binary cross-entropy.
     """
 
     epochs: int = 1000
@@ -56,6 +58,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     checkpoint_interval_s: float = 30.0
+    loss: str = "mae"
 
 
 @dataclass
@@ -258,7 +261,9 @@ def train(
     )
 
     train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
-    loss = "binary_crossentropy" if task_type == "classification" else "mae"
+    if config.loss not in ("mae", "mse"):
+        raise AtomSetsError(f"loss must be 'mae' or 'mse', got {config.loss!r}")
+    loss = "binary_crossentropy" if task_type == "classification" else config.loss
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
 
     keep = KeepBest(config.patience)
