@@ -60,7 +60,7 @@ def test_fit_then_predict(tmp_path, tiny_csv):
         (["fit", "matbench_nosuchtask", "-o", "OUT"], "no local data for task"),
         (["fit", "BADCSV", "-o", "OUT"], "cannot parse composition 'Qq3Zz'"),
         (["fit", "NANCSV", "-o", "OUT"], "target of b is nan"),
-        (["predict", "GARBAGE", "matbench_steels", "-o", "OUT"], "cannot load"),
+        (["predict", "GARBAGE", "matbench_steels", "-o", "OUT"], "garbage.keras is not a .keras model file"),
         (["fit", "--epochs", "0", "x", "-o", "OUT"], "0 is not in the range"),
         (["fit"], "Missing argument"),
     ],

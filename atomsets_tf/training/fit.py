@@ -183,7 +183,7 @@ def _forward(model):
     return _FORWARD[model]
 
 
-def predict_sets(model, sets: WeightedSets, batch_size: int = 256) -> np.ndarray:
+def predict_sets(model, sets, batch_size: int = 256) -> np.ndarray:
     """Predictions of ``model`` for every example of ``sets``, in order."""
     from atomsets_tf.data.padding import size_bucketed_batches
 
@@ -232,7 +232,7 @@ def _truncate_log(path: Path, epochs: int) -> None:
 
 def train(
     model,
-    sets: WeightedSets,
+    sets,
     targets: np.ndarray,
     train_idx: np.ndarray,
     val_idx: np.ndarray,
@@ -240,8 +240,13 @@ def train(
     config: TrainingConfig,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    optimizer=None,
 ) -> dict:
     """Fit ``model`` on ``train_idx`` with early stopping on ``val_idx``; the model ends on its best weights.
+
+    ``sets`` is any padded-examples collection (see
+    :func:`~atomsets_tf.data.pipeline.make_dataset`). ``optimizer`` defaults to
+    Adam at ``config.learning_rate``.
 
     With ``out_dir``, the training state is saved in ``out_dir/.training_state``
     (see :class:`~atomsets_tf.training.callbacks.TrainingCheckpoint`) and a run
@@ -264,7 +269,7 @@ def train(
     if config.loss not in ("mae", "mse"):
         raise AtomSetsError(f"loss must be 'mae' or 'mse', got {config.loss!r}")
     loss = "binary_crossentropy" if task_type == "classification" else config.loss
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(config.learning_rate), loss=loss)
 
     keep = KeepBest(config.patience)
     callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type), keep]
@@ -328,38 +333,75 @@ def fit(
             :func:`~atomsets_tf.training.strategy.get_strategy`); the default
             strategy when ``None``. ``training.batch_size`` is the global batch.
     """
-    import keras
-    import tensorflow as tf
-
     training = training or TrainingConfig()
+    table, targets, task_type = load_targets(data, task_type)
+    sets, element_table = featurize(table, model, features_from, progress)
+    splits = make_splits(table, protocol, fold, seed=training.seed)
+
+    def make():
+        net = build_model(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from)
+        return net, None
+
+    extra = {"model": model, "protocol": protocol, "fold": fold, "model_config": asdict(model_config or ModelConfig())}
+    return run_training(table, sets, targets, task_type, splits, make, training, out_dir, progress, strategy, extra)
+
+
+def load_targets(data, task_type: str | None = None) -> tuple[data_io.Table, np.ndarray, str]:
+    """The table, its checked targets and its task type (inferred when ``None``)."""
     table = data if isinstance(data, data_io.Table) else data_io.load(data)
     targets = table.require_targets()
     task_type = task_type or table.task_type()
     if task_type == "classification" and not np.isin(targets, (0.0, 1.0)).all():
         raise DataFormatError("classification needs targets that are 0/1 or true/false")
-    sets, element_table = featurize(table, model, features_from, progress)
-    train_idx, val_idx, test_idx = make_splits(table, protocol, fold, seed=training.seed)
+    return table, targets, task_type
+
+
+def run_training(
+    table: data_io.Table,
+    sets,
+    targets: np.ndarray,
+    task_type: str,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    make_model,
+    training: TrainingConfig,
+    out_dir=None,
+    progress: bool = True,
+    strategy=None,
+    extra_metrics: dict | None = None,
+    save_model=None,
+) -> FitResult:
+    """Build (inside ``strategy``), train and evaluate a model; write its outputs.
+
+    Args:
+        make_model: called inside the strategy's scope; returns ``(model,
+            optimizer or None)``. ``model`` maps a padded batch of ``sets`` to
+            ``[B, 1]`` predictions in target units.
+        save_model: ``save_model(model, path)`` writes ``model.keras``; defaults
+            to ``model.save(path)``.
+        extra_metrics: recorded in ``metrics.json`` first.
+    """
+    import keras
+    import tensorflow as tf
+
+    train_idx, val_idx, test_idx = splits
     if len(train_idx) == 0 or len(val_idx) == 0 or len(test_idx) == 0:
         raise DataFormatError(f"too few entries ({len(table)}) for a train/validation/test split")
-
     start = time.perf_counter()
     keras.utils.set_random_seed(training.seed)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        net = build_model(model, task_type, targets[train_idx], element_table, model_config, sets, features_from)
-        run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress)
+        net, optimizer = make_model()
+        run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress, optimizer)
     wall = time.perf_counter() - start
 
     name = metric_name(task_type)
     val_pred = predict_sets(net, sets.subset(val_idx))
     test_pred = predict_sets(net, sets.subset(test_idx))
     metrics = {
-        "model": model,
+        **(extra_metrics or {}),
         "data": table.meta.get("task") or table.source,
         "task_type": task_type,
         "target": table.target_name,
-        "protocol": protocol,
-        "fold": fold,
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),
         "n_test": int(len(test_idx)),
@@ -370,24 +412,23 @@ def fit(
         "replicas": int(strategy.num_replicas_in_sync),
         "wall_time_s": round(wall, 3),
         "training": asdict(training),
-        "model_config": asdict(model_config or ModelConfig()),
         "versions": versions(),
     }
     test_ids = [table.ids[i] for i in test_idx]
     if out_dir is not None:
-        write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred)
+        write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model)
         # The run is complete: its resume state must not leak into a later run in the same folder.
         shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
     return FitResult(net, metrics, test_ids, test_pred)
 
 
-def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions) -> None:
+def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save_model=None) -> None:
     """Write ``model.keras``, ``metrics.json`` and ``test_predictions.csv`` atomically."""
     from atomsets_tf.utils.io import atomic_path, write_json_atomic
 
     out = Path(out_dir)
     with atomic_path(out / "model.keras") as tmp:
-        model.save(tmp)
+        (save_model or (lambda m, p: m.save(p)))(model, tmp)
     write_json_atomic(out / "metrics.json", metrics)
     write_predictions_csv(out / "test_predictions.csv", ids, predictions, targets)
 
