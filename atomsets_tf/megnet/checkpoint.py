@@ -1,0 +1,527 @@
+"""Read a published megnet checkpoint (Keras 2 ``.hdf5`` + ``.hdf5.json``) without megnet or tf-keras.
+
+* The ``.hdf5`` is read with h5py only. The architecture comes from the file's
+  ``model_config`` attribute: the Keras 2 functional graph is walked by its
+  connections (not by layer names), so both naming generations load: Keras
+  2.2.4's auto-names (``embedding_1``, ``dense_1``, ``meg_net_layer_1``,
+  ``add_1``, ``set2_set_1``...) and megnet >= 1.2's (``atom_embedding``,
+  ``preblock_atom_0``, ``megnet_0``, ``block_0_add_atom``, ``set2set_atom``,
+  ``readout_0``...). Only the layer classes megnet uses are accepted.
+  Weights are then read by layer and weight name.
+* The ``.hdf5.json`` (a monty-serialised graph converter and target scaler) is
+  parsed with an allow-list of class names and fields. Nothing named by the
+  file is ever imported or instantiated.
+
+Anything else (not HDF5, truncated, not a MEGNet model, an unexpected class)
+raises :class:`~atomsets_tf.errors.CheckpointError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atomsets_tf.errors import CheckpointError
+
+BRANCHES = ("atom", "bond", "state")
+
+#: Keras 2 layer classes a megnet model may contain.
+ALLOWED_LAYER_CLASSES = {
+    "InputLayer",
+    "Embedding",
+    "Dense",
+    "MEGNetLayer",
+    "Add",
+    "Set2Set",
+    "Concatenate",
+    "Dropout",
+}
+
+#: Allowed ``@class`` names in the ``.hdf5.json``, by the key they appear under.
+ALLOWED_JSON_CLASSES = {
+    "graph_converter": {"CrystalGraph", "StructureGraphFixedRadius"},
+    "atom_converter": {"DummyConverter"},
+    "bond_converter": {"GaussianDistance"},
+    "nn_strategy": {"MinimumDistanceNNAll"},
+    "target_scaler": {"StandardScaler", "DummyScaler"},
+    "centers": {"array"},
+}
+
+
+@dataclass
+class DenseSpec:
+    """One Dense layer of the checkpoint."""
+
+    source: str
+    units: int
+    activation: str | None
+
+
+@dataclass
+class BlockSpec:
+    """One MEGNet graph block: its Dense pre-layers per branch and its MLP widths."""
+
+    source: str
+    ff: dict[str, list[DenseSpec]]
+    units_v: list[int]
+    units_e: list[int]
+    units_u: list[int]
+    activation: str | None
+    pool_method: str
+    residual_sources: dict[str, str]
+
+
+@dataclass
+class Set2SetSpec:
+    """One megnet Set2Set readout."""
+
+    source: str
+    steps: int
+    n_hidden: int
+    activation_lstm: str | None
+    recurrent_activation: str | None
+
+
+@dataclass
+class MEGNetArchitecture:
+    """The architecture of a megnet model, as read from a checkpoint's config."""
+
+    n_vocab: int
+    embedding_dim: int
+    embedding_source: str
+    n_bond_features: int
+    n_state_features: int
+    preblock: dict[str, list[DenseSpec]]
+    blocks: list[BlockSpec]
+    set2set: dict[str, Set2SetSpec]
+    concat_order: list[str]
+    readout: list[DenseSpec]
+    concat_source: str = ""
+    keras_version: str = ""
+    naming: str = ""
+
+
+@dataclass
+class GraphConverterConfig:
+    """megnet's ``CrystalGraph`` settings."""
+
+    cutoff: float
+    centers: list[float]
+    width: float
+
+
+@dataclass
+class ScalerConfig:
+    """megnet's target scaler (``DummyScaler`` = mean 0, std 1, intensive)."""
+
+    kind: str = "DummyScaler"
+    mean: float = 0.0
+    std: float = 1.0
+    is_intensive: bool = True
+
+
+@dataclass
+class MEGNetCheckpoint:
+    """Everything read from a megnet checkpoint."""
+
+    path: str
+    architecture: MEGNetArchitecture
+    weights: dict[str, dict[str, np.ndarray]]
+    converter: GraphConverterConfig
+    scaler: ScalerConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- HDF5
+
+
+def _fail(path: str | os.PathLike, why: str) -> CheckpointError:
+    """A one-line :class:`CheckpointError` naming the file."""
+    return CheckpointError(" ".join(f"{os.fspath(path)}: {why}".split()))
+
+
+def _decode(x: Any) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def read_hdf5(path: str | os.PathLike) -> tuple[MEGNetArchitecture, dict[str, dict[str, np.ndarray]]]:
+    """Read the architecture and the weights of a megnet Keras 2 ``.hdf5``.
+
+    Returns:
+        ``(architecture, weights)`` with ``weights[layer_name][weight_name]`` arrays
+        (weight names without scope and ``:0``, e.g. ``kernel``, ``weight_v_0``).
+
+    Raises:
+        CheckpointError: unreadable, truncated, or not a MEGNet model.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such file")
+    try:
+        f = h5py.File(path, "r")
+    except Exception as exc:
+        raise _fail(path, f"not a readable HDF5 file ({type(exc).__name__}: {exc})") from exc
+    try:
+        with f:
+            if "model_config" not in f.attrs:
+                raise _fail(path, "not a Keras model file (no 'model_config' attribute); is it a MEGNet checkpoint?")
+            try:
+                config = json.loads(_decode(f.attrs["model_config"]))
+            except (ValueError, TypeError) as exc:
+                raise _fail(path, f"its 'model_config' is not valid JSON ({exc})") from exc
+            arch = parse_model_config(config, path)
+            arch.keras_version = _decode(f.attrs.get("keras_version", ""))
+            group = f["model_weights"] if "model_weights" in f else f
+            weights: dict[str, dict[str, np.ndarray]] = {}
+            for name in _weighted_layers(arch):
+                if name not in group:
+                    raise _fail(path, f"no weights for layer {name!r} (truncated or incomplete file?)")
+                g = group[name]
+                names = [_decode(n) for n in g.attrs.get("weight_names", [])]
+                arrays: dict[str, np.ndarray] = {}
+                for wn in names:
+                    base = wn.split("/")[-1].split(":")[0]
+                    arrays[base] = np.asarray(g[wn][()])
+                weights[name] = arrays
+            return arch, weights
+    except CheckpointError:
+        raise
+    except Exception as exc:  # h5py raises OSError/KeyError/RuntimeError on damaged files
+        raise _fail(path, f"damaged or truncated HDF5 file ({type(exc).__name__}: {exc})") from exc
+
+
+def _weighted_layers(arch: MEGNetArchitecture) -> list[str]:
+    names = [arch.embedding_source]
+    for chain in arch.preblock.values():
+        names += [d.source for d in chain]
+    for b in arch.blocks:
+        for chain in b.ff.values():
+            names += [d.source for d in chain]
+        names.append(b.source)
+    names += [s.source for s in arch.set2set.values()]
+    names += [d.source for d in arch.readout]
+    return names
+
+
+def parse_model_config(config: dict, path: str | os.PathLike = "<config>") -> MEGNetArchitecture:
+    """Turn a Keras 2 functional ``model_config`` of a megnet model into a :class:`MEGNetArchitecture`.
+
+    The graph is followed by connections; layer names only serve as keys.
+    """
+    if not isinstance(config, dict) or config.get("class_name") not in ("Model", "Functional"):
+        raise _fail(path, "model_config is not a Keras functional model")
+    cfg = config.get("config", {})
+    layer_list = cfg.get("layers", [])
+    layers: dict[str, dict] = {}
+    for entry in layer_list:
+        cls = entry.get("class_name")
+        name = entry.get("name") or entry.get("config", {}).get("name")
+        if cls not in ALLOWED_LAYER_CLASSES:
+            raise _fail(path, f"layer {name!r} has class {cls!r}, which a MEGNet model does not contain")
+        layers[name] = entry
+    if not any(e["class_name"] == "MEGNetLayer" for e in layers.values()):
+        raise _fail(path, "not a MEGNet checkpoint: the model has no MEGNetLayer")
+
+    def inbound(name: str) -> list[tuple[str, int]]:
+        nodes = layers[name].get("inbound_nodes", [])
+        if len(nodes) != 1:
+            raise _fail(path, f"layer {name!r} is called {len(nodes)} times; expected once")
+        node = nodes[0]
+        if isinstance(node, dict):
+            raise _fail(path, "model_config uses the Keras 3 node format; expected a Keras 2 megnet file")
+        return [(str(t[0]), int(t[2])) for t in node]
+
+    def cls_of(name: str) -> str:
+        return layers[name]["class_name"]
+
+    def lcfg(name: str) -> dict:
+        return layers[name].get("config", {})
+
+    def trace(src: tuple[str, int]) -> tuple[str, int]:
+        """Skip Dropout layers (identity at inference)."""
+        while cls_of(src[0]) == "Dropout":
+            src = inbound(src[0])[0]
+        return src
+
+    def dense_chain(src: tuple[str, int]) -> tuple[list[DenseSpec], tuple[str, int]]:
+        chain: list[DenseSpec] = []
+        src = trace(src)
+        while cls_of(src[0]) == "Dense":
+            c = lcfg(src[0])
+            chain.insert(0, DenseSpec(src[0], int(c["units"]), c.get("activation")))
+            src = trace(inbound(src[0])[0])
+        return chain, src
+
+    def input_shape(name: str) -> list:
+        c = lcfg(name)
+        return list(c.get("batch_input_shape") or c.get("batch_shape") or [])
+
+    # topological order (the config's list order is not relied upon)
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise _fail(path, f"the model graph has a cycle at {name!r}")
+        state[name] = 1
+        if cls_of(name) != "InputLayer":
+            for src, _ in inbound(name):
+                if src not in layers:
+                    raise _fail(path, f"layer {name!r} reads from unknown layer {src!r}")
+                visit(src)
+        state[name] = 2
+        order.append(name)
+
+    for name in layers:
+        visit(name)
+    meg_names = [n for n in order if cls_of(n) == "MEGNetLayer"]
+    consumers: dict[tuple[str, int], list[str]] = {}
+    for n in layers:
+        if cls_of(n) == "InputLayer":
+            continue
+        for src in inbound(n):
+            consumers.setdefault(trace(src), []).append(n)
+
+    preblock: dict[str, list[DenseSpec]] = {}
+    blocks: list[BlockSpec] = []
+    streams: dict[str, tuple[str, int]] = {}
+    embedding_source = ""
+    n_vocab = embedding_dim = n_bond = n_state = 0
+    index_inputs: list[tuple[str, int]] | None = None
+    for k, meg in enumerate(meg_names):
+        inb = inbound(meg)
+        if len(inb) != 7:
+            raise _fail(path, f"MEGNetLayer {meg!r} has {len(inb)} inputs; expected 7")
+        if index_inputs is None:
+            index_inputs = inb[3:]
+        elif inb[3:] != index_inputs:
+            raise _fail(path, f"MEGNetLayer {meg!r} uses different index inputs from the first block")
+        ff: dict[str, list[DenseSpec]] = {}
+        residual_sources: dict[str, str] = {}
+        for j, branch in enumerate(BRANCHES):
+            chain, origin = dense_chain(inb[j])
+            if k == 0:
+                preblock[branch] = chain
+                ff[branch] = []
+                stream_in = trace(inb[j])
+                oc = cls_of(origin[0])
+                if branch == "atom":
+                    if oc != "Embedding":
+                        raise _fail(
+                            path, f"the atom branch starts at a {oc}; only atomic-number embeddings are supported"
+                        )
+                    ec = lcfg(origin[0])
+                    embedding_source = origin[0]
+                    n_vocab, embedding_dim = int(ec["input_dim"]), int(ec["output_dim"])
+                elif branch == "bond":
+                    if oc != "InputLayer":
+                        raise _fail(path, f"the bond branch starts at a {oc}; expected Gaussian-expanded distances")
+                    n_bond = int(input_shape(origin[0])[-1] or 0)
+                else:
+                    if oc != "InputLayer":
+                        raise _fail(path, f"the state branch starts at a {oc}; expected a state input")
+                    n_state = int(input_shape(origin[0])[-1] or 0)
+            else:
+                ff[branch] = chain
+                stream_in = streams[branch]
+                if origin != stream_in:
+                    raise _fail(path, f"block {meg!r}: the {branch} branch does not start from the previous block")
+            adds = [c for c in consumers.get((meg, j), []) if cls_of(c) == "Add"]
+            if len(adds) != 1:
+                raise _fail(path, f"block {meg!r}: expected one residual Add on its {branch} output, found {len(adds)}")
+            add = adds[0]
+            add_in = [trace(s) for s in inbound(add)]
+            if sorted(add_in) != sorted([stream_in, (meg, j)]):
+                raise _fail(path, f"residual {add!r} does not add block {meg!r}'s input and output")
+            streams[branch] = (add, 0)
+            residual_sources[branch] = add
+        c = lcfg(meg)
+        blocks.append(
+            BlockSpec(
+                source=meg,
+                ff=ff,
+                units_v=[int(x) for x in c["units_v"]],
+                units_e=[int(x) for x in c["units_e"]],
+                units_u=[int(x) for x in c["units_u"]],
+                activation=c.get("activation"),
+                pool_method=c.get("pool_method", "mean"),
+                residual_sources=residual_sources,
+            )
+        )
+
+    outputs = cfg.get("output_layers", [])
+    if len(outputs) != 1:
+        raise _fail(path, f"the model has {len(outputs)} outputs; expected 1")
+    readout, concat = dense_chain((str(outputs[0][0]), int(outputs[0][2])))
+    if cls_of(concat[0]) != "Concatenate" or not readout:
+        raise _fail(path, "the output is not a Dense stack on a Concatenate readout")
+    set2set: dict[str, Set2SetSpec] = {}
+    concat_order: list[str] = []
+    for src in (trace(s) for s in inbound(concat[0])):
+        if cls_of(src[0]) == "Set2Set":
+            feat = trace(inbound(src[0])[0])
+            branch = next((b for b in ("atom", "bond") if streams[b] == feat), None)
+            if branch is None or branch in set2set:
+                raise _fail(path, f"Set2Set {src[0]!r} does not read the final atom or bond features")
+            sc = lcfg(src[0])
+            set2set[branch] = Set2SetSpec(
+                src[0],
+                int(sc["T"]),
+                int(sc["n_hidden"]),
+                sc.get("activation_lstm", "tanh"),
+                sc.get("recurrent_activation", "hard_sigmoid"),
+            )
+            concat_order.append(branch)
+        elif src == streams["state"]:
+            concat_order.append("state")
+        else:
+            raise _fail(path, f"the readout concatenates {src[0]!r}, which is not a Set2Set or the final state")
+    if sorted(concat_order) != ["atom", "bond", "state"]:
+        raise _fail(path, f"the readout concatenates {concat_order}; expected atom and bond Set2Set and the state")
+    naming = "megnet>=1.2" if any(b.source.startswith("megnet_") for b in blocks) else "keras-2.2.4"
+    return MEGNetArchitecture(
+        n_vocab=n_vocab,
+        embedding_dim=embedding_dim,
+        embedding_source=embedding_source,
+        n_bond_features=n_bond,
+        n_state_features=n_state,
+        preblock=preblock,
+        blocks=blocks,
+        set2set=set2set,
+        concat_order=concat_order,
+        readout=readout,
+        concat_source=concat[0],
+        naming=naming,
+    )
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _check_class(d: Any, key: str, path: str | os.PathLike) -> str:
+    if not isinstance(d, dict):
+        raise _fail(path, f"'{key}' is not an object")
+    cls = d.get("@class")
+    if cls not in ALLOWED_JSON_CLASSES[key]:
+        raise _fail(path, f"'{key}' names class {cls!r}; allowed: {sorted(ALLOWED_JSON_CLASSES[key])}")
+    module = d.get("@module", "")
+    if key == "centers":
+        if module != "numpy":
+            raise _fail(path, f"'centers' has module {module!r}; expected numpy")
+    elif module and not str(module).startswith("megnet."):
+        raise _fail(path, f"'{key}' has module {module!r}; expected a megnet module")
+    return cls
+
+
+def _float(x: Any, what: str, path: str | os.PathLike) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(float(x)):
+        raise _fail(path, f"{what} must be a finite number, got {x!r}")
+    return float(x)
+
+
+def parse_converter_json(
+    data: Any, path: str | os.PathLike = "<json>"
+) -> tuple[GraphConverterConfig, ScalerConfig, dict]:
+    """Parse the content of a megnet ``.hdf5.json`` with an allow-list.
+
+    Accepted: ``graph_converter`` (``CrystalGraph`` / ``StructureGraphFixedRadius`` with
+    ``cutoff``, a ``DummyConverter`` atom converter, a ``GaussianDistance`` bond
+    converter with ``centers`` and ``width``, an optional ``MinimumDistanceNNAll``
+    strategy), ``target_scaler`` (``StandardScaler`` with ``mean``, ``std``,
+    ``is_intensive``, or ``DummyScaler``; absent means ``DummyScaler``, as in megnet),
+    and ``metadata`` (kept as plain data).
+    """
+    if not isinstance(data, dict):
+        raise _fail(path, "the model JSON is not an object")
+    gc = data.get("graph_converter")
+    if gc is None:
+        raise _fail(path, "the model JSON has no 'graph_converter'")
+    _check_class(gc, "graph_converter", path)
+    if "atom_converter" in gc and gc["atom_converter"] is not None:
+        _check_class(gc["atom_converter"], "atom_converter", path)
+    bc = gc.get("bond_converter")
+    if bc is None:
+        raise _fail(path, "the graph converter has no 'bond_converter'")
+    _check_class(bc, "bond_converter", path)
+    centers_raw = bc.get("centers")
+    if isinstance(centers_raw, dict):
+        _check_class(centers_raw, "centers", path)
+        centers_raw = centers_raw.get("data")
+    if not isinstance(centers_raw, list) or not centers_raw:
+        raise _fail(path, "the Gaussian 'centers' are missing or empty")
+    centers = [_float(c, "a Gaussian centre", path) for c in centers_raw]
+    width = _float(bc.get("width"), "the Gaussian width", path)
+    if width <= 0:
+        raise _fail(path, f"the Gaussian width must be positive, got {width}")
+    cutoff_raw = gc.get("cutoff")
+    nn = gc.get("nn_strategy")
+    if nn is not None and not isinstance(nn, (int, float)):
+        _check_class(nn, "nn_strategy", path)
+        if cutoff_raw is None:
+            cutoff_raw = nn.get("cutoff")
+        elif nn.get("cutoff") is not None and float(nn["cutoff"]) != float(cutoff_raw):
+            raise _fail(path, "the graph converter's cutoff and its nn_strategy's cutoff differ")
+    elif isinstance(nn, (int, float)) and cutoff_raw is None:
+        cutoff_raw = nn
+    cutoff = _float(cutoff_raw, "the graph cutoff", path)
+    if cutoff <= 0:
+        raise _fail(path, f"the graph cutoff must be positive, got {cutoff}")
+
+    scaler = ScalerConfig()
+    ts = data.get("target_scaler")
+    if ts is not None:
+        kind = _check_class(ts, "target_scaler", path)
+        if kind == "StandardScaler":
+            is_int = ts.get("is_intensive", True)
+            if not isinstance(is_int, bool):
+                raise _fail(path, f"target_scaler.is_intensive must be true or false, got {is_int!r}")
+            scaler = ScalerConfig(
+                "StandardScaler",
+                _float(ts.get("mean", 0.0), "target_scaler.mean", path),
+                _float(ts.get("std", 1.0), "target_scaler.std", path),
+                is_int,
+            )
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        metadata = {"value": metadata}
+    return GraphConverterConfig(cutoff, centers, width), scaler, metadata
+
+
+def read_converter_json(path: str | os.PathLike) -> tuple[GraphConverterConfig, ScalerConfig, dict]:
+    """Read and parse a megnet ``.hdf5.json`` (see :func:`parse_converter_json`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "missing: a megnet checkpoint needs its .hdf5.json (graph converter and target scaler)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"not valid JSON ({exc})") from exc
+    return parse_converter_json(data, path)
+
+
+def read_checkpoint(hdf5_path: str | os.PathLike, json_path: str | os.PathLike | None = None) -> MEGNetCheckpoint:
+    """Read a megnet checkpoint: the ``.hdf5`` and its ``.hdf5.json`` (default: beside it).
+
+    Raises:
+        CheckpointError: on any problem with either file.
+    """
+    hdf5_path = Path(hdf5_path)
+    json_path = Path(json_path) if json_path is not None else Path(str(hdf5_path) + ".json")
+    arch, weights = read_hdf5(hdf5_path)
+    converter, scaler, metadata = read_converter_json(json_path)
+    if arch.n_bond_features and arch.n_bond_features != len(converter.centers):
+        raise _fail(
+            json_path,
+            f"{len(converter.centers)} Gaussian centres, but the model expects {arch.n_bond_features} bond features",
+        )
+    return MEGNetCheckpoint(str(hdf5_path), arch, weights, converter, scaler, metadata)

@@ -1,0 +1,601 @@
+"""MEGNet in Keras 3: load the published checkpoints, predict, and tap intermediate features.
+
+Taps, in the AtomSets paper's notation (``k`` = 1..n_blocks; 3 in every published
+model), with their level and, in brackets, the key of the same tensor in
+``shared/golden/megnet`` (the original megnet's Keras 2.2.4 layer names;
+:meth:`MEGNet.describe` prints the source layer of each tap for any checkpoint):
+
+* ``V0`` (atom): the atom embedding of Z [``embedding_1``].
+* ``Vk`` (atom): the atom output of graph block k **before** its residual add,
+  maml's ``MEGNetSite`` convention, which the paper's numbers use [``meg_net_layer_k/0``].
+* ``Vk_residual`` (atom): the atom stream after block k's residual add [``add_1``, ``add_4``, ``add_7``].
+* ``Ek`` (bond): the bond output of block k before the add [``meg_net_layer_k/1``].
+* ``Ek_residual`` (bond): after the add [``add_2``, ``add_5``, ``add_8``].
+* ``uk`` (structure): the state output of block k before the add [``meg_net_layer_k/2``].
+* ``uk_residual`` (structure): after the add [``add_3``, ``add_6``, ``add_9``].
+* ``v_r`` (structure): the atom Set2Set readout [``set2_set_1``].
+* ``e_r`` (structure): the bond Set2Set readout [``set2_set_2``].
+* ``f`` (structure): ``[v_r, e_r, u3_residual]``, the input of the final MLP [``concatenate_1``].
+* ``readout_1``, ``readout_2`` (structure): the final MLP's hidden layers [``dense_19``, ``dense_20``].
+* ``raw_output`` (structure): the network output before de-scaling [``dense_21``].
+* ``prediction`` (structure): de-scaled, as megnet's ``predict_structure`` [``prediction``].
+
+The underlying :attr:`MEGNet.keras_model` maps the padded batch layout of
+:mod:`atomsets_tf.megnet.graph` (``atoms``, ``atom_mask``, ``distance``,
+``bond_mask``, ``index1``, ``index2``, ``state``) to a dict of every tap.
+
+Numerics: on one machine, every tap up to the residual adds is bit-identical to
+the original megnet (run under tf-keras on the same inputs), in any padded batch.
+The Set2Set readouts match to a few 1e-6 (TensorFlow's float32 ``exp`` of the
+last elements of a tensor may take a scalar code path, so padding can move them
+by an ulp). A structure's result does not depend on the other structures of its
+batch: bit for bit up to the graph blocks' outputs, to float32 rounding after.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from atomsets_tf.data.padding import padded_length, size_bucketed_batches
+from atomsets_tf.errors import CheckpointError, DataFormatError, UnknownTapError
+from atomsets_tf.megnet.activations import keras2_activation
+from atomsets_tf.megnet.checkpoint import (
+    BRANCHES,
+    GraphConverterConfig,
+    MEGNetArchitecture,
+    MEGNetCheckpoint,
+    ScalerConfig,
+    read_checkpoint,
+)
+from atomsets_tf.megnet.graph import MEGNetGraph, batch_graphs, structure_to_graph
+from atomsets_tf.megnet.layers import ExtensiveTargetScaler, GaussianExpansion, MEGNetBlock, MEGNetSet2Set
+
+#: Default cap on a batch's padded bond count (batch rows x padded bonds per row).
+MAX_PADDED_BONDS = 16384
+
+INPUT_NAMES = ("atoms", "atom_mask", "distance", "bond_mask", "index1", "index2", "state")
+_BRANCH_TAG = {"atom": "V", "bond": "E", "state": "u"}
+
+
+def tap_level(name: str) -> str:
+    """``"atom"``, ``"bond"`` or ``"structure"`` for a tap name of this module's scheme."""
+    if name.startswith("V"):
+        return "atom"
+    if name.startswith("E"):
+        return "bond"
+    return "structure"
+
+
+def _activation(name: str | None, where: str):
+    try:
+        return keras2_activation(name)
+    except KeyError as exc:
+        raise CheckpointError(f"{where}: {exc.args[0]}") from exc
+
+
+def build_keras_model(
+    arch: MEGNetArchitecture,
+    converter: GraphConverterConfig,
+    scaler: ScalerConfig,
+) -> tuple[keras.Model, dict[str, dict[str, Any]], dict[str, str]]:
+    """Build the Keras 3 functional MEGNet for ``arch`` (weights not loaded).
+
+    Returns:
+        ``(model, taps, layer_map)``: the model (dict of padded inputs -> dict of
+        every tap), per-tap info (``level``, ``dim``, ``source`` = the checkpoint's
+        layer / output it corresponds to, ``description``), and the map from our
+        layer names to the checkpoint's layer names (for loading weights).
+    """
+    n_state = arch.n_state_features or 2
+    inputs = {
+        "atoms": keras.Input((None,), dtype="int32", name="atoms"),
+        "atom_mask": keras.Input((None,), dtype="float32", name="atom_mask"),
+        "distance": keras.Input((None,), dtype="float32", name="distance"),
+        "bond_mask": keras.Input((None,), dtype="float32", name="bond_mask"),
+        "index1": keras.Input((None,), dtype="int32", name="index1"),
+        "index2": keras.Input((None,), dtype="int32", name="index2"),
+        "state": keras.Input((n_state,), dtype="float32", name="state"),
+    }
+    layer_map: dict[str, str] = {}
+    taps: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, Any] = {}
+
+    def tap(name: str, tensor, source: str, description: str) -> None:
+        outputs[name] = tensor
+        taps[name] = {
+            "level": tap_level(name),
+            "dim": int(tensor.shape[-1]),
+            "source": source,
+            "description": description,
+        }
+
+    def dense_stack(x, chain, prefix: str):
+        for i, d in enumerate(chain):
+            name = f"{prefix}_{i}"
+            layer = keras.layers.Dense(d.units, activation=_activation(d.activation, d.source), name=name)
+            layer_map[name] = d.source
+            x = layer(x)
+        return x
+
+    emb = keras.layers.Embedding(arch.n_vocab, arch.embedding_dim, name="atom_embedding")
+    layer_map["atom_embedding"] = arch.embedding_source
+    v0 = emb(inputs["atoms"])
+    tap("V0", v0, arch.embedding_source, "atom embedding of Z")
+    e0 = GaussianExpansion(converter.centers, converter.width, cutoff=converter.cutoff, name="gaussian_expansion")(
+        inputs["distance"]
+    )
+    streams = {
+        "atom": dense_stack(v0, arch.preblock["atom"], "preblock_atom"),
+        "bond": dense_stack(e0, arch.preblock["bond"], "preblock_bond"),
+        "state": dense_stack(inputs["state"], arch.preblock["state"], "preblock_state"),
+    }
+    for k, block in enumerate(arch.blocks, start=1):
+        x = {b: dense_stack(streams[b], block.ff[b], f"block_{k}_{b}_ff") for b in BRANCHES}
+        layer = MEGNetBlock(
+            block.units_v,
+            block.units_e,
+            block.units_u,
+            activation=_activation(block.activation, block.source),
+            pool_method=block.pool_method,
+            name=f"megnet_block_{k}",
+        )
+        layer_map[layer.name] = block.source
+        v, e, u = layer(
+            [
+                x["atom"],
+                x["bond"],
+                x["state"],
+                inputs["index1"],
+                inputs["index2"],
+                inputs["atom_mask"],
+                inputs["bond_mask"],
+            ]
+        )
+        out = {"atom": v, "bond": e, "state": u}
+        for j, b in enumerate(BRANCHES):
+            t = _BRANCH_TAG[b]
+            tap(f"{t}{k}", out[b], f"{block.source}/{j}", f"{b} output of graph block {k}, before the residual add")
+            streams[b] = keras.layers.Add(name=f"block_{k}_add_{b}")([streams[b], out[b]])
+            tap(
+                f"{t}{k}_residual",
+                streams[b],
+                block.residual_sources[b],
+                f"{b} stream after graph block {k}'s residual add",
+            )
+    masks = {"atom": inputs["atom_mask"], "bond": inputs["bond_mask"]}
+    readouts = {}
+    for b, tag, desc in (("atom", "v_r", "atom Set2Set readout"), ("bond", "e_r", "bond Set2Set readout")):
+        s = arch.set2set[b]
+        layer = MEGNetSet2Set(
+            n_hidden=s.n_hidden,
+            steps=s.steps,
+            activation=_activation(s.activation_lstm, s.source),
+            recurrent_activation=_activation(s.recurrent_activation, s.source),
+            carry_cell_state=False,  # megnet re-zeroes the LSTM cell state at every step
+            name=f"set2set_{b}",
+        )
+        layer_map[layer.name] = s.source
+        readouts[b] = layer([streams[b], masks[b]])
+        tap(tag, readouts[b], s.source, f"{desc} (T={s.steps}, n_hidden={s.n_hidden})")
+    readouts["state"] = streams["state"]
+    f = keras.layers.Concatenate(axis=-1, name="concatenate_f")([readouts[b] for b in arch.concat_order])
+    names = {"atom": "v_r", "bond": "e_r", "state": f"u{len(arch.blocks)}_residual"}
+    tap("f", f, arch.concat_source, "readout [" + ", ".join(names[b] for b in arch.concat_order) + "]")
+    x = f
+    for i, d in enumerate(arch.readout):
+        name = f"readout_{i}"
+        layer = keras.layers.Dense(d.units, activation=_activation(d.activation, d.source), name=name)
+        layer_map[name] = d.source
+        x = layer(x)
+        if i < len(arch.readout) - 1:
+            tap(f"readout_{i + 1}", x, d.source, f"hidden layer {i + 1} of the final MLP")
+    tap("raw_output", x, arch.readout[-1].source, "network output before de-scaling")
+    pred = ExtensiveTargetScaler(scaler.mean, scaler.std, scaler.is_intensive, name="target_scaler")(
+        [x, inputs["atom_mask"]]
+    )
+    tap("prediction", pred, "prediction", f"de-scaled prediction ({_scaler_text(scaler)})")
+    model = keras.Model(inputs=inputs, outputs=outputs, name="megnet")
+    return model, taps, layer_map
+
+
+def _scaler_text(s: ScalerConfig) -> str:
+    if s.kind == "DummyScaler":
+        return "DummyScaler, identity"
+    return f"StandardScaler mean={s.mean:g}, std={s.std:g}, {'intensive' if s.is_intensive else 'extensive'}"
+
+
+def load_weights(model: keras.Model, layer_map: dict[str, str], weights: dict[str, dict[str, np.ndarray]], path: str):
+    """Assign checkpoint arrays to ``model``'s layers, by layer and weight name, checking shapes."""
+    for ours, theirs in layer_map.items():
+        layer = model.get_layer(ours)
+        arrays = weights.get(theirs, {})
+        for var in layer.weights:
+            key = var.name.split("/")[-1].split(":")[0]
+            if key not in arrays:
+                raise CheckpointError(f"{path}: layer {theirs!r} has no weight {key!r} (has {sorted(arrays)})")
+            arr = arrays[key]
+            if tuple(arr.shape) != tuple(var.shape):
+                raise CheckpointError(
+                    f"{path}: weight {theirs}/{key} has shape {arr.shape}, the architecture needs {tuple(var.shape)}"
+                )
+            var.assign(arr.astype("float32"))
+
+
+class MEGNet:
+    """A MEGNet model in Keras 3, with megnet's graph construction, predictions and feature taps.
+
+    Build it with :meth:`from_checkpoint` (a megnet ``.hdf5`` + ``.hdf5.json``),
+    :meth:`from_preset` (e.g. ``"megnet-mp-2019.4.1-formation_energy"``) or
+    :meth:`load` (a ``.keras`` file written by :meth:`save`).
+
+    Attributes:
+        keras_model: the functional ``keras.Model``: padded inputs (``atoms`` int32
+            ``[B, N]``, ``atom_mask`` ``[B, N]``, ``distance`` ``[B, M]``, ``bond_mask``
+            ``[B, M]``, ``index1`` / ``index2`` int32 ``[B, M]`` local to each graph,
+            ``state`` ``[B, 2]``) -> dict of every tap (``[B, N, d]`` atom level,
+            ``[B, M, d]`` bond level, ``[B, d]`` structure level).
+        cutoff: the graph cutoff in Å.
+        source: where the model came from.
+        metadata: the checkpoint's metadata (name, unit, description...).
+    """
+
+    def __init__(
+        self,
+        keras_model: keras.Model,
+        cutoff: float,
+        taps: dict[str, dict[str, Any]] | None = None,
+        source: str = "",
+        metadata: dict | None = None,
+        architecture: MEGNetArchitecture | None = None,
+    ):
+        self.keras_model = keras_model
+        self.cutoff = float(cutoff)
+        self.source = source
+        self.metadata = dict(metadata or {})
+        self.architecture = architecture
+        outs = keras_model.output if isinstance(keras_model.output, dict) else {}
+        if not outs:
+            raise CheckpointError("the Keras model's outputs are not a dict of taps")
+        self._taps = taps or {
+            name: {"level": tap_level(name), "dim": int(t.shape[-1]), "source": "", "description": ""}
+            for name, t in outs.items()
+        }
+        emb = keras_model.get_layer("atom_embedding")
+        self.n_vocab = int(emb.input_dim)
+        self.n_state = int(keras_model.input["state"].shape[-1])
+        self._fn: Callable | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_checkpoint(cls, hdf5_path: str | os.PathLike, json_path: str | os.PathLike | None = None) -> MEGNet:
+        """Load a megnet checkpoint (``.hdf5``, with its ``.hdf5.json`` beside it unless given).
+
+        Raises:
+            CheckpointError: a file that is missing, damaged, or not a MEGNet checkpoint.
+        """
+        ckpt = read_checkpoint(hdf5_path, json_path)
+        return cls.from_checkpoint_data(ckpt)
+
+    @classmethod
+    def from_checkpoint_data(cls, ckpt: MEGNetCheckpoint) -> MEGNet:
+        """Build from an already read :class:`~atomsets_tf.megnet.checkpoint.MEGNetCheckpoint`."""
+        model, taps, layer_map = build_keras_model(ckpt.architecture, ckpt.converter, ckpt.scaler)
+        load_weights(model, layer_map, ckpt.weights, ckpt.path)
+        return cls(model, ckpt.converter.cutoff, taps, ckpt.path, ckpt.metadata, ckpt.architecture)
+
+    @classmethod
+    def from_preset(cls, name: str, download: bool = True) -> MEGNet:
+        """Load a registered preset (see :func:`atomsets_tf.presets.list_presets`).
+
+        Raises:
+            UnknownPresetError: an unknown name, or files not found locally and not downloadable.
+        """
+        from atomsets_tf import presets
+        from atomsets_tf.errors import UnknownPresetError
+
+        kind = presets.get_preset(name).kind
+        if kind != "megnet":
+            raise UnknownPresetError(f"preset {name!r} is a {kind} model, not a MEGNet")
+        paths = presets.resolve(name, download=download)
+        model = cls.from_checkpoint(paths["hdf5"], paths["json"])
+        model.source = f"preset {name} ({paths['hdf5']})"
+        return model
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save as a ``.keras`` file (loadable with ``safe_mode=True`` via :meth:`load`)."""
+        self.keras_model.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MEGNet:
+        """Load a ``.keras`` file written by :meth:`save` (safe mode on)."""
+        import atomsets_tf.megnet.layers  # noqa: F401  (registers the layers)
+
+        try:
+            model = keras.models.load_model(os.fspath(path), safe_mode=True, compile=False)
+        except Exception as exc:
+            why = " ".join(str(exc).split())[:300]
+            raise CheckpointError(f"{os.fspath(path)}: cannot load as a .keras MEGNet ({why})") from exc
+        cutoff = model.get_layer("gaussian_expansion").cutoff
+        return cls(model, cutoff, source=os.fspath(path))
+
+    # ------------------------------------------------------------------ description
+    @property
+    def tap_names(self) -> list[str]:
+        """Every tap name, in network order."""
+        return list(self._taps)
+
+    def tap_level(self, name: str) -> str:
+        """``"atom"``, ``"bond"`` or ``"structure"``."""
+        self._check_taps([name])
+        return self._taps[name]["level"]
+
+    def is_atom_level(self, name: str) -> bool:
+        """Whether ``name`` gives one row per atom (``V0``, ``Vk``, ``Vk_residual``)."""
+        return self.tap_level(name) == "atom"
+
+    def tap_dim(self, name: str) -> int:
+        """Feature width of a tap."""
+        self._check_taps([name])
+        return int(self._taps[name]["dim"])
+
+    def describe(self) -> str:
+        """A text description: blocks, widths, graph settings and every tap with its source layer."""
+        ge = self.keras_model.get_layer("gaussian_expansion")
+        scaler = self.keras_model.get_layer("target_scaler")
+        lines = [
+            f"MEGNet from {self.source or '(in memory)'}",
+            f"  graph: cutoff {self.cutoff:g} Å, {len(ge.centers)} Gaussians on [{ge.centers[0]:g}, {ge.centers[-1]:g}] Å,"
+            f" width {ge.width:g}; state {self.n_state} zeros",
+            f"  embedding: {self.n_vocab} x {self.tap_dim('V0')} (rows indexed by Z)",
+        ]
+        arch = self.architecture
+        if arch is not None:
+            pre = ", ".join(f"{b} {'-'.join(str(d.units) for d in arch.preblock[b])}" for b in BRANCHES)
+            lines.append(f"  pre-block Dense: {pre}")
+            for k, b in enumerate(arch.blocks, start=1):
+                ff = ", ".join(f"{br} {'-'.join(str(d.units) for d in b.ff[br])}" for br in BRANCHES if b.ff[br])
+                lines.append(
+                    f"  block {k} ({b.source}): {'Dense ' + ff + '; ' if ff else ''}"
+                    f"phi_e {'-'.join(map(str, b.units_e))}, phi_v {'-'.join(map(str, b.units_v))}, "
+                    f"phi_u {'-'.join(map(str, b.units_u))}, {b.activation}, {b.pool_method} pooling; residual add"
+                )
+            for br, s in arch.set2set.items():
+                lines.append(f"  Set2Set {br} ({s.source}): T={s.steps}, n_hidden={s.n_hidden}")
+            lines.append("  final MLP: " + " -> ".join(f"{d.units} ({d.activation})" for d in arch.readout))
+        else:
+            n_blocks = sum(1 for n in self._taps if n.startswith("V") and n[1:].isdigit() and n != "V0")
+            lines.append(f"  {n_blocks} graph blocks")
+        lines.append(
+            f"  target scaler: mean={scaler.mean:g}, std={scaler.std:g}, "
+            f"{'intensive' if scaler.is_intensive else 'extensive (x n_atoms)'}"
+        )
+        lines.append("taps (name, level, width, source layer in the checkpoint, meaning):")
+        width = max(len(n) for n in self._taps)
+        for name, info in self._taps.items():
+            lines.append(
+                f"  {name:<{width}}  {info['level']:<9}  {info['dim']:>3}  {info['source'] or '-':<20}  {info['description']}"
+            )
+        return "\n".join(lines)
+
+    def submodel(self, names: Sequence[str] | str) -> keras.Model:
+        """A ``keras.Model`` on the same layers (shared weights) with only the taps ``names`` as outputs.
+
+        With one name the output is that tensor; with several, a dict. For fine-tuning,
+        e.g. ``submodel("raw_output")`` (before de-scaling) or ``submodel("f")``.
+        """
+        if isinstance(names, str):
+            self._check_taps([names])
+            return keras.Model(self.keras_model.input, self.keras_model.output[names])
+        self._check_taps(names)
+        return keras.Model(self.keras_model.input, {n: self.keras_model.output[n] for n in names})
+
+    def embedding_table(self) -> np.ndarray:
+        """The V0 table, float32 ``(n_vocab, d)``, row ``Z`` = element with atomic number Z (row 0 unused)."""
+        return np.asarray(self.keras_model.get_layer("atom_embedding").embeddings.numpy(), dtype=np.float32)
+
+    # ------------------------------------------------------------------ graphs
+    def graph(self, structure: Any, label: str | None = None) -> MEGNetGraph:
+        """megnet's crystal graph of one structure (see :func:`~atomsets_tf.megnet.graph.structure_to_graph`)."""
+        return structure_to_graph(
+            structure, self.cutoff, state=np.zeros(self.n_state), max_z=self.n_vocab - 1, label=label
+        )
+
+    def graphs(self, structures: Iterable, ids: Sequence[str] | None = None) -> list[MEGNetGraph]:
+        """Graphs of many structures; errors name the structure by its id (or position)."""
+        structures = list(structures)
+        if ids is not None and len(ids) != len(structures):
+            raise DataFormatError(f"{len(ids)} ids for {len(structures)} structures")
+        return [self.graph(s, label=str(ids[i]) if ids is not None else f"#{i}") for i, s in enumerate(structures)]
+
+    # ------------------------------------------------------------------ running
+    def _check_taps(self, names: Iterable[str]) -> None:
+        unknown = [n for n in names if n not in self._taps]
+        if unknown:
+            raise UnknownTapError(f"unknown tap {unknown[0]!r}; valid taps: {', '.join(self._taps)}")
+
+    def _function(self) -> Callable:
+        """The model as one ``tf.function`` over every tap, traced once (no retracing across batch shapes).
+
+        Computing every tap costs little more than the prediction alone (they are its
+        intermediate tensors), and one graph means a tap's values never depend on
+        which other taps were requested.
+        """
+        if self._fn is None:
+            import tensorflow as tf
+
+            model = self.keras_model
+            signature = {
+                "atoms": tf.TensorSpec([None, None], tf.int32),
+                "atom_mask": tf.TensorSpec([None, None], tf.float32),
+                "distance": tf.TensorSpec([None, None], tf.float32),
+                "bond_mask": tf.TensorSpec([None, None], tf.float32),
+                "index1": tf.TensorSpec([None, None], tf.int32),
+                "index2": tf.TensorSpec([None, None], tf.int32),
+                "state": tf.TensorSpec([None, self.n_state], tf.float32),
+            }
+
+            @tf.function(input_signature=[signature])
+            def fn(batch):
+                return model(batch, training=False)
+
+            self._fn = fn
+        return self._fn
+
+    def run_graphs(
+        self,
+        graphs: Sequence[MEGNetGraph],
+        names: Sequence[str],
+        batch_size: int = 32,
+        progress: bool | Callable[[int, int], None] = False,
+        max_padded_bonds: int | None = MAX_PADDED_BONDS,
+    ) -> dict[str, list[np.ndarray] | np.ndarray]:
+        """Compute taps for prebuilt graphs (see :meth:`tap`)."""
+        names = tuple(dict.fromkeys(names))
+        self._check_taps(names)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        n = len(graphs)
+        fn = self._function()
+        per: dict[str, list] = {name: [None] * n for name in names}
+        report = _progress_callback(progress)
+        done = 0
+        for idx in plan_batches([g.n_bonds for g in graphs], batch_size, max_padded_bonds):
+            chunk = [graphs[i] for i in idx]
+            out = fn(batch_graphs(chunk))
+            for name in names:
+                arr = out[name].numpy()
+                level = self._taps[name]["level"]
+                for r, (i, g) in enumerate(zip(idx, chunk, strict=True)):
+                    if level == "atom":
+                        per[name][i] = arr[r, : g.n_atoms]
+                    elif level == "bond":
+                        per[name][i] = arr[r, : g.n_bonds]
+                    else:
+                        per[name][i] = arr[r]
+            done += len(idx)
+            if report:
+                report(done, n)
+        result: dict[str, list[np.ndarray] | np.ndarray] = {}
+        for name in names:
+            if self._taps[name]["level"] == "structure":
+                d = self._taps[name]["dim"]
+                result[name] = np.stack(per[name]).astype(np.float32) if n else np.zeros((0, d), np.float32)
+            else:
+                result[name] = per[name]
+        return result
+
+    def tap(
+        self,
+        structures: Iterable,
+        names: Sequence[str] | str,
+        batch_size: int = 32,
+        progress: bool | Callable[[int, int], None] = False,
+        ids: Sequence[str] | None = None,
+        max_padded_bonds: int | None = MAX_PADDED_BONDS,
+    ) -> dict[str, list[np.ndarray] | np.ndarray]:
+        """Intermediate features of ``structures``.
+
+        Args:
+            structures: pymatgen ``Structure`` objects (or their ``as_dict()``).
+            names: tap names (see :attr:`tap_names`), e.g. ``["V1", "f"]``.
+            batch_size: structures per padded batch (batches are bucketed by size).
+            max_padded_bonds: split a batch further when rows x padded bonds would exceed this
+                (``None``: no cap); see :func:`plan_batches`.
+            progress: ``True`` to report progress on stderr, or a callable ``(done, total)``.
+            ids: names of the structures, for error messages.
+
+        Returns:
+            For an atom-level tap, a list with one float32 ``(n_atoms, d)`` array per
+            structure, rows in site order; for a bond-level tap, one ``(n_bonds, d)``
+            array per structure; for a structure-level tap, a float32 ``(n, d)`` array.
+
+        Raises:
+            UnknownTapError, EmptyStructureError, IsolatedAtomError, UnknownElementError, DataFormatError.
+        """
+        if isinstance(names, str):
+            names = [names]
+        self._check_taps(names)
+        return self.run_graphs(self.graphs(structures, ids), names, batch_size, progress, max_padded_bonds)
+
+    def predict(
+        self,
+        structures: Iterable,
+        batch_size: int = 32,
+        progress: bool | Callable[[int, int], None] = False,
+        ids: Sequence[str] | None = None,
+        max_padded_bonds: int | None = MAX_PADDED_BONDS,
+    ) -> np.ndarray:
+        """De-scaled predictions, as megnet's ``predict_structure``: float32 ``(n,)`` (``(n, k)`` for k targets)."""
+        out = self.tap(
+            structures,
+            ["prediction"],
+            batch_size=batch_size,
+            progress=progress,
+            ids=ids,
+            max_padded_bonds=max_padded_bonds,
+        )["prediction"]
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def __repr__(self) -> str:
+        return f"MEGNet(source={self.source!r}, cutoff={self.cutoff:g}, taps={len(self._taps)})"
+
+
+def plan_batches(
+    n_bonds: Sequence[int], batch_size: int, max_padded_bonds: int | None = MAX_PADDED_BONDS
+) -> list[np.ndarray]:
+    """Batches of graph indices: size-bucketed, then cut so no batch pads beyond ``max_padded_bonds``.
+
+    :func:`~atomsets_tf.data.padding.size_bucketed_batches` orders graphs by bond
+    count and cuts batches of ``batch_size``; a batch whose rows x padded length
+    would exceed ``max_padded_bonds`` is split further (consecutively, by size), so
+    a few large structures do not make a whole batch pad to their size.
+    """
+    out: list[np.ndarray] = []
+    for idx in size_bucketed_batches(n_bonds, batch_size):
+        if max_padded_bonds is None:
+            out.append(idx)
+            continue
+        cur: list[int] = []
+        longest = 0
+        for i in idx:
+            longest_if = max(longest, int(n_bonds[i]))
+            if cur and (len(cur) + 1) * padded_length(longest_if) > max_padded_bonds:
+                out.append(np.asarray(cur, dtype=np.int64))
+                cur, longest_if = [], int(n_bonds[i])
+            cur.append(int(i))
+            longest = longest_if
+        if cur:
+            out.append(np.asarray(cur, dtype=np.int64))
+    return out
+
+
+def _progress_callback(progress) -> Callable[[int, int], None] | None:
+    if callable(progress):
+        return progress
+    if not progress:
+        return None
+
+    def report(done: int, total: int) -> None:
+        sys.stderr.write(f"\rMEGNet: {done}/{total} structures")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return report
+
+
+def load_megnet(model: str | os.PathLike) -> MEGNet:
+    """A checkpoint path (``.hdf5``, or ``.keras``) or a preset name -> :class:`MEGNet`."""
+    p = Path(os.fspath(model))
+    if p.suffix == ".keras" and p.is_file():
+        return MEGNet.load(p)
+    if p.is_file() or p.suffix in (".hdf5", ".h5"):
+        return MEGNet.from_checkpoint(p)
+    return MEGNet.from_preset(str(model))
