@@ -127,6 +127,24 @@ for _stem, (_h5, _js, _desc) in _MEGNET_FILES.items():
     )
 
 
+#: megnet's 16-wide elemental embedding (the AtomSets paper's V0 for compositions).
+MEGNET_ELEMENT_TABLE_PRESET = "megnet-elemental-embedding"
+register_preset(
+    Preset(
+        name=MEGNET_ELEMENT_TABLE_PRESET,
+        kind="table",
+        files={
+            "json": PresetFile(
+                "megnet/elemental_embedding_1MEGNet_layer.json",
+                "43113e0980d95d93283a7f012c01e1c7a61f7c950196a2432edb4e04f50fe75c",
+                "https://github.com/materialsvirtuallab/megnet/raw/master/megnet/data/"
+                "elemental_embedding_1MEGNet_layer.json",
+            )
+        },
+        description="MEGNet's 16-wide elemental embedding (megnet, BSD-3): V0 of AtomSets-V0",
+    )
+)
+
 def preset_names() -> list[str]:
     """Every registered preset name."""
     return sorted(_REGISTRY)

@@ -86,36 +86,31 @@ class ElementTable:
 def megnet_element_table_path() -> Path:
     """Locate megnet's ``elemental_embedding_1MEGNet_layer.json``.
 
-    Looks in ``$ATOMSETS_TF_MODELS``, the user cache, the project's
-    ``../shared/pretrained/megnet`` and an installed megnet package.
+    Resolved like every preset (``$ATOMSETS_TF_MODELS``, the cache, the
+    project's ``../shared/pretrained``, then a sha256-checked download), with
+    an installed megnet package's own copy as the offline fallback.
 
     Raises:
-        FileNotFoundError: no copy is reachable (say where to put one).
+        UnknownPresetError: no copy is reachable.
     """
-    from atomsets_tf.utils.io import shared_dir
+    from atomsets_tf import presets
+    from atomsets_tf.errors import UnknownPresetError
 
-    candidates = []
-    if os.environ.get("ATOMSETS_TF_MODELS"):
-        candidates.append(Path(os.environ["ATOMSETS_TF_MODELS"]) / MEGNET_ELEMENT_TABLE)
-    candidates.append(Path.home() / ".cache" / "atomsets_tf" / MEGNET_ELEMENT_TABLE)
-    shared = shared_dir()
-    if shared is not None:
-        candidates.append(shared / "pretrained" / "megnet" / MEGNET_ELEMENT_TABLE)
+    try:
+        return presets.resolve(presets.MEGNET_ELEMENT_TABLE_PRESET, download=False)["json"]
+    except UnknownPresetError:
+        pass
     try:
         import importlib.util
 
         spec = importlib.util.find_spec("megnet")
         if spec is not None and spec.origin:
-            candidates.append(Path(spec.origin).parent / "data" / MEGNET_ELEMENT_TABLE)
+            bundled = Path(spec.origin).parent / "data" / MEGNET_ELEMENT_TABLE
+            if bundled.is_file():
+                return bundled
     except (ImportError, ValueError):
         pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError(
-        f"cannot find {MEGNET_ELEMENT_TABLE}: put it in $ATOMSETS_TF_MODELS or ~/.cache/atomsets_tf, "
-        "or install megnet (pip install 'atomsets-tf[megnet]')"
-    )
+    return presets.resolve(presets.MEGNET_ELEMENT_TABLE_PRESET, download=True)["json"]
 
 
 def megnet_element_table() -> ElementTable:
