@@ -94,12 +94,56 @@ def fit(data, model_name, features_from, task_type, protocol, fold, epochs, pati
 
 
 def _print_summary(metrics: dict) -> None:
-    rows = [(k, metrics[k]) for k in ("model", "data", "task_type", "n_train", "n_val", "n_test", "epochs_run",
+    rows = [(k, metrics[k]) for k in ("model", "mode", "data", "task_type", "n_train", "n_val", "n_test", "epochs_run",
                                       "best_epoch", "val_mae", "test_mae", "val_roc_auc", "test_roc_auc",
                                       "strategy", "replicas", "wall_time_s") if k in metrics]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("--mode", type=click.Choice(["scratch", "head", "full"]), default="full", show_default=True,
+              help="scratch: fresh weights; head: only the regression head trains; full: every weight trains.")
+@click.option("--backbone-lr-factor", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="In full mode, the pretrained part's learning rate relative to the head's.")
+@click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None)
+@click.option("--protocol", type=click.Choice(["paper", "matbench"]), default="paper", show_default=True)
+@click.option("--fold", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--patience", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Global batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--loss", type=click.Choice(["mae", "mse"]), default="mae", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--strategy", "strategy_name", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]),
+              default="auto", show_default=True)
+@click.option("--replicas", type=click.IntRange(1), default=None)
+@click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True)
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--quiet", is_flag=True)
+def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, epochs, patience, batch_size, lr, loss,
+            seed, strategy_name, replicas, checkpoint_every, out_dir, quiet) -> None:
+    """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
+
+    MODEL is a megnet .hdf5, a .keras MEGNet or AtomSets model, or a preset.
+    Writes OUTDIR/model.keras and OUTDIR/metrics.json; a killed run resumes.
+    """
+    from atomsets_tf.training.fit import TrainingConfig
+    from atomsets_tf.training.retrain import retrain as run_retrain
+    from atomsets_tf.training.strategy import get_strategy
+
+    strategy = get_strategy(strategy_name, replicas)
+    result = run_retrain(
+        model, data, mode, task_type=task_type, protocol=protocol, fold=fold,
+        training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed,
+                                checkpoint_interval_s=checkpoint_every, loss=loss),
+        out_dir=out_dir, progress=not quiet, strategy=strategy, backbone_lr_factor=backbone_lr_factor,
+    )
+    _print_summary(result.metrics)
+    click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
 
 
 @cli.command()

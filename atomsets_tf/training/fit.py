@@ -168,8 +168,8 @@ def build_model(
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _forward(model):
-    """A compiled inference call of ``model`` (one per model, shape-generic).
+def _forward(model, spec=None):
+    """A compiled inference call of ``model`` (one per model; shape-generic with ``spec``, a dict of TensorSpecs).
 
     Unlike ``predict_on_batch`` it does not distribute the batch, so it works
     the same inside and outside a ``tf.distribute`` strategy, and it is cheap
@@ -178,8 +178,9 @@ def _forward(model):
     import tensorflow as tf
 
     if model not in _FORWARD:
-        _FORWARD[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
-                                      autograph=False)
+        signature = None if spec is None else [spec]
+        _FORWARD[model] = tf.function(lambda x: model(x, training=False), input_signature=signature,
+                                      reduce_retracing=True, autograph=False)
     return _FORWARD[model]
 
 
@@ -187,7 +188,7 @@ def predict_sets(model, sets, batch_size: int = 256) -> np.ndarray:
     """Predictions of ``model`` for every example of ``sets``, in order."""
     from atomsets_tf.data.padding import size_bucketed_batches
 
-    forward = _forward(model)
+    forward = _forward(model, sets.tensor_spec() if hasattr(sets, "tensor_spec") else None)
     out = np.empty(len(sets), dtype=np.float64)
     for idx in size_bucketed_batches(sets.sizes(), batch_size):
         out[idx] = np.asarray(forward(sets.padded(idx))).reshape(-1)

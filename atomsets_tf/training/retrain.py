@@ -1,0 +1,189 @@
+"""Retraining a pretrained model on new data, in the transfer modes of the CGAT paper.
+
+:func:`retrain` takes a MEGNet (megnet ``.hdf5``, ``.keras`` or preset) or an
+AtomSets ``.keras`` model and trains it on a data set from scratch, head only,
+or in full (see :class:`~atomsets_tf.training.transfer.TransferMode`). It runs
+under any ``tf.distribute`` strategy and writes what :func:`~atomsets_tf.training.fit.fit`
+writes, plus the mode and parent in ``metrics.json``.
+
+The head of a MEGNet is the MLP after its readout (``readout_*``) and the
+target scaler; the head of an AtomSets model is the MLP after its readout and
+its output layer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.training.fit import (
+    FitResult,
+    TrainingConfig,
+    load_targets,
+    make_splits,
+    run_training,
+)
+from atomsets_tf.training.transfer import PartRateAdam, TransferMode, apply_mode, backbone_variable_paths
+
+
+class GraphSet:
+    """MEGNet graphs as a padded-examples collection (the interface of ``WeightedSets``)."""
+
+    def __init__(self, graphs: Sequence, n_state: int = 2):
+        self.graphs = list(graphs)
+        self.n_state = int(n_state)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def sizes(self) -> np.ndarray:
+        return np.array([g.n_bonds for g in self.graphs], dtype=np.int64)
+
+    def subset(self, indices) -> GraphSet:
+        return GraphSet([self.graphs[i] for i in indices], self.n_state)
+
+    def padded(self, indices, pad_multiple: int = 8) -> dict[str, np.ndarray]:
+        from atomsets_tf.megnet.graph import batch_graphs
+
+        return batch_graphs([self.graphs[i] for i in indices], pad_multiple)
+
+    def tensor_spec(self) -> dict:
+        import tensorflow as tf
+
+        spec = {name: tf.TensorSpec((None, None), tf.float32) for name in ("atom_mask", "distance", "bond_mask")}
+        spec.update({name: tf.TensorSpec((None, None), tf.int32) for name in ("atoms", "index1", "index2")})
+        spec["state"] = tf.TensorSpec((None, self.n_state), tf.float32)
+        return spec
+
+
+def is_megnet_head(layer) -> bool:
+    """The layers a MEGNet retrains in ``head`` mode: the final MLP and the target scaler."""
+    return layer.name.startswith("readout_") or layer.name == "target_scaler"
+
+
+def is_atomsets_head(layer) -> bool:
+    """The layers an AtomSets model retrains in ``head`` mode: the MLP after the readout and the output."""
+    return layer.name.startswith(("head_dense", "head_dropout", "output", "target_scaler"))
+
+
+def _optimizer(model, is_head, mode: TransferMode, config: TrainingConfig, backbone_lr_factor: float):
+    if mode is TransferMode.FULL and backbone_lr_factor != 1.0:
+        return PartRateAdam(backbone_paths=backbone_variable_paths(model, is_head),
+                            backbone_lr_factor=backbone_lr_factor, learning_rate=config.learning_rate)
+    return None
+
+
+def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
+    import keras
+
+    from atomsets_tf.megnet.model import MEGNet
+
+    if task_type != "regression":
+        raise AtomSetsError("retraining a MEGNet supports regression targets only (use an AtomSets head on its taps)")
+    sets = GraphSet(parent.graphs(table.inputs, table.ids), parent.n_state)
+    mean, std = float(np.mean(targets[train_idx])), float(np.std(targets[train_idx])) or 1.0
+    holder = {}
+
+    def make():
+        km = keras.models.clone_model(parent.keras_model)  # inside the strategy's scope
+        if mode is not TransferMode.SCRATCH:
+            km.set_weights(parent.keras_model.get_weights())
+        scaler = km.get_layer("target_scaler")
+        scaler.mean, scaler.std, scaler.is_intensive = mean, std, True
+        km = apply_mode(km, TransferMode.FULL if mode is TransferMode.SCRATCH else mode, is_megnet_head)
+        holder["megnet"] = MEGNet(km, parent.cutoff, source=f"retrained from {parent.source}",
+                                  metadata={**parent.metadata, "retrained_mode": mode.value})
+        net = keras.Model(km.input, km.output["prediction"], name="megnet_prediction")
+        return net, _optimizer(km, is_megnet_head, mode, config, factor)
+
+    return sets, make, lambda _net, path: holder["megnet"].save(path)
+
+
+def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
+    from atomsets_tf.data.pipeline import compositions_to_sets
+    from atomsets_tf.models import AtomSets
+    from atomsets_tf.training.features import structural_sets
+
+    if parent.input_name == "features":
+        source = parent.feature_source or {}
+        sets = structural_sets(source["model"], source["source"], table)
+    else:
+        inputs = table.inputs if table.kind == "composition" else [s.composition for s in table.inputs]
+        sets = compositions_to_sets(inputs, table.ids)
+        for i, zs in zip(table.ids, sets.values):
+            parent.check_elements(zs, i)
+    model_config = parent.get_config()
+    same_task = model_config["task_type"] == task_type
+    model_config.update(task_type=task_type, name=f"{parent.name}_retrained")
+    if task_type == "regression":
+        model_config.update(target_mean=float(np.mean(targets[train_idx])),
+                            target_std=float(np.std(targets[train_idx])) or 1.0)
+
+    def make():
+        model = AtomSets.from_config(model_config)
+        if mode is not TransferMode.SCRATCH:
+            for layer in model.layers:
+                if layer.name == "output" and not same_task:
+                    continue  # a new target kind gets a new output layer
+                try:
+                    source_layer = parent.get_layer(layer.name)
+                except ValueError:
+                    continue
+                if [w.shape for w in source_layer.get_weights()] == [w.shape for w in layer.get_weights()]:
+                    layer.set_weights(source_layer.get_weights())
+        model = apply_mode(model, TransferMode.FULL if mode is TransferMode.SCRATCH else mode, is_atomsets_head)
+        return model, _optimizer(model, is_atomsets_head, mode, config, factor)
+
+    return sets, make, None
+
+
+def retrain(
+    model: str | os.PathLike,
+    data,
+    mode: TransferMode | str = TransferMode.FULL,
+    task_type: str | None = None,
+    protocol: str = "paper",
+    fold: int = 0,
+    training: TrainingConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    strategy=None,
+    backbone_lr_factor: float = 1.0,
+) -> FitResult:
+    """Retrain a pretrained ``model`` on ``data`` in a transfer ``mode``.
+
+    Args:
+        model: a MEGNet checkpoint (``.hdf5``), a ``.keras`` MEGNet or AtomSets
+            model, or a preset name.
+        data: a data file, a matbench task name, or a table.
+        mode: ``scratch``, ``head`` or ``full``.
+        task_type: inferred from the targets when ``None``.
+        protocol, fold: the split (see :func:`~atomsets_tf.training.fit.make_splits`).
+        training: optimisation settings.
+        out_dir: where to write ``model.keras``, ``metrics.json``, ...
+        progress: print a line every few epochs.
+        strategy: a ``tf.distribute`` strategy.
+        backbone_lr_factor: in ``full`` mode, the pretrained part's learning
+            rate relative to the head's.
+    """
+    from atomsets_tf.models.loading import load_model, model_kind
+
+    mode = TransferMode.parse(mode)
+    training = training or TrainingConfig()
+    if not 0.0 <= backbone_lr_factor <= 1.0:
+        raise AtomSetsError(f"backbone_lr_factor must be in [0, 1], got {backbone_lr_factor}")
+    table, targets, task_type = load_targets(data, task_type)
+    parent = load_model(model)
+    kind = model_kind(parent)
+    splits = make_splits(table, protocol, fold, seed=training.seed)
+    setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup}
+    if kind not in setups:
+        raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
+    sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training, backbone_lr_factor)
+    extra = {"model": kind, "parent": str(model), "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
+             "protocol": protocol, "fold": fold}
+    return run_training(table, sets, targets, task_type, splits, make, training, out_dir, progress, strategy, extra,
+                        save)

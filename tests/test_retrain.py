@@ -1,0 +1,85 @@
+"""Retraining pretrained models in the three transfer modes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from atomsets_tf.cli import main
+from atomsets_tf.training.fit import TrainingConfig
+from atomsets_tf.training.retrain import retrain
+
+PRESET = "megnet-mp-2019.4.1-formation_energy"
+
+
+@pytest.fixture(scope="module")
+def perovskites(shared):
+    from atomsets_tf.data.io import load
+
+    return load(shared / "data" / "structures" / "matbench_perovskites_val_subset.json.gz").subset(range(40))
+
+
+@pytest.fixture(scope="module")
+def parent(shared):
+    from atomsets_tf.models.loading import load_model
+
+    return load_model(PRESET)
+
+
+def weights_by_layer(keras_model):
+    return {layer.name: [np.array(w) for w in layer.get_weights()] for layer in keras_model.layers}
+
+
+def test_head_mode_changes_only_the_head(tmp_path, perovskites, parent):
+    from atomsets_tf.models.loading import load_model
+
+    result = retrain(PRESET, perovskites, "head", training=TrainingConfig(epochs=2, patience=2, batch_size=8),
+                     out_dir=tmp_path, progress=False)
+    assert result.metrics["mode"] == "head" and np.isfinite(result.metrics["test_mae"])
+    child = load_model(tmp_path / "model.keras")
+    before, after = weights_by_layer(parent.keras_model), weights_by_layer(child.keras_model)
+    changed = {n for n in before if any(not np.array_equal(a, b) for a, b in zip(before[n], after[n]))}
+    assert changed and all(n.startswith("readout_") for n in changed)
+    # The retrained MEGNet predicts in the new target's units, and still taps like its parent below the head.
+    taps = child.tap(perovskites.inputs[:2], ["V1", "f"])
+    ref = parent.tap(perovskites.inputs[:2], ["V1", "f"])
+    np.testing.assert_array_equal(taps["f"], ref["f"])
+
+
+@pytest.mark.parametrize("mode", ["full", "scratch"])
+def test_full_and_scratch_modes_cli(tmp_path, perovskites, mode):
+    data = tmp_path / "p.json"
+    data.write_text(json.dumps({"index": perovskites.ids, "columns": ["structure", "e_form"],
+                                "data": [[s.as_dict(), float(t)] for s, t in zip(perovskites.inputs,
+                                                                                 perovskites.targets)]}))
+    out = tmp_path / "run"
+    args = ["retrain", PRESET, str(data), "--mode", mode, "--epochs", "2", "--batch-size", "8", "--quiet",
+            "-o", str(out)]
+    if mode == "full":
+        args += ["--backbone-lr-factor", "0.1"]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == mode and metrics["replicas"] == 1 and metrics["resumed_from_epoch"] == 0
+    assert metrics["epochs_run"] == 2 and (out / "model.keras").is_file()
+
+
+def test_atomsets_parent_to_classification(tmp_path, shared):
+    from atomsets_tf.data.io import load
+    from atomsets_tf.training.fit import ModelConfig, fit
+
+    parent_dir = tmp_path / "parent"
+    fit(load("matbench_expt_gap").subset(range(200)), "atomsets", training=TrainingConfig(epochs=2, patience=2),
+        model_config=ModelConfig(units=8), out_dir=parent_dir, progress=False)
+    child = retrain(parent_dir / "model.keras", load("matbench_expt_is_metal").subset(range(200)), "head",
+                    training=TrainingConfig(epochs=2, patience=2), progress=False)
+    assert child.metrics["task_type"] == "classification"
+    assert child.model.get_layer("output").activation.__name__ == "sigmoid"
+    assert 0.0 <= child.metrics["test_roc_auc"] <= 1.0
+
+
+def test_bad_mode_and_factor(capsys, perovskites):
+    assert main(["retrain", PRESET, "x.json", "--mode", "partial", "-o", "o"]) == 2
+    with pytest.raises(Exception, match="backbone_lr_factor"):
+        retrain(PRESET, perovskites, "full", backbone_lr_factor=2.0)
