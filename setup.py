@@ -37,7 +37,7 @@ setup(
         "plot": ["matplotlib>=3.7"],
         # megnet 1.3.2 imports only with pymatgen <= 2025.10.7: interoperability and reference benchmarks only.
         "megnet": ["megnet==1.3.2", "pymatgen<=2025.10.7"],
-        "test": ["pytest>=7", "ruff", "matplotlib>=3.7", "nbclient>=0.10", "nbformat>=5", "ipykernel"],
+        "test": ["pytest>=7", "ruff"],
     },
     entry_points={"console_scripts": ["atomsets-tf=atomsets_tf.cli:main"]},
     classifiers=[

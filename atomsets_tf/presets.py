@@ -144,6 +144,20 @@ register_preset(
         description="MEGNet's 16-wide elemental embedding (megnet, BSD-3): V0 of AtomSets-V0",
     )
 )
+register_preset(
+    Preset(
+        name="cgat-matscholar-embedding",
+        kind="table",
+        files={
+            "json": PresetFile(
+                "cgat/matscholar-embedding.json",
+                "a2fe38f38d23921ba46484579ca52bd3233e96786ee591e593c6be84bca74d58",
+                "https://github.com/hyllios/CGAT/raw/HEAD/CGAT/embeddings/matscholar-embedding.json",
+            )
+        },
+        description="matscholar 200-wide element embedding (CGAT's starting node features; hyllios/CGAT, MIT)",
+    )
+)
 
 def preset_names() -> list[str]:
     """Every registered preset name."""

@@ -118,3 +118,36 @@ def test_structural_fit_and_predict(tmp_path, shared):
     assert main(["predict", str(out / "model.keras"), str(data), "-o", str(pred)]) == 0
     rows = list(csv.reader(open(pred)))
     assert len(rows) == 61
+
+
+@pytest.fixture(scope="module")
+def cgat_data(shared, tmp_path_factory):
+    from atomsets_tf.data.io import load
+
+    table = load("matbench_jdft2d").subset(range(4))
+    path = tmp_path_factory.mktemp("cgat") / "jdft2d_4.json"
+    path.write_text(json.dumps({"index": table.ids, "columns": ["structure", "exfoliation_en"],
+                                "data": [[s.as_dict(), float(t)] for s, t in zip(table.inputs, table.targets)]}))
+    return path, table
+
+
+def test_cgat_convert_predict_and_tap(tmp_path, shared, cgat_data):
+    pytest.importorskip("torch")
+    data, table = cgat_data
+    ckpt = shared / "golden" / "cgat" / "cgat_random_seed0.ckpt"
+    golden = np.load(shared / "golden" / "cgat" / "cgat_small_io.npz")
+    keras_file = tmp_path / "cgat.keras"
+    assert main(["convert", str(ckpt), "-o", str(keras_file)]) == 0
+    for model in (str(ckpt), str(keras_file)):
+        out = tmp_path / "pred.csv"
+        assert main(["predict", model, str(data), "-o", str(out)]) == 0
+        rows = list(csv.reader(open(out)))
+        assert rows[0] == ["id", "prediction"]
+        pred = np.array([float(r[1]) for r in rows[1:]])
+        np.testing.assert_allclose(pred, golden["pred_denorm"].ravel()[:4], rtol=1e-4)
+    taps = tmp_path / "taps.npz"
+    assert main(["tap", str(keras_file), str(data), "--layer", "node_fea_1", "--layer", "cry_pool_out",
+                 "-o", str(taps)]) == 0
+    d = np.load(taps)
+    assert d["node_fea_1.offsets"][-1] == sum(len(s) for s in table.inputs) == d["node_fea_1"].shape[0]
+    assert d["cry_pool_out"].shape[0] == 4

@@ -104,22 +104,6 @@ class ElementEmbedding:
 MATSCHOLAR_PRESET = "cgat-matscholar-embedding"
 
 
-def _register_matscholar_preset() -> None:
-    from atomsets_tf.presets import Preset, PresetFile, register_preset
-
-    register_preset(Preset(
-        name=MATSCHOLAR_PRESET,
-        kind="table",
-        files={"json": PresetFile(
-            "cgat/" + MATSCHOLAR_FILE,
-            "a2fe38f38d23921ba46484579ca52bd3233e96786ee591e593c6be84bca74d58",
-            "https://github.com/hyllios/CGAT/raw/HEAD/CGAT/embeddings/" + MATSCHOLAR_FILE,
-        )},
-        description="matscholar 200-wide element embedding (CGAT's starting node features; hyllios/CGAT, MIT)",
-    ))
-
-
-_register_matscholar_preset()
 
 
 def default_embedding_path(download: bool = True) -> Path:

@@ -114,9 +114,10 @@ def tap_table(model, table: Table, names, batch_size: int = 32, progress: bool =
     if kind == "cgat":
         from atomsets_tf.errors import UnknownTapError
 
-        unknown = [n for n in names if n not in model.tap_names]
+        valid = model.tap_names()
+        unknown = [n for n in names if n not in valid]
         if unknown:
-            raise UnknownTapError(f"unknown tap {unknown[0]!r}; valid taps: {', '.join(model.tap_names)}")
+            raise UnknownTapError(f"unknown tap {unknown[0]!r}; valid taps: {', '.join(valid)}")
         return model.tap(table.inputs, list(names), batch_size=batch_size)
     raise AtomSetsError("only MEGNet and CGAT models have taps")
 
@@ -129,5 +130,5 @@ def describe(model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line))
     if kind == "cgat":
-        lines.append("taps: " + ", ".join(model.tap_names))
+        lines.append("taps: " + ", ".join(model.tap_names()))
     return "\n".join(lines)
