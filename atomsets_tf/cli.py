@@ -128,7 +128,7 @@ def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, ep
             seed, strategy_name, replicas, checkpoint_every, out_dir, quiet) -> None:
     """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
 
-    MODEL is a megnet .hdf5, a .keras MEGNet or AtomSets model, or a preset.
+    MODEL is a megnet .hdf5, a CGAT .ckpt, a .keras MEGNet, CGAT or AtomSets model, or a preset.
     Writes OUTDIR/model.keras and OUTDIR/metrics.json; a killed run resumes.
     """
     from atomsets_tf.training.fit import TrainingConfig

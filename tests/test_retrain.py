@@ -83,3 +83,30 @@ def test_bad_mode_and_factor(capsys, perovskites):
     assert main(["retrain", PRESET, "x.json", "--mode", "partial", "-o", "o"]) == 2
     with pytest.raises(Exception, match="backbone_lr_factor"):
         retrain(PRESET, perovskites, "full", backbone_lr_factor=2.0)
+
+
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_cgat_retrain(tmp_path, shared, mode):
+    pytest.importorskip("torch")
+    from atomsets_tf.data.io import load
+    from atomsets_tf.models.loading import load_model
+
+    ckpt = shared / "golden" / "cgat" / "cgat_random_seed0.ckpt"
+    parent = load_model(ckpt)
+    table = load("matbench_jdft2d").subset(range(24))
+    result = retrain(ckpt, table, mode, training=TrainingConfig(epochs=2, patience=2, batch_size=8),
+                     out_dir=tmp_path, progress=False, backbone_lr_factor=0.5 if mode == "full" else 1.0)
+    assert result.metrics["model"] == "cgat" and np.isfinite(result.metrics["test_mae"])
+    child = load_model(tmp_path / "model.keras")
+    def rel(v):  # the path inside the model (the model's own name may differ)
+        return v.path.split("/", 1)[1]
+
+    before = {rel(v): np.asarray(v) for v in parent.weights}
+    changed = {rel(v) for v in child.weights if not np.array_equal(np.asarray(v), before[rel(v)])}
+    head = {rel(v) for v in child.head.weights}
+    assert changed - {"target_mean", "target_std"}
+    if mode == "head":
+        # Only the residual output network (and the new normalisation) changed: the graph embedding is bit-identical.
+        assert all(p in head or p.endswith(("target_mean", "target_std")) for p in changed)
+    else:
+        assert any(p not in head and not p.endswith(("target_mean", "target_std")) for p in changed)

@@ -1,14 +1,15 @@
 """Retraining a pretrained model on new data, in the transfer modes of the CGAT paper.
 
-:func:`retrain` takes a MEGNet (megnet ``.hdf5``, ``.keras`` or preset) or an
-AtomSets ``.keras`` model and trains it on a data set from scratch, head only,
+:func:`retrain` takes a MEGNet (megnet ``.hdf5``, ``.keras`` or preset), a CGAT
+(``.ckpt`` or ``.keras``) or an AtomSets ``.keras`` model and trains it on a data set from scratch, head only,
 or in full (see :class:`~atomsets_tf.training.transfer.TransferMode`). It runs
 under any ``tf.distribute`` strategy and writes what :func:`~atomsets_tf.training.fit.fit`
 writes, plus the mode and parent in ``metrics.json``.
 
 The head of a MEGNet is the MLP after its readout (``readout_*``) and the
-target scaler; the head of an AtomSets model is the MLP after its readout and
-its output layer.
+target scaler; the head of a CGAT is its ReZero residual output network (the
+paper's "only regression head"); the head of an AtomSets model is the MLP
+after its readout and its output layer.
 """
 
 from __future__ import annotations
@@ -102,6 +103,78 @@ def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, fa
     return sets, make, lambda _net, path: holder["megnet"].save(path)
 
 
+class CGATSet:
+    """CGAT crystal graphs as a padded-examples collection (the interface of ``WeightedSets``)."""
+
+    def __init__(self, graphs: Sequence):
+        self.graphs = list(graphs)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def sizes(self) -> np.ndarray:
+        return np.array([g.n_atoms for g in self.graphs], dtype=np.int64)
+
+    def subset(self, indices) -> CGATSet:
+        return CGATSet([self.graphs[i] for i in indices])
+
+    def padded(self, indices, pad_multiple: int = 8) -> dict[str, np.ndarray]:
+        from atomsets_tf.cgat.data import collate
+
+        return collate([self.graphs[i] for i in indices], atom_multiple=pad_multiple)
+
+    def tensor_spec(self) -> dict:
+        import tensorflow as tf
+
+        g = self.graphs[0]
+        d, k = g.atom_fea.shape[1], g.nbr_idx.shape[1]
+        return {
+            "atom_fea": tf.TensorSpec((None, None, d), tf.float32),
+            "atom_mask": tf.TensorSpec((None, None), tf.float32),
+            "nbr_idx": tf.TensorSpec((None, None, k), tf.int32),
+            "nbr_rank": tf.TensorSpec((None, None, k), tf.int32),
+            "elem_fea": tf.TensorSpec((None, None, d), tf.float32),
+            "elem_weights": tf.TensorSpec((None, None), tf.float32),
+        }
+
+
+def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
+    import keras
+
+    from atomsets_tf.cgat.model import CGAT
+
+    if task_type != "regression":
+        raise AtomSetsError("retraining a CGAT supports regression targets only")
+    sets = CGATSet(parent._graphs(table.inputs))
+    holder = {}
+
+    class CGATValue(keras.Model):
+        """The de-normalised value column of a CGAT ([B, 1], target units): what the engine trains."""
+
+        def __init__(self, cgat, **kwargs):
+            super().__init__(**kwargs)
+            self.cgat = cgat
+
+        def call(self, inputs, training=None):
+            return self.cgat.denormalise(self.cgat(inputs, training=training)[:, 0:1])
+
+    def make():
+        cgat = CGAT.from_config(parent.get_config())  # inside the strategy's scope
+        if mode is not TransferMode.SCRATCH:
+            cgat.set_weights(parent.get_weights())
+        cgat.fit_normalisation(targets[train_idx])
+        cgat.freeze_graph_embedding(mode is TransferMode.HEAD)
+        holder["cgat"] = cgat
+        optimizer = None
+        if mode is TransferMode.FULL and factor != 1.0:
+            head = {v.path for v in cgat.head.trainable_weights}
+            optimizer = PartRateAdam(backbone_paths=[v.path for v in cgat.trainable_weights if v.path not in head],
+                                     backbone_lr_factor=factor, learning_rate=config.learning_rate)
+        return CGATValue(cgat, name="cgat_value"), optimizer
+
+    return sets, make, lambda _net, path: holder["cgat"].save(path)
+
+
 def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
     from atomsets_tf.data.pipeline import compositions_to_sets
     from atomsets_tf.models import AtomSets
@@ -156,8 +229,8 @@ def retrain(
     """Retrain a pretrained ``model`` on ``data`` in a transfer ``mode``.
 
     Args:
-        model: a MEGNet checkpoint (``.hdf5``), a ``.keras`` MEGNet or AtomSets
-            model, or a preset name.
+        model: a MEGNet checkpoint (``.hdf5``), a CGAT Lightning checkpoint
+            (``.ckpt``), a ``.keras`` MEGNet, CGAT or AtomSets model, or a preset name.
         data: a data file, a matbench task name, or a table.
         mode: ``scratch``, ``head`` or ``full``.
         task_type: inferred from the targets when ``None``.
@@ -179,7 +252,7 @@ def retrain(
     parent = load_model(model)
     kind = model_kind(parent)
     splits = make_splits(table, protocol, fold, seed=training.seed)
-    setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup}
+    setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup, "cgat": _cgat_setup}
     if kind not in setups:
         raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
     sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training, backbone_lr_factor)
