@@ -121,3 +121,15 @@ def test_v0_embedding_stays_fixed(tmp_path, shared):
     emb = np.asarray(result.model.get_layer("element_embedding").embeddings)
     ref = megnet_element_table().table
     np.testing.assert_array_equal(emb[: len(ref)], ref)
+
+
+def test_v0_from_the_parent_checkpoint(shared):
+    from atomsets_tf.megnet.model import load_megnet
+
+    preset = "megnet-mp-2019.4.1-formation_energy"
+    result = fit(small_steels(40), "atomsets-v0", features_from=preset,
+                 training=TrainingConfig(epochs=2, patience=2, batch_size=8), model_config=ModelConfig(units=8),
+                 progress=False)
+    emb = np.asarray(result.model.get_layer("element_embedding").embeddings)
+    table = load_megnet(preset).embedding_table()
+    np.testing.assert_array_equal(emb[: len(table)], table)
