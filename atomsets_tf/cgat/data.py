@@ -26,7 +26,6 @@ Batch layout (:func:`collate`), ``B`` crystals, ``N`` padded atoms, ``E`` padded
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -86,17 +85,9 @@ class ElementEmbedding:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> ElementEmbedding:
         """Read ``{"H": [...], ...}`` (CGAT's ``LoadFeaturiser`` format; float64 values -> float32)."""
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(f"cannot read element embedding {path}: {exc}") from None
-        if not isinstance(raw, dict) or not raw:
-            raise DataFormatError(f"element embedding {path} is not a mapping of symbols to vectors")
-        symbols = list(raw)
-        try:
-            table = np.stack([np.asarray(raw[s], dtype=np.float64) for s in symbols]).astype(np.float32)
-        except ValueError as exc:
-            raise DataFormatError(f"element embedding {path} has vectors of different lengths: {exc}") from None
+        from atomsets_tf.data.elements import read_element_vectors
+
+        symbols, table = read_element_vectors(path)
         return cls(symbols, table, name=Path(path).name)
 
 

@@ -14,6 +14,30 @@ from atomsets_tf.errors import DataFormatError, UnknownElementError
 MEGNET_ELEMENT_TABLE = "elemental_embedding_1MEGNet_layer.json"
 
 
+def read_element_vectors(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read a ``{"H": [...], "He": [...], ...}`` JSON file (megnet's and CGAT's format).
+
+    Returns the symbols in file order and a float32 ``(n_symbols, d)`` array.
+
+    Raises:
+        DataFormatError: unreadable, not such a mapping, or vectors of different lengths.
+    """
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(f"cannot read element table {path}: {exc}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise DataFormatError(f"element table {path} is not a mapping of element symbols to vectors")
+    symbols = [str(s) for s in raw]
+    try:
+        vectors = np.stack([np.asarray(raw[s], dtype=np.float64) for s in symbols]).astype(np.float32)
+    except ValueError as exc:
+        raise DataFormatError(f"element table {path} has vectors of different lengths: {exc}") from None
+    if vectors.ndim != 2:
+        raise DataFormatError(f"element table {path} does not hold one vector per element")
+    return symbols, vectors
+
+
 def check_known(atomic_numbers, known: np.ndarray, table_name: str, entry: str = "") -> None:
     """Raise :class:`UnknownElementError` for an atomic number whose ``known[z]`` is not set.
 
@@ -59,23 +83,15 @@ class ElementTable:
         """Read a ``{"H": [...], "He": [...], ...}`` JSON table (megnet's format)."""
         from pymatgen.core import Element
 
-        try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(f"cannot read element table {path}: {exc}") from None
-        if not isinstance(raw, dict) or not raw:
-            raise DataFormatError(f"element table {path} is not a mapping of element symbols to vectors")
+        symbols, vectors = read_element_vectors(path)
         rows = {}
-        for symbol, vec in raw.items():
+        for symbol, vec in zip(symbols, vectors):
             try:
-                rows[Element(symbol).Z] = np.asarray(vec, dtype=np.float32)
+                rows[Element(symbol).Z] = vec
             except (ValueError, KeyError):
                 raise DataFormatError(f"element table {path} has an unknown element {symbol!r}") from None
-        dims = {v.shape for v in rows.values()}
-        if len(dims) != 1 or len(next(iter(dims))) != 1:
-            raise DataFormatError(f"element table {path} has vectors of different shapes: {sorted(dims)}")
         max_z = max(rows)
-        table = np.zeros((max_z + 1, next(iter(dims))[0]), dtype=np.float32)
+        table = np.zeros((max_z + 1, vectors.shape[1]), dtype=np.float32)
         known = np.zeros(max_z + 1, dtype=bool)
         for z, v in rows.items():
             table[z] = v
