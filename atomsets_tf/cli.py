@@ -55,12 +55,18 @@ def cli() -> None:
               default="auto", show_default=True, help="tf.distribute strategy.")
 @click.option("--replicas", type=click.IntRange(1), default=None,
               help="Mirrored replicas; on a CPU-only machine, the CPU is split into this many logical devices.")
+@click.option("--schedule", type=click.Choice(["constant", "cyclical", "cosine"]), default="constant",
+              show_default=True, help="Learning-rate schedule; cyclical is the CGAT paper's triangular 0.1-1.")
+@click.option("--schedule-period", type=click.IntRange(2), default=130, show_default=True,
+              help="Period of the cyclical schedule, in epochs.")
+@click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
+              help="Build and train the model under a Keras mixed-precision policy.")
 @click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds between saves of the resumable training state.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress.")
 def fit(data, model_name, features_from, task_type, protocol, fold, epochs, patience, batch_size, lr, seed, units,
-        layers_before, layers_after, readout, activation, out_dir, strategy_name, replicas, checkpoint_every,
-        quiet) -> None:
+        layers_before, layers_after, readout, activation, out_dir, strategy_name, replicas, schedule,
+        schedule_period, mixed_precision, checkpoint_every, quiet) -> None:
     """Train an AtomSets model on DATA and evaluate it on its test split.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
@@ -79,7 +85,8 @@ def fit(data, model_name, features_from, task_type, protocol, fold, epochs, pati
         protocol=protocol,
         fold=fold,
         training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed,
-                                checkpoint_interval_s=checkpoint_every),
+                                checkpoint_interval_s=checkpoint_every, schedule=schedule,
+                                schedule_period=schedule_period, mixed_precision=mixed_precision),
         model_config=ModelConfig(
             n_layers_before_readout=layers_before, n_layers_after_readout=layers_after, units=units,
             readout=readout.split("+") if "+" in readout else readout, activation=activation,
@@ -121,11 +128,18 @@ def _print_summary(metrics: dict) -> None:
 @click.option("--strategy", "strategy_name", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]),
               default="auto", show_default=True)
 @click.option("--replicas", type=click.IntRange(1), default=None)
+@click.option("--schedule", type=click.Choice(["constant", "cyclical", "cosine"]), default="constant",
+              show_default=True, help="Learning-rate schedule; cyclical is the CGAT paper's triangular 0.1-1.")
+@click.option("--schedule-period", type=click.IntRange(2), default=130, show_default=True,
+              help="Period of the cyclical schedule, in epochs.")
+@click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
+              help="Build and train the model under a Keras mixed-precision policy.")
 @click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
 def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, epochs, patience, batch_size, lr, loss,
-            seed, strategy_name, replicas, checkpoint_every, out_dir, quiet) -> None:
+            seed, strategy_name, replicas, schedule, schedule_period, mixed_precision, checkpoint_every, out_dir,
+            quiet) -> None:
     """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
 
     MODEL is a megnet .hdf5, a CGAT .ckpt, a .keras MEGNet, CGAT or AtomSets model, or a preset.
@@ -139,7 +153,8 @@ def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, ep
     result = run_retrain(
         model, data, mode, task_type=task_type, protocol=protocol, fold=fold,
         training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed,
-                                checkpoint_interval_s=checkpoint_every, loss=loss),
+                                checkpoint_interval_s=checkpoint_every, loss=loss, schedule=schedule,
+                                schedule_period=schedule_period, mixed_precision=mixed_precision),
         out_dir=out_dir, progress=not quiet, strategy=strategy, backbone_lr_factor=backbone_lr_factor,
     )
     _print_summary(result.metrics)

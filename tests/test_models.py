@@ -133,3 +133,31 @@ def test_v0_from_the_parent_checkpoint(shared):
     emb = np.asarray(result.model.get_layer("element_embedding").embeddings)
     table = load_megnet(preset).embedding_table()
     np.testing.assert_array_equal(emb[: len(table)], table)
+
+
+def test_schedules():
+    from atomsets_tf.errors import AtomSetsError
+    from atomsets_tf.training.schedules import lr_factor
+
+    cyc = [lr_factor("cyclical", e, 390, period=130) for e in range(0, 261)]
+    assert cyc[0] == pytest.approx(0.1) and cyc[65] == pytest.approx(1.0) and cyc[130] == pytest.approx(0.1)
+    assert cyc[195] == pytest.approx(1.0) and min(cyc) >= 0.1 - 1e-12 and max(cyc) <= 1.0 + 1e-12
+    assert lr_factor("cosine", 0, 11) == 1.0 and lr_factor("cosine", 10, 11) == pytest.approx(0.1)
+    with pytest.raises(AtomSetsError):
+        lr_factor("triangle", 0, 10)
+
+
+def test_cyclical_schedule_and_mixed_precision_in_training(tmp_path):
+    import keras
+
+    result = fit(learnable_table(64), "atomsets", training=TrainingConfig(
+        epochs=6, patience=6, batch_size=16, schedule="cyclical", schedule_period=4, mixed_precision="mixed_bfloat16"),
+        model_config=ModelConfig(units=16), out_dir=tmp_path, progress=False)
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    assert result.model.get_layer("atom_dense_1").compute_dtype == "bfloat16"
+    assert result.model.get_layer("target_scaler").compute_dtype == "float32"
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "training_log.csv")))
+    lrs = [float(r["learning_rate"]) for r in rows]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[2] == pytest.approx(1e-3)

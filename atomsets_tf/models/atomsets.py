@@ -136,11 +136,13 @@ class AtomSets(keras.Model):
             h = keras.layers.Dense(units, activation=hidden, name=f"head_dense_{k + 1}")(h)
             if dropout:
                 h = keras.layers.Dropout(dropout, name=f"head_dropout_{k + 1}")(h)
+        # The output layers stay float32 under a mixed-precision policy: targets such as yield strengths
+        # (~1000 MPa) would lose their last digits in (b)float16.
         if task_type == "classification":
-            out = keras.layers.Dense(1, activation="sigmoid", name="output")(h)
+            out = keras.layers.Dense(1, activation="sigmoid", name="output", dtype="float32")(h)
         else:
-            out = keras.layers.Dense(1, name="output")(h)
-            out = TargetScaler(target_mean, target_std, name="target_scaler")(out)
+            out = keras.layers.Dense(1, name="output", dtype="float32")(h)
+            out = TargetScaler(target_mean, target_std, name="target_scaler", dtype="float32")(out)
 
         super().__init__(inputs=inputs, outputs=out, **kwargs)
         self._atomsets_config = {

@@ -50,6 +50,12 @@ class TrainingConfig:
             training state (a killed run loses at most this much work).
         loss: regression loss, ``"mae"`` (L1) or ``"mse"``; classification
             always uses binary cross-entropy.
+        schedule: learning-rate schedule (see :mod:`~atomsets_tf.training.schedules`):
+            ``"constant"``, ``"cyclical"`` (triangular, 0.1-1, the CGAT paper's) or ``"cosine"``.
+        schedule_period: period in epochs of the cyclical schedule.
+        mixed_precision: ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"``:
+            the Keras dtype policy the model is built with (the policy in force
+            before is restored afterwards).
     """
 
     epochs: int = 1000
@@ -59,6 +65,9 @@ class TrainingConfig:
     seed: int = 0
     checkpoint_interval_s: float = 30.0
     loss: str = "mae"
+    schedule: str = "constant"
+    schedule_period: int = 130
+    mixed_precision: str | None = None
 
 
 @dataclass
@@ -286,6 +295,11 @@ def train(
             _truncate_log(Path(out_dir) / "training_log.csv", resumed)
         callbacks.append(TrainingCheckpoint(str(state_path), keep, config.checkpoint_interval_s))
         callbacks.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "training_log.csv"), append=resumed > 0))
+    if config.schedule != "constant":
+        from atomsets_tf.training.schedules import scheduler_callback
+
+        callbacks.insert(0, scheduler_callback(config.schedule, config.learning_rate, config.epochs,
+                                               config.schedule_period))
     if progress:
         callbacks.append(EpochProgress(config.epochs))
     steps = n_batches(len(train_idx), config.batch_size)
@@ -387,12 +401,20 @@ def run_training(
     train_idx, val_idx, test_idx = splits
     if len(train_idx) == 0 or len(val_idx) == 0 or len(test_idx) == 0:
         raise DataFormatError(f"too few entries ({len(table)}) for a train/validation/test split")
+    if training.mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
+        raise AtomSetsError(f"mixed_precision must be mixed_float16 or mixed_bfloat16, got {training.mixed_precision!r}")
     start = time.perf_counter()
     keras.utils.set_random_seed(training.seed)
     strategy = strategy or tf.distribute.get_strategy()
-    with strategy.scope():
-        net, optimizer = make_model()
-        run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress, optimizer)
+    previous_policy = keras.config.dtype_policy()
+    try:
+        if training.mixed_precision:
+            keras.config.set_dtype_policy(training.mixed_precision)
+        with strategy.scope():
+            net, optimizer = make_model()
+            run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress, optimizer)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     wall = time.perf_counter() - start
 
     name = metric_name(task_type)
