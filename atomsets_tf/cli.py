@@ -61,12 +61,14 @@ def cli() -> None:
               help="Period of the cyclical schedule, in epochs.")
 @click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
               help="Build and train the model under a Keras mixed-precision policy.")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam", show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=1e-6, show_default=True, help="AdamW's weight decay.")
 @click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds between saves of the resumable training state.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress.")
 def fit(data, model_name, features_from, task_type, protocol, fold, epochs, patience, batch_size, lr, seed, units,
         layers_before, layers_after, readout, activation, out_dir, strategy_name, replicas, schedule,
-        schedule_period, mixed_precision, checkpoint_every, quiet) -> None:
+        schedule_period, mixed_precision, optimizer, weight_decay, checkpoint_every, quiet) -> None:
     """Train an AtomSets model on DATA and evaluate it on its test split.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
@@ -86,7 +88,8 @@ def fit(data, model_name, features_from, task_type, protocol, fold, epochs, pati
         fold=fold,
         training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed,
                                 checkpoint_interval_s=checkpoint_every, schedule=schedule,
-                                schedule_period=schedule_period, mixed_precision=mixed_precision),
+                                schedule_period=schedule_period, mixed_precision=mixed_precision,
+                                optimizer=optimizer, weight_decay=weight_decay),
         model_config=ModelConfig(
             n_layers_before_readout=layers_before, n_layers_after_readout=layers_after, units=units,
             readout=readout.split("+") if "+" in readout else readout, activation=activation,
@@ -134,12 +137,14 @@ def _print_summary(metrics: dict) -> None:
               help="Period of the cyclical schedule, in epochs.")
 @click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
               help="Build and train the model under a Keras mixed-precision policy.")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam", show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=1e-6, show_default=True, help="AdamW's weight decay.")
 @click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
 def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, epochs, patience, batch_size, lr, loss,
-            seed, strategy_name, replicas, schedule, schedule_period, mixed_precision, checkpoint_every, out_dir,
-            quiet) -> None:
+            seed, strategy_name, replicas, schedule, schedule_period, mixed_precision, optimizer, weight_decay,
+            checkpoint_every, out_dir, quiet) -> None:
     """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
 
     MODEL is a megnet .hdf5, a CGAT .ckpt, a .keras MEGNet, CGAT or AtomSets model, or a preset.
@@ -154,7 +159,8 @@ def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, ep
         model, data, mode, task_type=task_type, protocol=protocol, fold=fold,
         training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed,
                                 checkpoint_interval_s=checkpoint_every, loss=loss, schedule=schedule,
-                                schedule_period=schedule_period, mixed_precision=mixed_precision),
+                                schedule_period=schedule_period, mixed_precision=mixed_precision,
+                                optimizer=optimizer, weight_decay=weight_decay),
         out_dir=out_dir, progress=not quiet, strategy=strategy, backbone_lr_factor=backbone_lr_factor,
     )
     _print_summary(result.metrics)

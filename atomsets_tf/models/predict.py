@@ -21,6 +21,7 @@ def load_keras_model(path: str | os.PathLike):
 
     import atomsets_tf.layers  # noqa: F401  (registers the serialisable classes)
     import atomsets_tf.models  # noqa: F401
+    import atomsets_tf.training.transfer  # noqa: F401  (optimizers a compiled model may carry)
 
     p = Path(path)
     if not p.is_file():

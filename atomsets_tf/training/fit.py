@@ -18,6 +18,7 @@ import shutil
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,13 @@ from atomsets_tf.data.pipeline import WeightedSets, compositions_to_sets, make_d
 from atomsets_tf.data.splits import ids_to_indices, official_folds, random_split, split_off_validation
 from atomsets_tf.errors import AtomSetsError, DataFormatError
 from atomsets_tf.training.metrics import metric_name, score
+from atomsets_tf.training.multi_worker import (
+    discard_worker_output_dir,
+    fit_multi_worker,
+    is_multi_worker,
+    strategy_name,
+    worker_output_dir,
+)
 
 #: Compositional models that :func:`fit` builds from a composition (Table 1 of the paper).
 COMPOSITIONAL_MODELS = ("atomsets", "atomsets-v0")
@@ -53,6 +61,8 @@ class TrainingConfig:
         schedule: learning-rate schedule (see :mod:`~atomsets_tf.training.schedules`):
             ``"constant"``, ``"cyclical"`` (triangular, 0.1-1, the CGAT paper's) or ``"cosine"``.
         schedule_period: period in epochs of the cyclical schedule.
+        optimizer: ``"adam"`` or ``"adamw"`` (the CGAT paper's, with ``weight_decay``).
+        weight_decay: AdamW's decoupled weight decay.
         mixed_precision: ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"``:
             the Keras dtype policy the model is built with (the policy in force
             before is restored afterwards).
@@ -67,6 +77,8 @@ class TrainingConfig:
     loss: str = "mae"
     schedule: str = "constant"
     schedule_period: int = 130
+    optimizer: str = "adam"
+    weight_decay: float = 1e-6
     mixed_precision: str | None = None
 
 
@@ -279,7 +291,11 @@ def train(
     if config.loss not in ("mae", "mse"):
         raise AtomSetsError(f"loss must be 'mae' or 'mse', got {config.loss!r}")
     loss = "binary_crossentropy" if task_type == "classification" else config.loss
-    model.compile(optimizer=optimizer or keras.optimizers.Adam(config.learning_rate), loss=loss)
+    if optimizer is None:
+        from atomsets_tf.training.transfer import make_optimizer
+
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
+    model.compile(optimizer=optimizer, loss=loss)
 
     keep = KeepBest(config.patience)
     callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type), keep]
@@ -306,8 +322,9 @@ def train(
     counter = BatchCounter(steps, resumed)
     train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
                             epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
-    history = model.fit(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=[counter, *callbacks],
-                        verbose=0, steps_per_epoch=steps, shuffle=False)
+    fit_fn = partial(fit_multi_worker, model) if is_multi_worker() else model.fit  # Keras' fit fails there
+    history = fit_fn(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=[counter, *callbacks],
+                     verbose=0, steps_per_epoch=steps, shuffle=False)
     return {"epochs_run": resumed + len(history.epoch), "best_epoch": keep.best_epoch + 1,
             "resumed_from_epoch": resumed}
 
@@ -406,6 +423,8 @@ def run_training(
     start = time.perf_counter()
     keras.utils.set_random_seed(training.seed)
     strategy = strategy or tf.distribute.get_strategy()
+    # Under multi-worker training only the chief writes to out_dir; the others write to a temporary folder.
+    requested_out_dir, out_dir = out_dir, worker_output_dir(out_dir, strategy)
     previous_policy = keras.config.dtype_policy()
     try:
         if training.mixed_precision:
@@ -431,7 +450,7 @@ def run_training(
         f"val_{name}": score(task_type, targets[val_idx], val_pred)[name],
         f"test_{name}": score(task_type, targets[test_idx], test_pred)[name],
         **run,
-        "strategy": type(strategy).__name__,
+        "strategy": strategy_name(strategy),
         "replicas": int(strategy.num_replicas_in_sync),
         "wall_time_s": round(wall, 3),
         "training": asdict(training),
@@ -442,6 +461,7 @@ def run_training(
         write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model)
         # The run is complete: its resume state must not leak into a later run in the same folder.
         shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
+        discard_worker_output_dir(out_dir, requested_out_dir)
     return FitResult(net, metrics, test_ids, test_pred)
 
 

@@ -27,7 +27,7 @@ from atomsets_tf.training.fit import (
     make_splits,
     run_training,
 )
-from atomsets_tf.training.transfer import PartRateAdam, TransferMode, apply_mode, backbone_variable_paths
+from atomsets_tf.training.transfer import TransferMode, apply_mode, backbone_variable_paths, make_optimizer
 
 
 class GraphSet:
@@ -72,8 +72,8 @@ def is_atomsets_head(layer) -> bool:
 
 def _optimizer(model, is_head, mode: TransferMode, config: TrainingConfig, backbone_lr_factor: float):
     if mode is TransferMode.FULL and backbone_lr_factor != 1.0:
-        return PartRateAdam(backbone_paths=backbone_variable_paths(model, is_head),
-                            backbone_lr_factor=backbone_lr_factor, learning_rate=config.learning_rate)
+        return make_optimizer(config.optimizer, config.learning_rate, config.weight_decay,
+                              backbone_variable_paths(model, is_head), backbone_lr_factor)
     return None
 
 
@@ -168,8 +168,8 @@ def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, fact
         optimizer = None
         if mode is TransferMode.FULL and factor != 1.0:
             head = {v.path for v in cgat.head.trainable_weights}
-            optimizer = PartRateAdam(backbone_paths=[v.path for v in cgat.trainable_weights if v.path not in head],
-                                     backbone_lr_factor=factor, learning_rate=config.learning_rate)
+            optimizer = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay,
+                                       [v.path for v in cgat.trainable_weights if v.path not in head], factor)
         return CGATValue(cgat, name="cgat_value"), optimizer
 
     return sets, make, lambda _net, path: holder["cgat"].save(path)

@@ -107,3 +107,33 @@ class PartRateAdamW(_PartRateMixin, keras.optimizers.AdamW):
 
     def get_config(self):
         return {**super().get_config(), **self._part_rate_config()}
+
+
+OPTIMIZERS = ("adam", "adamw")
+
+
+def make_optimizer(
+    name: str = "adam",
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-6,
+    backbone_paths: Iterable[str] = (),
+    backbone_lr_factor: float = 1.0,
+):
+    """Adam or AdamW (the CGAT paper's), with an optional lower rate for the pretrained part.
+
+    Without a lower rate this is Keras' own optimizer, so a saved model loads
+    anywhere; with one, the ``PartRate`` variant (registered, serialisable).
+    """
+    from atomsets_tf.errors import AtomSetsError
+
+    backbone_paths = list(backbone_paths)
+    if backbone_lr_factor == 1.0 or not backbone_paths:
+        if name == "adam":
+            return keras.optimizers.Adam(learning_rate=learning_rate)
+        if name == "adamw":
+            return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+    if name == "adam":
+        return PartRateAdam(backbone_paths, backbone_lr_factor, learning_rate=learning_rate)
+    if name == "adamw":
+        return PartRateAdamW(backbone_paths, backbone_lr_factor, learning_rate=learning_rate, weight_decay=weight_decay)
+    raise AtomSetsError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
