@@ -126,7 +126,8 @@ def _print_summary(metrics: dict) -> None:
 @click.option("--patience", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Global batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--loss", type=click.Choice(["mae", "mse"]), default="mae", show_default=True)
+@click.option("--loss", type=click.Choice(["mae", "mse", "robust_l1"]), default="mae", show_default=True,
+              help="robust_l1: CGAT's loss with its predicted log-std (CGAT models only).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strategy", "strategy_name", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]),
               default="auto", show_default=True)

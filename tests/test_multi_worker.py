@@ -13,18 +13,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# One worker (or, without TF_CONFIG, a single process): fit, then print the final weights.
+EPOCHS = 3
+#: Exit status of a worker killed on purpose.
+KILLED = 3
+# One worker (or, without TF_CONFIG, a single process): fit, then print the metrics and final weights.
 SCRIPT = r"""
-import json, sys
+import json, os, sys
 from atomsets_tf.training.strategy import get_strategy
 strategy = get_strategy(sys.argv[1])
+from atomsets_tf.training import callbacks
 from atomsets_tf.training.fit import ModelConfig, TrainingConfig, fit
+if os.environ.get("KILL_AFTER_EPOCH"):  # simulate a crash right after the resume state of that epoch is saved
+    save = callbacks.TrainingCheckpoint.on_epoch_end
+    def save_then_die(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch + 1 == int(os.environ["KILL_AFTER_EPOCH"]):
+            os._exit(KILLED)
+    callbacks.TrainingCheckpoint.on_epoch_end = save_then_die
 out = sys.argv[3] if len(sys.argv) > 3 else None
-result = fit(sys.argv[2], "atomsets", training=TrainingConfig(epochs=2, patience=2, batch_size=16, seed=3),
-             model_config=ModelConfig(units=8), out_dir=out, progress=False, strategy=strategy)
-print(json.dumps({"replicas": result.metrics["replicas"], "strategy": result.metrics["strategy"],
-                  "val_mae": result.metrics["val_mae"], "weights": [w.ravel().tolist() for w in result.model.get_weights()]}))
-"""
+config = TrainingConfig(epochs=EPOCHS, patience=EPOCHS, batch_size=16, seed=3, checkpoint_interval_s=0)
+result = fit(sys.argv[2], "atomsets", training=config, model_config=ModelConfig(units=8), out_dir=out,
+             progress=False, strategy=strategy)
+print(json.dumps({**{k: result.metrics[k] for k in ("replicas", "strategy", "val_mae", "epochs_run",
+                                                    "resumed_from_epoch")},
+                  "weights": [w.ravel().tolist() for w in result.model.get_weights()]}))
+""".replace("EPOCHS", str(EPOCHS)).replace("KILLED", str(KILLED))
 TIMEOUT_S = 180
 
 
@@ -55,12 +68,19 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def run_workers(csv_path: Path, out_dir: Path, n: int = 2) -> list[dict]:
-    """Run ``n`` workers of one cluster to completion (all are killed if one fails or hangs)."""
+def run_workers(csv_path: Path, out_dir: Path, n: int = 2, kill_after_epoch: int | None = None) -> list[dict]:
+    """Run ``n`` workers of one cluster to completion (all are killed if one fails or hangs).
+
+    With ``kill_after_epoch``, every worker exits abruptly once that epoch's
+    resume state is saved; the result is then ``[]``.
+    """
     cluster = {"worker": [f"localhost:{p}" for p in free_ports(n)]}
+    envs = [env_for(cluster, i) for i in range(n)]
+    if kill_after_epoch is not None:
+        for env in envs:
+            env["KILL_AFTER_EPOCH"] = str(kill_after_epoch)
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, "multi-worker", str(csv_path), str(out_dir)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(cluster, i))
-             for i in range(n)]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for env in envs]
     try:
         outputs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
     finally:
@@ -68,49 +88,80 @@ def run_workers(csv_path: Path, out_dir: Path, n: int = 2) -> list[dict]:
             if p.poll() is None:
                 p.kill()
                 p.communicate()
+    expected = 0 if kill_after_epoch is None else KILLED
     for i, (p, (_, err)) in enumerate(zip(procs, outputs)):
-        assert p.returncode == 0, f"worker {i} failed:\n{err[-3000:]}"
-    return [last_json(out) for out, _ in outputs]
+        assert p.returncode == expected, f"worker {i} exited with {p.returncode}:\n{err[-3000:]}"
+    return [] if kill_after_epoch is not None else [last_json(out) for out, _ in outputs]
 
 
-@pytest.fixture()
-def tiny_csv(tmp_path) -> Path:
+def write_tiny_csv(path: Path) -> Path:
     from tests.test_models import learnable_table
 
     table = learnable_table(64)
-    p = tmp_path / "tiny.csv"
-    with open(p, "w", newline="") as fh:
+    with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "composition", "y"])
         for i, c, y in zip(table.ids, table.inputs, table.targets):
             w.writerow([i, c, y])
-    return p
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path, list[dict]]:
+    """A tiny CSV, the output folder both workers were given, and what the two workers printed."""
+    tmp = tmp_path_factory.mktemp("multi_worker")
+    csv_path = write_tiny_csv(tmp / "tiny.csv")
+    out = tmp / "run"  # the same folder for both workers, as on a shared file system
+    return csv_path, out, run_workers(csv_path, out)
+
+
+def assert_same_weights(a: dict, b: dict, rtol: float = 0.0, atol: float = 0.0) -> None:
+    for x, y in zip(a["weights"], b["weights"], strict=True):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
 @pytest.mark.slow
-def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path, tiny_csv):
-    out = tmp_path / "run"  # the same folder for both workers, as on a shared file system
-    chief, other = run_workers(tiny_csv, out)
-
+def test_two_workers_train_in_sync_and_only_the_chief_writes(uninterrupted):
+    _, out, (chief, other) = uninterrupted
     assert chief["replicas"] == other["replicas"] == 2
     assert chief["strategy"] == "MultiWorkerMirroredStrategy"
-    for a, b in zip(chief["weights"], other["weights"], strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert chief["val_mae"] == other["val_mae"]
+    assert_same_weights(chief, other)
+    assert chief["val_mae"] == other["val_mae"] and chief["epochs_run"] == EPOCHS
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["strategy"] == "MultiWorkerMirroredStrategy"
-    assert metrics["epochs_run"] == 2 and metrics["val_mae"] == chief["val_mae"]
+    assert metrics["epochs_run"] == EPOCHS and metrics["val_mae"] == chief["val_mae"]
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.keras", "test_predictions.csv",
                                                      "training_log.csv"]
-    assert len((out / "training_log.csv").read_text().splitlines()) == 3
+    assert len((out / "training_log.csv").read_text().splitlines()) == EPOCHS + 1
 
-    # Two workers of one replica each train as one process does on the whole batch.
-    r = subprocess.run([sys.executable, "-c", SCRIPT, "auto", str(tiny_csv)], capture_output=True, text=True,
+
+@pytest.mark.slow
+def test_two_workers_match_one_process(uninterrupted):
+    csv_path, _, (chief, _) = uninterrupted
+    r = subprocess.run([sys.executable, "-c", SCRIPT, "auto", str(csv_path)], capture_output=True, text=True,
                        timeout=TIMEOUT_S, env=env_for(None))
     assert r.returncode == 0, r.stderr[-3000:]
     single = last_json(r.stdout)
+    # Two workers of one replica each train as one process does on the whole batch.
     assert single["replicas"] == 1
     assert chief["val_mae"] == pytest.approx(single["val_mae"], rel=1e-4)
-    for a, b in zip(chief["weights"], single["weights"], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    assert_same_weights(chief, single, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_interrupted_workers_resume_together(tmp_path, uninterrupted):
+    csv_path, _, (reference, _) = uninterrupted
+    out = tmp_path / "run"
+    assert run_workers(csv_path, out, kill_after_epoch=1) == []
+    assert (out / ".training_state" / "state.npz").is_file() and not (out / "metrics.json").exists()
+
+    chief, other = run_workers(csv_path, out)
+    assert chief["resumed_from_epoch"] == other["resumed_from_epoch"] == 1
+    assert chief["epochs_run"] == other["epochs_run"] == EPOCHS
+    assert_same_weights(chief, other)
+    # The resumed run ends where the uninterrupted one did.
+    assert chief["val_mae"] == pytest.approx(reference["val_mae"], rel=1e-6)
+    assert_same_weights(chief, reference, rtol=1e-5, atol=1e-7)
+    assert json.loads((out / "metrics.json").read_text())["resumed_from_epoch"] == 1
+    assert not (out / ".training_state").exists()

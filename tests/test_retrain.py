@@ -110,3 +110,22 @@ def test_cgat_retrain(tmp_path, shared, mode):
         assert all(p in head or p.endswith(("target_mean", "target_std")) for p in changed)
     else:
         assert any(p not in head and not p.endswith(("target_mean", "target_std")) for p in changed)
+
+
+def test_cgat_robust_l1_and_refusal_elsewhere(tmp_path, shared):
+    pytest.importorskip("torch")
+    from atomsets_tf.data.io import load
+    from atomsets_tf.errors import AtomSetsError
+    from atomsets_tf.training.losses import robust_l1
+
+    y = np.array([[1.0], [2.0]], np.float32)
+    pred = np.array([[1.5, 0.0], [2.0, np.log(2.0)]], np.float32)
+    expected = np.mean([np.sqrt(2) * 0.5 + 0.0, 0.0 + np.log(2.0)])
+    assert float(robust_l1(y, pred)) == pytest.approx(expected, rel=1e-6)
+    ckpt = shared / "golden" / "cgat" / "cgat_random_seed0.ckpt"
+    table = load("matbench_jdft2d").subset(range(24))
+    result = retrain(ckpt, table, "head", training=TrainingConfig(epochs=2, patience=2, batch_size=8, loss="robust_l1"),
+                     progress=False)
+    assert np.isfinite(result.metrics["test_mae"]) and result.metrics["training"]["loss"] == "robust_l1"
+    with pytest.raises(AtomSetsError, match="robust_l1"):
+        retrain(PRESET, table, "head", training=TrainingConfig(epochs=1, loss="robust_l1"), progress=False)

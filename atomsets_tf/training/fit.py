@@ -56,8 +56,9 @@ class TrainingConfig:
         seed: seed of the weights' initialisation and of the batch shuffling.
         checkpoint_interval_s: least time between two saves of the resumable
             training state (a killed run loses at most this much work).
-        loss: regression loss, ``"mae"`` (L1) or ``"mse"``; classification
-            always uses binary cross-entropy.
+        loss: regression loss, ``"mae"`` (L1), ``"mse"`` or ``"robust_l1"``
+            (CGAT's, with the model's log-std; CGAT only); classification always
+            uses binary cross-entropy.
         schedule: learning-rate schedule (see :mod:`~atomsets_tf.training.schedules`):
             ``"constant"``, ``"cyclical"`` (triangular, 0.1-1, the CGAT paper's) or ``"cosine"``.
         schedule_period: period in epochs of the cyclical schedule.
@@ -212,7 +213,8 @@ def predict_sets(model, sets, batch_size: int = 256) -> np.ndarray:
     forward = _forward(model, sets.tensor_spec() if hasattr(sets, "tensor_spec") else None)
     out = np.empty(len(sets), dtype=np.float64)
     for idx in size_bucketed_batches(sets.sizes(), batch_size):
-        out[idx] = np.asarray(forward(sets.padded(idx))).reshape(-1)
+        values = np.asarray(forward(sets.padded(idx)))
+        out[idx] = values[:, 0] if values.ndim == 2 else values  # a second column is a log-std
     return out
 
 
@@ -288,9 +290,12 @@ def train(
     )
 
     train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
-    if config.loss not in ("mae", "mse"):
-        raise AtomSetsError(f"loss must be 'mae' or 'mse', got {config.loss!r}")
-    loss = "binary_crossentropy" if task_type == "classification" else config.loss
+    from atomsets_tf.training.losses import REGRESSION_LOSSES, robust_l1
+
+    if config.loss not in REGRESSION_LOSSES:
+        raise AtomSetsError(f"loss must be one of {', '.join(REGRESSION_LOSSES)}, got {config.loss!r}")
+    loss = "binary_crossentropy" if task_type == "classification" else (
+        robust_l1 if config.loss == "robust_l1" else config.loss)
     if optimizer is None:
         from atomsets_tf.training.transfer import make_optimizer
 
@@ -366,6 +371,7 @@ def fit(
             strategy when ``None``. ``training.batch_size`` is the global batch.
     """
     training = training or TrainingConfig()
+    require_point_loss(training, model)
     table, targets, task_type = load_targets(data, task_type)
     sets, element_table = featurize(table, model, features_from, progress)
     splits = make_splits(table, protocol, fold, seed=training.seed)
@@ -376,6 +382,12 @@ def fit(
 
     extra = {"model": model, "protocol": protocol, "fold": fold, "model_config": asdict(model_config or ModelConfig())}
     return run_training(table, sets, targets, task_type, splits, make, training, out_dir, progress, strategy, extra)
+
+
+def require_point_loss(training: TrainingConfig, model: str) -> None:
+    """Refuse ``robust_l1`` for a model without a log-std output."""
+    if training.loss == "robust_l1":
+        raise AtomSetsError(f"the robust_l1 loss needs a model that also predicts a log-std (CGAT), not {model}")
 
 
 def load_targets(data, task_type: str | None = None) -> tuple[data_io.Table, np.ndarray, str]:

@@ -25,6 +25,7 @@ from atomsets_tf.training.fit import (
     TrainingConfig,
     load_targets,
     make_splits,
+    require_point_loss,
     run_training,
 )
 from atomsets_tf.training.transfer import TransferMode, apply_mode, backbone_variable_paths, make_optimizer
@@ -84,6 +85,7 @@ def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, fa
 
     if task_type != "regression":
         raise AtomSetsError("retraining a MEGNet supports regression targets only (use an AtomSets head on its taps)")
+    require_point_loss(config, "a MEGNet")
     sets = GraphSet(parent.graphs(table.inputs, table.ids), parent.n_state)
     mean, std = float(np.mean(targets[train_idx])), float(np.std(targets[train_idx])) or 1.0
     holder = {}
@@ -148,15 +150,22 @@ def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, fact
     sets = CGATSet(parent._graphs(table.inputs))
     holder = {}
 
+    with_log_std = config.loss == "robust_l1"
+
     class CGATValue(keras.Model):
-        """The de-normalised value column of a CGAT ([B, 1], target units): what the engine trains."""
+        """A CGAT's de-normalised value ``[B, 1]`` (with its log-std, ``[B, 2]``, for ``robust_l1``), in target units."""
 
         def __init__(self, cgat, **kwargs):
             super().__init__(**kwargs)
             self.cgat = cgat
 
         def call(self, inputs, training=None):
-            return self.cgat.denormalise(self.cgat(inputs, training=training)[:, 0:1])
+            out = self.cgat(inputs, training=training)
+            value = self.cgat.denormalise(out[:, 0:1])
+            if not with_log_std:
+                return value
+            # log-std in target units: the loss differs from CGAT's normalised one by a constant only.
+            return keras.ops.concatenate([value, out[:, 1:2] + keras.ops.log(self.cgat.target_std)], axis=1)
 
     def make():
         cgat = CGAT.from_config(parent.get_config())  # inside the strategy's scope
@@ -180,6 +189,7 @@ def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, 
     from atomsets_tf.models import AtomSets
     from atomsets_tf.training.features import structural_sets
 
+    require_point_loss(config, "an AtomSets model")
     if parent.input_name == "features":
         source = parent.feature_source or {}
         sets = structural_sets(source["model"], source["source"], table)
