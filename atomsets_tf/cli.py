@@ -38,6 +38,10 @@ def cli() -> None:
 @click.option("--protocol", type=click.Choice(["paper", "matbench"]), default="paper", show_default=True,
               help="paper: random 80/10/10 split; matbench: an official fold.")
 @click.option("--fold", type=click.IntRange(0), default=0, show_default=True, help="Which split or fold.")
+@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Validation (and, for the paper protocol, test) fraction.")
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help='JSON {"train": [ids], "val": [ids], "test": [ids]} ("val" optional).')
 @click.option("--epochs", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--patience", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
@@ -66,7 +70,7 @@ def cli() -> None:
 @click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds between saves of the resumable training state.")
 @click.option("--quiet", is_flag=True, help="No per-epoch progress.")
-def fit(data, model_name, features_from, task_type, protocol, fold, epochs, patience, batch_size, lr, seed, units,
+def fit(data, model_name, features_from, task_type, protocol, fold, val_fraction, split_file, epochs, patience, batch_size, lr, seed, units,
         layers_before, layers_after, readout, activation, out_dir, strategy_name, replicas, schedule,
         schedule_period, mixed_precision, optimizer, weight_decay, checkpoint_every, quiet) -> None:
     """Train an AtomSets model on DATA and evaluate it on its test split.
@@ -98,6 +102,8 @@ def fit(data, model_name, features_from, task_type, protocol, fold, epochs, pati
         progress=not quiet,
         strategy=strategy,
         features_from=features_from,
+        val_fraction=val_fraction,
+        split_file=split_file,
     )
     _print_summary(result.metrics)
     click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
@@ -122,6 +128,10 @@ def _print_summary(metrics: dict) -> None:
 @click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None)
 @click.option("--protocol", type=click.Choice(["paper", "matbench"]), default="paper", show_default=True)
 @click.option("--fold", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Validation (and, for the paper protocol, test) fraction.")
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help='JSON {"train": [ids], "val": [ids], "test": [ids]} ("val" optional).')
 @click.option("--epochs", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--patience", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Global batch size.")
@@ -143,7 +153,7 @@ def _print_summary(metrics: dict) -> None:
 @click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True)
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--quiet", is_flag=True)
-def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, epochs, patience, batch_size, lr, loss,
+def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, val_fraction, split_file, epochs, patience, batch_size, lr, loss,
             seed, strategy_name, replicas, schedule, schedule_period, mixed_precision, optimizer, weight_decay,
             checkpoint_every, out_dir, quiet) -> None:
     """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
@@ -163,6 +173,7 @@ def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, ep
                                 schedule_period=schedule_period, mixed_precision=mixed_precision,
                                 optimizer=optimizer, weight_decay=weight_decay),
         out_dir=out_dir, progress=not quiet, strategy=strategy, backbone_lr_factor=backbone_lr_factor,
+        val_fraction=val_fraction, split_file=split_file,
     )
     _print_summary(result.metrics)
     click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")

@@ -161,3 +161,19 @@ def test_cyclical_schedule_and_mixed_precision_in_training(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "training_log.csv")))
     lrs = [float(r["learning_rate"]) for r in rows]
     assert lrs[0] == pytest.approx(1e-4) and lrs[2] == pytest.approx(1e-3)
+
+
+def test_split_file_and_val_fraction(tmp_path):
+    from atomsets_tf.errors import DataFormatError
+    from atomsets_tf.training.fit import make_splits
+
+    table = learnable_table(40)
+    spec = tmp_path / "split.json"
+    spec.write_text(json.dumps({"train": table.ids[:30], "test": table.ids[30:]}))
+    train, val, test = make_splits(table, split_file=spec, val_fraction=0.2)
+    assert len(train) == 24 and len(val) == 6 and sorted(test.tolist()) == list(range(30, 40))
+    spec.write_text(json.dumps({"train": table.ids[:20], "val": table.ids[20:25], "test": ["nope"]}))
+    with pytest.raises(DataFormatError, match="not in the data"):
+        make_splits(table, split_file=spec)
+    train, val, test = make_splits(table, val_fraction=0.2)
+    assert (len(train), len(val), len(test)) == (24, 8, 8)

@@ -31,11 +31,12 @@ if os.environ.get("KILL_AFTER_EPOCH"):  # simulate a crash right after the resum
             os._exit(KILLED)
     callbacks.TrainingCheckpoint.on_epoch_end = save_then_die
 out = sys.argv[3] if len(sys.argv) > 3 else None
-config = TrainingConfig(epochs=EPOCHS, patience=EPOCHS, batch_size=16, seed=3, checkpoint_interval_s=0)
+config = TrainingConfig(epochs=EPOCHS, patience=EPOCHS, batch_size=16, learning_rate=1e-2, seed=3,
+                        checkpoint_interval_s=0)
 result = fit(sys.argv[2], "atomsets", training=config, model_config=ModelConfig(units=8), out_dir=out,
              progress=False, strategy=strategy)
 print(json.dumps({**{k: result.metrics[k] for k in ("replicas", "strategy", "val_mae", "epochs_run",
-                                                    "resumed_from_epoch")},
+                                                    "best_epoch", "resumed_from_epoch")},
                   "weights": [w.ravel().tolist() for w in result.model.get_weights()]}))
 """.replace("EPOCHS", str(EPOCHS)).replace("KILLED", str(KILLED))
 TIMEOUT_S = 180
@@ -76,6 +77,8 @@ def run_workers(csv_path: Path, out_dir: Path, n: int = 2, kill_after_epoch: int
     """
     cluster = {"worker": [f"localhost:{p}" for p in free_ports(n)]}
     envs = [env_for(cluster, i) for i in range(n)]
+    for env in envs:  # a killed worker leaves its private output folder behind: keep it out of /tmp
+        env["TMPDIR"] = str(out_dir.parent)
     if kill_after_epoch is not None:
         for env in envs:
             env["KILL_AFTER_EPOCH"] = str(kill_after_epoch)
@@ -127,6 +130,9 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(uninterrupted):
     assert chief["strategy"] == "MultiWorkerMirroredStrategy"
     assert_same_weights(chief, other)
     assert chief["val_mae"] == other["val_mae"] and chief["epochs_run"] == EPOCHS
+    # Validation improves every epoch, so the final (best) weights are the last epoch's: comparing them checks
+    # every step.
+    assert chief["best_epoch"] == EPOCHS
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["strategy"] == "MultiWorkerMirroredStrategy"

@@ -224,13 +224,32 @@ def make_splits(
     fold: int = 0,
     seed: int = 0,
     val_fraction: float = 0.1,
+    split_file: str | os.PathLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train, validation and test indices.
 
-    ``paper``: a random 80/10/10 split drawn from ``seed + fold``.
+    ``paper``: a random split drawn from ``seed + fold``, ``val_fraction`` each for
+    validation and test (80/10/10 by default).
     ``matbench``: the official fold ``fold``; validation is ``val_fraction`` of its
     training part.
+    ``split_file`` (any protocol): a JSON file ``{"train": [ids], "val": [ids],
+    "test": [ids]}``; without ``"val"``, validation is ``val_fraction`` of ``train``.
     """
+    if not 0 < val_fraction < 0.5:
+        raise DataFormatError(f"the validation fraction must be in (0, 0.5), got {val_fraction}")
+    if split_file is not None:
+        import json
+
+        try:
+            spec = json.loads(Path(split_file).read_text())
+            train = ids_to_indices(table.ids, spec["train"])
+            test = ids_to_indices(table.ids, spec["test"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataFormatError(f"split file {split_file}: expected JSON with 'train' and 'test' id lists ({exc})") from None
+        if "val" in spec:
+            return train, ids_to_indices(table.ids, spec["val"]), test
+        train, val = split_off_validation(train, val_fraction, seed=seed)
+        return train, val, test
     if protocol == "paper":
         return random_split(len(table), (1 - 2 * val_fraction, val_fraction, val_fraction), seed=seed + fold)
     if protocol == "matbench":
@@ -346,6 +365,8 @@ def fit(
     progress: bool = True,
     strategy=None,
     features_from: str | None = None,
+    val_fraction: float = 0.1,
+    split_file: str | os.PathLike | None = None,
 ) -> FitResult:
     """Train an AtomSets model (Table 1 of the paper) on a data set and evaluate it on its test split.
 
@@ -366,6 +387,7 @@ def fit(
         progress: print a line every few epochs.
         features_from: the MEGNet (checkpoint path or preset) that structural
             models tap, and that ``atomsets-v0`` may take V0 from.
+        val_fraction, split_file: see :func:`make_splits`.
         strategy: a ``tf.distribute.Strategy`` (see
             :func:`~atomsets_tf.training.strategy.get_strategy`); the default
             strategy when ``None``. ``training.batch_size`` is the global batch.
@@ -374,7 +396,7 @@ def fit(
     require_point_loss(training, model)
     table, targets, task_type = load_targets(data, task_type)
     sets, element_table = featurize(table, model, features_from, progress)
-    splits = make_splits(table, protocol, fold, seed=training.seed)
+    splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
 
     def make():
         net = build_model(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from)

@@ -235,6 +235,8 @@ def retrain(
     progress: bool = True,
     strategy=None,
     backbone_lr_factor: float = 1.0,
+    val_fraction: float = 0.1,
+    split_file: str | os.PathLike | None = None,
 ) -> FitResult:
     """Retrain a pretrained ``model`` on ``data`` in a transfer ``mode``.
 
@@ -251,6 +253,7 @@ def retrain(
         strategy: a ``tf.distribute`` strategy.
         backbone_lr_factor: in ``full`` mode, the pretrained part's learning
             rate relative to the head's.
+        val_fraction, split_file: see :func:`~atomsets_tf.training.fit.make_splits`.
     """
     from atomsets_tf.models.loading import load_model, model_kind
 
@@ -261,7 +264,7 @@ def retrain(
     table, targets, task_type = load_targets(data, task_type)
     parent = load_model(model)
     kind = model_kind(parent)
-    splits = make_splits(table, protocol, fold, seed=training.seed)
+    splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
     setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup, "cgat": _cgat_setup}
     if kind not in setups:
         raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
