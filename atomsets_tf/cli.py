@@ -105,7 +105,16 @@ def fit(data, model_name, features_from, task_type, protocol, fold, val_fraction
         val_fraction=val_fraction,
         split_file=split_file,
     )
-    _print_summary(result.metrics)
+    _report(result.metrics, out_dir, strategy)
+
+
+def _report(metrics: dict, out_dir: str, strategy) -> None:
+    """The end-of-run table and what was written (on the chief only, under multi-worker training)."""
+    from atomsets_tf.training.multi_worker import is_chief
+
+    if not is_chief(strategy):
+        return
+    _print_summary(metrics)
     click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
 
 
@@ -175,8 +184,7 @@ def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, va
         out_dir=out_dir, progress=not quiet, strategy=strategy, backbone_lr_factor=backbone_lr_factor,
         val_fraction=val_fraction, split_file=split_file,
     )
-    _print_summary(result.metrics)
-    click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
+    _report(result.metrics, out_dir, strategy)
 
 
 @cli.command()

@@ -333,8 +333,9 @@ def train(
             keep.best_score, keep.best_epoch, keep.best_weights = (
                 state["best_score"], state["best_epoch"], state["best_weights"])
             _truncate_log(Path(out_dir) / "training_log.csv", resumed)
-        callbacks.append(TrainingCheckpoint(str(state_path), keep, config.checkpoint_interval_s))
+        # The log row is written before the state that counts its epoch, so a resume never loses a row.
         callbacks.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "training_log.csv"), append=resumed > 0))
+        callbacks.append(TrainingCheckpoint(str(state_path), keep, config.checkpoint_interval_s))
     if config.schedule != "constant":
         from atomsets_tf.training.schedules import scheduler_callback
 
