@@ -26,6 +26,67 @@ def cli() -> None:
     """AtomSets transfer learning with graph networks (Keras 3 / TensorFlow)."""
 
 
+def _training_options(command):
+    """The options ``fit`` and ``retrain`` share: split, optimisation, strategy, output."""
+    options = [
+        click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None,
+                     help="Inferred from the targets when omitted."),
+        click.option("--protocol", type=click.Choice(["paper", "matbench"]), default="paper", show_default=True,
+                     help="paper: random 80/10/10 split; matbench: an official fold."),
+        click.option("--fold", type=click.IntRange(0), default=0, show_default=True, help="Which split or fold."),
+        click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.1,
+                     show_default=True, help="Validation (and, for the paper protocol, test) fraction."),
+        click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help='JSON {"train": [ids], "val": [ids], "test": [ids]} ("val" optional).'),
+        click.option("--epochs", type=click.IntRange(1), default=1000, show_default=True),
+        click.option("--patience", type=click.IntRange(1), default=200, show_default=True,
+                     help="Epochs without a better validation metric before stopping."),
+        click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Global batch size."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
+        click.option("--loss", type=click.Choice(["mae", "mse", "robust_l1"]), default="mae", show_default=True,
+                     help="robust_l1: CGAT's loss with its predicted log-std (CGAT models only)."),
+        click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam", show_default=True),
+        click.option("--weight-decay", type=click.FloatRange(0), default=1e-6, show_default=True,
+                     help="AdamW's weight decay."),
+        click.option("--schedule", type=click.Choice(["constant", "cyclical", "cosine"]), default="constant",
+                     show_default=True, help="Learning-rate schedule; cyclical is the CGAT paper's triangular 0.1-1."),
+        click.option("--schedule-period", type=click.IntRange(2), default=130, show_default=True,
+                     help="Period of the cyclical schedule, in epochs."),
+        click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
+                     help="Build and train the model under a Keras mixed-precision policy."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--strategy", "strategy_name",
+                     type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]), default="auto",
+                     show_default=True, help="tf.distribute strategy (multi-worker reads TF_CONFIG)."),
+        click.option("--replicas", type=click.IntRange(1), default=None,
+                     help="Mirrored replicas; on a CPU-only machine, the CPU is split into this many logical devices."),
+        click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
+                     help="Seconds between saves of the resumable training state."),
+        click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+                     help="Output folder (model.keras, metrics.json, test_predictions.csv, training_log.csv)."),
+        click.option("--quiet", is_flag=True, help="No per-epoch progress."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _run_settings(opts: dict):
+    """``(strategy, TrainingConfig, split kwargs)`` from the shared options; the strategy first (it may split the CPU)."""
+    from atomsets_tf.training.fit import TrainingConfig
+    from atomsets_tf.training.strategy import get_strategy
+
+    strategy = get_strategy(opts["strategy_name"], opts["replicas"])
+    training = TrainingConfig(
+        epochs=opts["epochs"], patience=opts["patience"], batch_size=opts["batch_size"], learning_rate=opts["lr"],
+        seed=opts["seed"], checkpoint_interval_s=opts["checkpoint_every"], loss=opts["loss"],
+        schedule=opts["schedule"], schedule_period=opts["schedule_period"],
+        mixed_precision=opts["mixed_precision"], optimizer=opts["optimizer"], weight_decay=opts["weight_decay"],
+    )
+    common = {key: opts[key] for key in ("task_type", "protocol", "fold", "val_fraction", "split_file", "out_dir")}
+    return strategy, training, {**common, "progress": not opts["quiet"], "strategy": strategy}
+
+
 @cli.command()
 @click.argument("data")
 @click.option("--model", "model_name", type=click.Choice(FIT_MODELS), default="atomsets", show_default=True,
@@ -33,79 +94,51 @@ def cli() -> None:
 @click.option("--features-from", default=None,
               help="MEGNet checkpoint or preset that structural models tap (default: the paper's parent model); "
                    "with atomsets-v0, take V0 from its embedding.")
-@click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None,
-              help="Inferred from the targets when omitted.")
-@click.option("--protocol", type=click.Choice(["paper", "matbench"]), default="paper", show_default=True,
-              help="paper: random 80/10/10 split; matbench: an official fold.")
-@click.option("--fold", type=click.IntRange(0), default=0, show_default=True, help="Which split or fold.")
-@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.1,
-              show_default=True, help="Validation (and, for the paper protocol, test) fraction.")
-@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help='JSON {"train": [ids], "val": [ids], "test": [ids]} ("val" optional).')
-@click.option("--epochs", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--patience", type=click.IntRange(1), default=200, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--units", type=click.IntRange(1), default=64, show_default=True, help="Width of hidden layers.")
 @click.option("--layers-before", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--layers-after", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--readout", type=click.Choice(["mean", "set2set", "mean+set2set"]), default="mean",
               show_default=True)
 @click.option("--activation", type=click.Choice(["relu", "softplus"]), default="relu", show_default=True)
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output folder (model.keras, metrics.json, test_predictions.csv).")
-@click.option("--strategy", "strategy_name", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]),
-              default="auto", show_default=True, help="tf.distribute strategy.")
-@click.option("--replicas", type=click.IntRange(1), default=None,
-              help="Mirrored replicas; on a CPU-only machine, the CPU is split into this many logical devices.")
-@click.option("--schedule", type=click.Choice(["constant", "cyclical", "cosine"]), default="constant",
-              show_default=True, help="Learning-rate schedule; cyclical is the CGAT paper's triangular 0.1-1.")
-@click.option("--schedule-period", type=click.IntRange(2), default=130, show_default=True,
-              help="Period of the cyclical schedule, in epochs.")
-@click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
-              help="Build and train the model under a Keras mixed-precision policy.")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam", show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(0), default=1e-6, show_default=True, help="AdamW's weight decay.")
-@click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
-              help="Seconds between saves of the resumable training state.")
-@click.option("--quiet", is_flag=True, help="No per-epoch progress.")
-def fit(data, model_name, features_from, task_type, protocol, fold, val_fraction, split_file, epochs, patience, batch_size, lr, seed, units,
-        layers_before, layers_after, readout, activation, out_dir, strategy_name, replicas, schedule,
-        schedule_period, mixed_precision, optimizer, weight_decay, checkpoint_every, quiet) -> None:
+@_training_options
+def fit(data, model_name, features_from, units, layers_before, layers_after, readout, activation, **opts) -> None:
     """Train an AtomSets model on DATA and evaluate it on its test split.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
     or a matbench task name such as matbench_steels (embedded in the package).
     A run killed midway and started again with the same -o resumes where it was.
     """
-    from atomsets_tf.training.fit import ModelConfig, TrainingConfig
+    from atomsets_tf.training.fit import ModelConfig
     from atomsets_tf.training.fit import fit as run_fit
-    from atomsets_tf.training.strategy import get_strategy
 
-    strategy = get_strategy(strategy_name, replicas)  # first: it may split the CPU into logical devices
-    result = run_fit(
-        data,
-        model=model_name,
-        task_type=task_type,
-        protocol=protocol,
-        fold=fold,
-        training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed,
-                                checkpoint_interval_s=checkpoint_every, schedule=schedule,
-                                schedule_period=schedule_period, mixed_precision=mixed_precision,
-                                optimizer=optimizer, weight_decay=weight_decay),
-        model_config=ModelConfig(
-            n_layers_before_readout=layers_before, n_layers_after_readout=layers_after, units=units,
-            readout=readout.split("+") if "+" in readout else readout, activation=activation,
-        ),
-        out_dir=out_dir,
-        progress=not quiet,
-        strategy=strategy,
-        features_from=features_from,
-        val_fraction=val_fraction,
-        split_file=split_file,
-    )
-    _report(result.metrics, out_dir, strategy)
+    strategy, training, common = _run_settings(opts)
+    model_config = ModelConfig(n_layers_before_readout=layers_before, n_layers_after_readout=layers_after,
+                               units=units, readout=readout.split("+") if "+" in readout else readout,
+                               activation=activation)
+    result = run_fit(data, model=model_name, training=training, model_config=model_config,
+                     features_from=features_from, **common)
+    _report(result.metrics, opts["out_dir"], strategy)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("data")
+@click.option("--mode", type=click.Choice(["scratch", "head", "full"]), default="full", show_default=True,
+              help="scratch: fresh weights; head: only the regression head trains; full: every weight trains.")
+@click.option("--backbone-lr-factor", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="In full mode, the pretrained part's learning rate relative to the head's.")
+@_training_options
+def retrain(model, data, mode, backbone_lr_factor, **opts) -> None:
+    """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
+
+    MODEL is a megnet .hdf5, a CGAT .ckpt, a .keras MEGNet, CGAT or AtomSets model, or a preset.
+    Writes OUTDIR/model.keras and OUTDIR/metrics.json; a killed run resumes.
+    """
+    from atomsets_tf.training.retrain import retrain as run_retrain
+
+    strategy, training, common = _run_settings(opts)
+    result = run_retrain(model, data, mode, training=training, backbone_lr_factor=backbone_lr_factor, **common)
+    _report(result.metrics, opts["out_dir"], strategy)
 
 
 def _report(metrics: dict, out_dir: str, strategy) -> None:
@@ -125,66 +158,6 @@ def _print_summary(metrics: dict) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
-
-
-@cli.command()
-@click.argument("model")
-@click.argument("data")
-@click.option("--mode", type=click.Choice(["scratch", "head", "full"]), default="full", show_default=True,
-              help="scratch: fresh weights; head: only the regression head trains; full: every weight trains.")
-@click.option("--backbone-lr-factor", type=click.FloatRange(0, 1), default=1.0, show_default=True,
-              help="In full mode, the pretrained part's learning rate relative to the head's.")
-@click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None)
-@click.option("--protocol", type=click.Choice(["paper", "matbench"]), default="paper", show_default=True)
-@click.option("--fold", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.1,
-              show_default=True, help="Validation (and, for the paper protocol, test) fraction.")
-@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help='JSON {"train": [ids], "val": [ids], "test": [ids]} ("val" optional).')
-@click.option("--epochs", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--patience", type=click.IntRange(1), default=200, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Global batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--loss", type=click.Choice(["mae", "mse", "robust_l1"]), default="mae", show_default=True,
-              help="robust_l1: CGAT's loss with its predicted log-std (CGAT models only).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--strategy", "strategy_name", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]),
-              default="auto", show_default=True)
-@click.option("--replicas", type=click.IntRange(1), default=None)
-@click.option("--schedule", type=click.Choice(["constant", "cyclical", "cosine"]), default="constant",
-              show_default=True, help="Learning-rate schedule; cyclical is the CGAT paper's triangular 0.1-1.")
-@click.option("--schedule-period", type=click.IntRange(2), default=130, show_default=True,
-              help="Period of the cyclical schedule, in epochs.")
-@click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
-              help="Build and train the model under a Keras mixed-precision policy.")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam", show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(0), default=1e-6, show_default=True, help="AdamW's weight decay.")
-@click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True)
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--quiet", is_flag=True)
-def retrain(model, data, mode, backbone_lr_factor, task_type, protocol, fold, val_fraction, split_file, epochs, patience, batch_size, lr, loss,
-            seed, strategy_name, replicas, schedule, schedule_period, mixed_precision, optimizer, weight_decay,
-            checkpoint_every, out_dir, quiet) -> None:
-    """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
-
-    MODEL is a megnet .hdf5, a CGAT .ckpt, a .keras MEGNet, CGAT or AtomSets model, or a preset.
-    Writes OUTDIR/model.keras and OUTDIR/metrics.json; a killed run resumes.
-    """
-    from atomsets_tf.training.fit import TrainingConfig
-    from atomsets_tf.training.retrain import retrain as run_retrain
-    from atomsets_tf.training.strategy import get_strategy
-
-    strategy = get_strategy(strategy_name, replicas)
-    result = run_retrain(
-        model, data, mode, task_type=task_type, protocol=protocol, fold=fold,
-        training=TrainingConfig(epochs=epochs, patience=patience, batch_size=batch_size, learning_rate=lr, seed=seed,
-                                checkpoint_interval_s=checkpoint_every, loss=loss, schedule=schedule,
-                                schedule_period=schedule_period, mixed_precision=mixed_precision,
-                                optimizer=optimizer, weight_decay=weight_decay),
-        out_dir=out_dir, progress=not quiet, strategy=strategy, backbone_lr_factor=backbone_lr_factor,
-        val_fraction=val_fraction, split_file=split_file,
-    )
-    _report(result.metrics, out_dir, strategy)
 
 
 @cli.command()
