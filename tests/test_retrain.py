@@ -129,3 +129,18 @@ def test_cgat_robust_l1_and_refusal_elsewhere(tmp_path, shared):
     assert np.isfinite(result.metrics["test_mae"]) and result.metrics["training"]["loss"] == "robust_l1"
     with pytest.raises(AtomSetsError, match="robust_l1"):
         retrain(PRESET, table, "head", training=TrainingConfig(epochs=1, loss="robust_l1"), progress=False)
+
+
+def test_megnet_parent_to_classification(tmp_path, shared, parent):
+    from atomsets_tf.data.io import read_table
+    from atomsets_tf.models.loading import load_model
+
+    table = read_table(shared / "data" / "structures" / "mp_is_metal_100.json").subset(range(40))
+    result = retrain(PRESET, table, "head", task_type="classification",
+                     training=TrainingConfig(epochs=2, patience=2, batch_size=8), out_dir=tmp_path, progress=False)
+    assert result.metrics["task_type"] == "classification" and 0.0 <= result.metrics["test_roc_auc"] <= 1.0
+    child = load_model(tmp_path / "model.keras")
+    p = child.predict(table.inputs[:4])
+    assert ((p >= 0) & (p <= 1)).all()
+    # Below the head, the features are the parent's, bit for bit.
+    np.testing.assert_array_equal(child.tap(table.inputs[:2], ["f"])["f"], parent.tap(table.inputs[:2], ["f"])["f"])

@@ -62,8 +62,8 @@ class GraphSet:
 
 
 def is_megnet_head(layer) -> bool:
-    """The layers a MEGNet retrains in ``head`` mode: the final MLP and the target scaler."""
-    return layer.name.startswith("readout_") or layer.name == "target_scaler"
+    """The layers a MEGNet retrains in ``head`` mode: the final MLP, a new classifier, the target scaler."""
+    return layer.name.startswith(("readout_", "classifier")) or layer.name == "target_scaler"
 
 
 def is_atomsets_head(layer) -> bool:
@@ -83,8 +83,6 @@ def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, fa
 
     from atomsets_tf.megnet.model import MEGNet
 
-    if task_type != "regression":
-        raise AtomSetsError("retraining a MEGNet supports regression targets only (use an AtomSets head on its taps)")
     require_point_loss(config, "a MEGNet")
     sets = GraphSet(parent.graphs(table.inputs, table.ids), parent.n_state)
     mean, std = float(np.mean(targets[train_idx])), float(np.std(targets[train_idx])) or 1.0
@@ -94,11 +92,18 @@ def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, fa
         km = keras.models.clone_model(parent.keras_model)  # inside the strategy's scope
         if mode is not TransferMode.SCRATCH:
             km.set_weights(parent.keras_model.get_weights())
-        scaler = km.get_layer("target_scaler")
-        scaler.mean, scaler.std, scaler.is_intensive = mean, std, True
+        if task_type == "regression":
+            scaler = km.get_layer("target_scaler")
+            scaler.mean, scaler.std, scaler.is_intensive = mean, std, True
+        else:
+            # A new output for a new kind of target: a sigmoid on the final MLP's last hidden layer.
+            hidden = [name for name in km.output if name.startswith("readout_")][-1]
+            logit = keras.layers.Dense(1, name="classifier", dtype="float32")(km.output[hidden])
+            probability = keras.layers.Activation("sigmoid", name="classifier_sigmoid", dtype="float32")(logit)
+            km = keras.Model(km.input, {**km.output, "raw_output": logit, "prediction": probability}, name=km.name)
         km = apply_mode(km, TransferMode.FULL if mode is TransferMode.SCRATCH else mode, is_megnet_head)
         holder["megnet"] = MEGNet(km, parent.cutoff, source=f"retrained from {parent.source}",
-                                  metadata={**parent.metadata, "retrained_mode": mode.value})
+                                  metadata={**parent.metadata, "retrained_mode": mode.value, "task_type": task_type})
         net = keras.Model(km.input, km.output["prediction"], name="megnet_prediction")
         return net, _optimizer(km, is_megnet_head, mode, config, factor)
 
