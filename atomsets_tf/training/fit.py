@@ -307,17 +307,15 @@ def train(
         ValidationScore,
         load_training_state,
     )
+    from atomsets_tf.training.losses import REGRESSION_LOSSES, robust_l1
+    from atomsets_tf.training.transfer import make_optimizer
 
     train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
-    from atomsets_tf.training.losses import REGRESSION_LOSSES, robust_l1
-
     if config.loss not in REGRESSION_LOSSES:
         raise AtomSetsError(f"loss must be one of {', '.join(REGRESSION_LOSSES)}, got {config.loss!r}")
     loss = "binary_crossentropy" if task_type == "classification" else (
         robust_l1 if config.loss == "robust_l1" else config.loss)
     if optimizer is None:
-        from atomsets_tf.training.transfer import make_optimizer
-
         optimizer = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
     model.compile(optimizer=optimizer, loss=loss)
 
