@@ -56,9 +56,11 @@ def main(argv=None) -> int:
 
     runs = []
     out = Path(args.out)
+    # Recorded without this machine's paths: the output file relative to the repository.
+    settings = {**vars(args), "out": os.path.relpath(out.resolve(), RESULTS.parent.parent)}
     if out.is_file():  # resume: keep finished runs with the same settings
         previous = json.loads(out.read_text())
-        if previous.get("settings") == vars(args):
+        if previous.get("settings") == settings:
             runs = previous["runs"]
     done = {(r["task"], r["model"], r["fold"]) for r in runs}
     for task in [f"matbench_{t}" for t in args.tasks.split(",")]:
@@ -86,10 +88,10 @@ def main(argv=None) -> int:
                              "wall_time_s": round(time.perf_counter() - start, 1)})
                 print(f"{task} {model} fold {fold}: {metric} {m[metric]:.4g} "
                       f"({m['epochs_run']} epochs, {runs[-1]['wall_time_s']} s)", flush=True)
-                write_json_atomic(out, {"settings": vars(args), "versions": versions(), "runs": runs})
+                write_json_atomic(out, {"settings": settings, "versions": versions(), "runs": runs})
 
     summary = summarise(runs)
-    write_json_atomic(out, {"settings": vars(args), "versions": versions(), "runs": runs, "summary": summary})
+    write_json_atomic(out, {"settings": settings, "versions": versions(), "runs": runs, "summary": summary})
     print_table(summary)
     return 0
 
