@@ -28,16 +28,9 @@ def error_lines(stderr: str) -> list[str]:
 
 @pytest.fixture()
 def tiny_csv(tmp_path):
-    from tests.test_models import learnable_table
+    from tests._tables import learnable_table, write_csv
 
-    table = learnable_table(60)
-    p = tmp_path / "tiny.csv"
-    with open(p, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "composition", "y"])
-        for i, c, y in zip(table.ids, table.inputs, table.targets):
-            w.writerow([i, c, y])
-    return p
+    return write_csv(learnable_table(60), tmp_path / "tiny.csv")
 
 
 def test_fit_then_predict(tmp_path, tiny_csv):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from atomsets_tf.cli import main
+from tests._tables import write_matbench_json
 
 PRESET = "megnet-mp-2019.4.1-formation_energy"
 
@@ -40,8 +41,7 @@ def test_predict_matches_the_original_megnet(tmp_path, shared, golden):
     from atomsets_tf.data.io import load
 
     table = load("matbench_jdft2d").subset(range(6))
-    data.write_text(json.dumps({"index": table.ids, "columns": ["structure", "e"],
-                                "data": [[s.as_dict(), float(t)] for s, t in zip(table.inputs, table.targets)]}))
+    write_matbench_json(table, data, "e")
     assert main(["predict", PRESET, str(data), "-o", str(out)]) == 0
     rows = list(csv.reader(open(out)))
     assert rows[0] == ["id", "prediction"] and len(rows) == 7
@@ -107,8 +107,7 @@ def test_structural_fit_and_predict(tmp_path, shared):
 
     table = load("matbench_jdft2d").subset(range(60))
     data = tmp_path / "jdft2d_60.json"
-    data.write_text(json.dumps({"index": table.ids, "columns": ["structure", "exfoliation_en"],
-                                "data": [[s.as_dict(), float(t)] for s, t in zip(table.inputs, table.targets)]}))
+    write_matbench_json(table, data, "exfoliation_en")
     out = tmp_path / "run"
     assert main(["fit", str(data), "--model", "atomsets-v1", "--epochs", "3", "--units", "8", "--quiet",
                  "-o", str(out)]) == 0
@@ -126,8 +125,7 @@ def cgat_data(shared, tmp_path_factory):
 
     table = load("matbench_jdft2d").subset(range(4))
     path = tmp_path_factory.mktemp("cgat") / "jdft2d_4.json"
-    path.write_text(json.dumps({"index": table.ids, "columns": ["structure", "exfoliation_en"],
-                                "data": [[s.as_dict(), float(t)] for s, t in zip(table.inputs, table.targets)]}))
+    write_matbench_json(table, path, "exfoliation_en")
     return path, table
 
 

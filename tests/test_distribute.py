@@ -15,7 +15,7 @@ from atomsets_tf.training.strategy import get_strategy
 strategy = get_strategy(sys.argv[1], int(sys.argv[2]))
 import keras
 from atomsets_tf.training.fit import ModelConfig, TrainingConfig, fit
-from tests.test_models import learnable_table
+from tests._tables import learnable_table
 
 result = fit(learnable_table(64), "atomsets", training=TrainingConfig(epochs=5, patience=5, batch_size=16, seed=3),
              model_config=ModelConfig(units=16, readout=["mean", "set2set"]), progress=False, strategy=strategy)

@@ -22,34 +22,20 @@ import warnings
 import numpy as np
 import pytest
 
-try:
-    from tests._megnet_golden import (
-        GOLDEN_MODELS,
-        GOLDEN_SETS,
-        bond_order,
-        compare_case,
-        golden_dir,
-        golden_key_map,
-        pretrained_dir,
-        run_case,
-        set_structures,
-    )
-except ImportError:  # tests/ not a package
-    from _megnet_golden import (  # type: ignore[no-redef]
-        GOLDEN_MODELS,
-        GOLDEN_SETS,
-        bond_order,
-        compare_case,
-        golden_dir,
-        golden_key_map,
-        pretrained_dir,
-        run_case,
-        set_structures,
-    )
-
 from atomsets_tf.errors import IsolatedAtomError
 from atomsets_tf.megnet.graph import IsolatedAtomWarning, structure_to_graph
 from atomsets_tf.megnet.layers import GaussianExpansion, gaussian_expand_numpy
+from tests._megnet_golden import (
+    GOLDEN_MODELS,
+    GOLDEN_SETS,
+    bond_order,
+    compare_case,
+    golden_dir,
+    golden_key_map,
+    pretrained_dir,
+    run_case,
+    set_structures,
+)
 
 pytestmark = pytest.mark.skipif(
     golden_dir() is None or pretrained_dir() is None, reason="shared/golden/megnet or shared/pretrained not found"

@@ -13,6 +13,7 @@ from atomsets_tf.models import AtomSets
 from atomsets_tf.models.predict import load_keras_model, predict_atomsets
 from atomsets_tf.training.fit import ModelConfig, TrainingConfig, fit
 from atomsets_tf.training.metrics import mae, roc_auc
+from tests._tables import learnable_table
 
 X = {
     "atoms": np.array([[26, 6, 0, 0], [8, 1, 1, 0]], "int32"),
@@ -68,21 +69,6 @@ def test_metrics():
 
 def small_steels(n=80) -> Table:
     return load("matbench_steels").subset(np.arange(n))
-
-
-def learnable_table(n=120, seed=0) -> Table:
-    """Binary alloys whose target is a smooth function of composition (so a model must beat the mean)."""
-    rng = np.random.default_rng(seed)
-    metals = ["Fe", "Ni", "Co", "Cu", "Al", "Ti", "Cr", "Mn"]
-    strength = dict(zip(metals, [5.0, 1.0, 3.0, -2.0, -4.0, 2.0, 0.0, 4.0]))
-    ids, comps, ys = [], [], []
-    for k in range(n):
-        a, b = rng.choice(metals, 2, replace=False)
-        x = rng.uniform(0.05, 0.95)
-        ids.append(f"alloy-{k:03d}")
-        comps.append(f"{a}{x:.3f}{b}{1 - x:.3f}")
-        ys.append(100.0 + 10.0 * (x * strength[a] + (1 - x) * strength[b]))
-    return Table(ids, comps, np.array(ys), "composition", "y", "synthetic")
 
 
 @pytest.mark.parametrize("model_name", ["atomsets", "atomsets-v0"])

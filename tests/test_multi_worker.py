@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import socket
@@ -98,15 +97,9 @@ def run_workers(csv_path: Path, out_dir: Path, n: int = 2, kill_after_epoch: int
 
 
 def write_tiny_csv(path: Path) -> Path:
-    from tests.test_models import learnable_table
+    from tests._tables import learnable_table, write_csv
 
-    table = learnable_table(64)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "composition", "y"])
-        for i, c, y in zip(table.ids, table.inputs, table.targets):
-            w.writerow([i, c, y])
-    return path
+    return write_csv(learnable_table(64), path)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from atomsets_tf.cli import main
 from atomsets_tf.training.fit import TrainingConfig
 from atomsets_tf.training.retrain import retrain
+from tests._tables import write_matbench_json
 
 PRESET = "megnet-mp-2019.4.1-formation_energy"
 
@@ -51,9 +52,7 @@ def test_head_mode_changes_only_the_head(tmp_path, perovskites, parent):
 @pytest.mark.parametrize("mode", ["full", "scratch"])
 def test_full_and_scratch_modes_cli(tmp_path, perovskites, mode):
     data = tmp_path / "p.json"
-    data.write_text(json.dumps({"index": perovskites.ids, "columns": ["structure", "e_form"],
-                                "data": [[s.as_dict(), float(t)] for s, t in zip(perovskites.inputs,
-                                                                                 perovskites.targets)]}))
+    write_matbench_json(perovskites, data, "e_form")
     out = tmp_path / "run"
     args = ["retrain", PRESET, str(data), "--mode", mode, "--epochs", "2", "--batch-size", "8", "--quiet",
             "-o", str(out)]

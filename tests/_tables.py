@@ -1,0 +1,43 @@
+"""Small data sets and writers the tests share."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from atomsets_tf.data.io import Table
+
+
+def learnable_table(n=120, seed=0) -> Table:
+    """Binary alloys whose target is a smooth function of composition (so a model must beat the mean)."""
+    rng = np.random.default_rng(seed)
+    metals = ["Fe", "Ni", "Co", "Cu", "Al", "Ti", "Cr", "Mn"]
+    strength = dict(zip(metals, [5.0, 1.0, 3.0, -2.0, -4.0, 2.0, 0.0, 4.0]))
+    ids, comps, ys = [], [], []
+    for k in range(n):
+        a, b = rng.choice(metals, 2, replace=False)
+        x = rng.uniform(0.05, 0.95)
+        ids.append(f"alloy-{k:03d}")
+        comps.append(f"{a}{x:.3f}{b}{1 - x:.3f}")
+        ys.append(100.0 + 10.0 * (x * strength[a] + (1 - x) * strength[b]))
+    return Table(ids, comps, np.array(ys), "composition", "y", "synthetic")
+
+
+def write_csv(table: Table, path: Path) -> Path:
+    """A composition table as ``id,composition,<target>`` CSV."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "composition", table.target_name])
+        for i, c, y in zip(table.ids, table.inputs, table.targets):
+            w.writerow([i, c, y])
+    return path
+
+
+def write_matbench_json(table: Table, path: Path, target: str = "target") -> Path:
+    """A structure table in matbench's layout (``{"index", "columns", "data"}``)."""
+    path.write_text(json.dumps({"index": table.ids, "columns": ["structure", target],
+                                "data": [[s.as_dict(), float(t)] for s, t in zip(table.inputs, table.targets)]}))
+    return path
