@@ -18,12 +18,21 @@ EXIT_BAD_INPUT = 2
 #: Models ``fit`` trains (Table 1 of the AtomSets paper); kept here so --help needs no TensorFlow import.
 FIT_MODELS = ["atomsets", "atomsets-v0", "atomsets-v1", "atomsets-v2", "atomsets-v3", "mlp-f", "mlp-u1", "mlp-u2",
               "mlp-u3", "mlp-v_r", "mlp-v0-stats"]
+#: Models ``benchmark`` trains: Table 1, MEGNet and CGAT from scratch or transferred, the dummy of Table S4.
+BENCHMARK_MODELS = [*FIT_MODELS, "megnet", "cgat", "dummy", "megnet-head", "megnet-full", "cgat-head", "cgat-full"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="atomsets-tf")
 def cli() -> None:
     """AtomSets transfer learning with graph networks (Keras 3 / TensorFlow)."""
+
+
+def _with_options(command, options: list):
+    """``command`` decorated with ``options``, listed in --help in their order."""
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _training_options(command):
@@ -66,9 +75,30 @@ def _training_options(command):
                      help="Output folder (model.keras, metrics.json, test_predictions.csv, training_log.csv)."),
         click.option("--quiet", is_flag=True, help="No per-epoch progress."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _with_options(command, options)
+
+
+def _head_options(command):
+    """Hyperparameters of an AtomSets head (Table S2 of the paper)."""
+    options = [
+        click.option("--units", type=click.IntRange(1), default=64, show_default=True, help="Width of hidden layers."),
+        click.option("--layers-before", type=click.IntRange(0), default=2, show_default=True),
+        click.option("--layers-after", type=click.IntRange(0), default=2, show_default=True),
+        click.option("--readout", type=click.Choice(["mean", "set2set", "mean+set2set"]), default="mean",
+                     show_default=True),
+        click.option("--activation", type=click.Choice(["relu", "softplus"]), default="relu", show_default=True),
+    ]
+    return _with_options(command, options)
+
+
+def _model_config(opts: dict):
+    """The :class:`~atomsets_tf.training.fit.ModelConfig` of the ``_head_options``."""
+    from atomsets_tf.training.fit import ModelConfig
+
+    readout = opts["readout"]
+    return ModelConfig(n_layers_before_readout=opts["layers_before"], n_layers_after_readout=opts["layers_after"],
+                       units=opts["units"], readout=readout.split("+") if "+" in readout else readout,
+                       activation=opts["activation"])
 
 
 def _run_settings(opts: dict):
@@ -94,27 +124,19 @@ def _run_settings(opts: dict):
 @click.option("--features-from", default=None,
               help="MEGNet checkpoint or preset that structural models tap (default: the paper's parent model); "
                    "with atomsets-v0, take V0 from its embedding.")
-@click.option("--units", type=click.IntRange(1), default=64, show_default=True, help="Width of hidden layers.")
-@click.option("--layers-before", type=click.IntRange(0), default=2, show_default=True)
-@click.option("--layers-after", type=click.IntRange(0), default=2, show_default=True)
-@click.option("--readout", type=click.Choice(["mean", "set2set", "mean+set2set"]), default="mean",
-              show_default=True)
-@click.option("--activation", type=click.Choice(["relu", "softplus"]), default="relu", show_default=True)
+@_head_options
 @_training_options
-def fit(data, model_name, features_from, units, layers_before, layers_after, readout, activation, **opts) -> None:
+def fit(data, model_name, features_from, **opts) -> None:
     """Train an AtomSets model on DATA and evaluate it on its test split.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
     or a matbench task name such as matbench_steels (embedded in the package).
     A run killed midway and started again with the same -o resumes where it was.
     """
-    from atomsets_tf.training.fit import ModelConfig
     from atomsets_tf.training.fit import fit as run_fit
 
     strategy, training, common = _run_settings(opts)
-    model_config = ModelConfig(n_layers_before_readout=layers_before, n_layers_after_readout=layers_after,
-                               units=units, readout=readout.split("+") if "+" in readout else readout,
-                               activation=activation)
+    model_config = _model_config(opts)
     result = run_fit(data, model=model_name, training=training, model_config=model_config,
                      features_from=features_from, **common)
     _report(result.metrics, opts["out_dir"], strategy)
@@ -253,12 +275,85 @@ def convert(ckpt, out_path) -> None:
     click.echo(f"Wrote {out_path}")
 
 
+def _folds(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(f) for f in value.split(",") if f.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated fold numbers such as 0,1,2, got {value!r}") from None
+
+
+def _benchmark_training(n_entries: int, opts: dict):
+    from atomsets_tf.benchmark.protocol import default_training
+
+    return default_training(n_entries, opts["budget_epochs"], batch_size=opts["batch_size"],
+                            patience=opts["patience"], learning_rate=opts["lr"], seed=opts["seed"])
+
+
+def _benchmark_options(command):
+    """Options of the commands that train on several splits: protocol, budget, optimisation, output."""
+    options = [
+        click.option("--protocol", type=click.Choice(["matbench", "paper"]), default="matbench", show_default=True,
+                     help="matbench: the 5 official folds; paper: 5 random 80/10/10 splits."),
+        click.option("--budget-epochs", type=click.IntRange(1), default=None,
+                     help="Cap on epochs per fold (default: the paper's 1000 with patience 200)."),
+        click.option("--batch-size", type=click.IntRange(1), default=None,
+                     help="Default: 16 below 1000 entries, 128 below 50k, 512 above."),
+        click.option("--patience", type=click.IntRange(1), default=None, help="Default: 200, as in the paper."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: 1e-3."),
+        click.option("--seed", type=int, default=None, help="Fold k trains with seed + k (default 0)."),
+        click.option("--features-from", default=None,
+                     help="The MEGNet structural models tap (default: the paper's parent model)."),
+        click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+                     help="Output folder."),
+        click.option("--quiet", is_flag=True, help="No per-fold lines."),
+    ]
+    return _with_options(command, options)
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--model", "model_name", type=click.Choice(BENCHMARK_MODELS), required=True,
+              help="A model of Table 1, megnet or cgat (from scratch), or dummy (mean / majority class).")
+@click.option("--folds", default=None, help="Comma-separated folds (default: all five).")
+@_head_options
+@_benchmark_options
+def benchmark(task, model_name, folds, **opts) -> None:
+    """Benchmark a model on TASK over all folds of a protocol; writes OUTDIR/summary.json.
+
+    TASK is a matbench task name with local data (or a file). Each fold trains
+    in OUTDIR/fold_<k>; a rerun skips finished folds and resumes an interrupted one.
+    """
+    from atomsets_tf.benchmark.protocol import run_benchmark
+    from atomsets_tf.benchmark.runners import load_task
+
+    table = load_task(task, model_name)
+    summary = run_benchmark(table, model_name, opts["out_dir"], opts["protocol"], _folds(folds),
+                            opts["budget_epochs"], _benchmark_training(len(table), opts), _model_config(opts),
+                            opts["features_from"], command=_command(),
+                            report=None if opts["quiet"] else click.echo)
+    budget = f", at most {opts['budget_epochs']} epochs" if opts["budget_epochs"] else ""
+    click.echo(f"{summary['task']} {model_name} ({summary['protocol']}, {summary['n_folds']} folds{budget}): "
+               f"{summary['metric']} {summary['mean']:.4g} ± {summary['std']:.2g}")
+    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'summary.json')}")
+
+
+def _command() -> str:
+    """This process's command line, as a user would type it."""
+    import shlex
+
+    obj = click.get_current_context().obj or {}
+    return shlex.join(["atomsets-tf", *obj.get("argv", sys.argv[1:])])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning bad input into one ``Error:`` line and exit code 2."""
     from atomsets_tf.errors import AtomSetsError
 
     try:
-        cli.main(args=argv, prog_name="atomsets-tf", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else list(argv)
+        cli.main(args=args, prog_name="atomsets-tf", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Abort:
         click.echo("Error: aborted", err=True)
         return 130

@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -224,7 +225,7 @@ def make_splits(
     fold: int = 0,
     seed: int = 0,
     val_fraction: float = 0.1,
-    split_file: str | os.PathLike | None = None,
+    split_file: str | os.PathLike | Mapping | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train, validation and test indices.
 
@@ -233,7 +234,8 @@ def make_splits(
     ``matbench``: the official fold ``fold``; validation is ``val_fraction`` of its
     training part.
     ``split_file`` (any protocol): a JSON file ``{"train": [ids], "val": [ids],
-    "test": [ids]}``; without ``"val"``, validation is ``val_fraction`` of ``train``.
+    "test": [ids]}``, or that mapping itself; without ``"val"``, validation is
+    ``val_fraction`` of ``train``.
     """
     if not 0 < val_fraction < 0.5:
         raise DataFormatError(f"the validation fraction must be in (0, 0.5), got {val_fraction}")
@@ -241,7 +243,7 @@ def make_splits(
         import json
 
         try:
-            spec = json.loads(Path(split_file).read_text())
+            spec = split_file if isinstance(split_file, Mapping) else json.loads(Path(split_file).read_text())
             train = ids_to_indices(table.ids, spec["train"])
             test = ids_to_indices(table.ids, spec["test"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -499,12 +501,13 @@ def run_training(
 
 
 def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save_model=None) -> None:
-    """Write ``model.keras``, ``metrics.json`` and ``test_predictions.csv`` atomically."""
+    """Write ``model.keras`` (unless ``model`` is None), ``metrics.json`` and ``test_predictions.csv`` atomically."""
     from atomsets_tf.utils.io import atomic_path, write_json_atomic
 
     out = Path(out_dir)
-    with atomic_path(out / "model.keras") as tmp:
-        (save_model or (lambda m, p: m.save(p)))(model, tmp)
+    if model is not None:
+        with atomic_path(out / "model.keras") as tmp:
+            (save_model or (lambda m, p: m.save(p)))(model, tmp)
     write_json_atomic(out / "metrics.json", metrics)
     write_predictions_csv(out / "test_predictions.csv", ids, predictions, targets)
 

@@ -229,7 +229,7 @@ def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, 
 
 
 def retrain(
-    model: str | os.PathLike,
+    model,
     data,
     mode: TransferMode | str = TransferMode.FULL,
     task_type: str | None = None,
@@ -247,7 +247,8 @@ def retrain(
 
     Args:
         model: a MEGNet checkpoint (``.hdf5``), a CGAT Lightning checkpoint
-            (``.ckpt``), a ``.keras`` MEGNet, CGAT or AtomSets model, or a preset name.
+            (``.ckpt``), a ``.keras`` MEGNet, CGAT or AtomSets model, a preset
+            name, or such a model already loaded.
         data: a data file, a matbench task name, or a table.
         mode: ``scratch``, ``head`` or ``full``.
         task_type: inferred from the targets when ``None``.
@@ -267,14 +268,15 @@ def retrain(
     if not 0.0 <= backbone_lr_factor <= 1.0:
         raise AtomSetsError(f"backbone_lr_factor must be in [0, 1], got {backbone_lr_factor}")
     table, targets, task_type = load_targets(data, task_type)
-    parent = load_model(model)
+    parent = load_model(model) if isinstance(model, (str, os.PathLike)) else model
     kind = model_kind(parent)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
     setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup, "cgat": _cgat_setup}
     if kind not in setups:
         raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
     sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training, backbone_lr_factor)
-    extra = {"model": kind, "parent": str(model), "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
+    parent_name = str(model) if isinstance(model, (str, os.PathLike)) else parent.name
+    extra = {"model": kind, "parent": parent_name, "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
              "protocol": protocol, "fold": fold}
     return run_training(table, sets, targets, task_type, splits, make, training, out_dir, progress, strategy, extra,
                         save)

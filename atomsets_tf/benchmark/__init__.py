@@ -1,0 +1,6 @@
+"""Benchmarks that reproduce the AtomSets and CGAT papers: Matbench protocol, grids, learning curves, transfer.
+
+* :mod:`~atomsets_tf.benchmark.runners`: the models a benchmark can name, trained on one split;
+* :mod:`~atomsets_tf.benchmark.protocol`: one model on one task over all folds (``atomsets-tf benchmark``);
+* :mod:`~atomsets_tf.benchmark.reference`: the papers' and the Matbench leaderboard's figures.
+"""

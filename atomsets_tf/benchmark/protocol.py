@@ -1,0 +1,211 @@
+"""One model on one task, over all folds of a protocol: what ``atomsets-tf benchmark`` runs.
+
+Protocols:
+
+* ``matbench``: the five official Matbench v0.1 folds; validation (for early
+  stopping) is 10 % of each fold's training part; the test part is never seen
+  before scoring.
+* ``paper``: five random 80/10/10 splits (seeds 0-4), early-stopping patience
+  200, as in the AtomSets paper.
+
+Each fold is trained in ``OUTDIR/fold_<k>`` (resumable: a finished fold is
+read back, an interrupted one resumes), and ``OUTDIR/summary.json`` holds
+per-fold metrics, mean ± std (population std over folds), wall time, the
+command and package versions. With matbench importable, the official-fold
+predictions are also written through ``MatbenchBenchmark.to_file``
+(``OUTDIR/matbench_results.json.gz``), ready to submit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from atomsets_tf.benchmark.runners import benchmark_models, load_task, run_model
+from atomsets_tf.data import io as data_io
+from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.training.fit import PROTOCOLS, ModelConfig, TrainingConfig, versions
+from atomsets_tf.training.metrics import metric_name
+from atomsets_tf.utils.io import write_json_atomic
+
+N_FOLDS = 5
+SUMMARY = "summary.json"
+MATBENCH_RESULTS = "matbench_results.json.gz"
+
+
+def default_batch_size(n_entries: int) -> int:
+    """16 below 1000 entries (chosen on steels by validation MAE), 128 below 50k, 512 above."""
+    if n_entries < 1000:
+        return 16
+    return 128 if n_entries < 50_000 else 512
+
+
+def default_training(n_entries: int, budget_epochs: int | None = None, **overrides) -> TrainingConfig:
+    """The benchmark's optimisation settings: the paper's 1000 epochs and patience 200, capped by ``budget_epochs``."""
+    training = TrainingConfig(epochs=1000, patience=200, batch_size=default_batch_size(n_entries))
+    training = replace(training, **{k: v for k, v in overrides.items() if v is not None})
+    if budget_epochs is not None:
+        training = replace(training, epochs=min(training.epochs, budget_epochs))
+    return training
+
+
+def fold_dir(out_dir: str | os.PathLike, fold: int) -> Path:
+    return Path(out_dir) / f"fold_{fold}"
+
+
+def run_benchmark(
+    task: str | os.PathLike,
+    model: str,
+    out_dir: str | os.PathLike,
+    protocol: str = "matbench",
+    folds: list[int] | None = None,
+    budget_epochs: int | None = None,
+    training: TrainingConfig | None = None,
+    model_config: ModelConfig | None = None,
+    features_from: str | None = None,
+    progress: bool = False,
+    command: str | None = None,
+    report=None,
+) -> dict:
+    """Train and score ``model`` on ``task`` over ``folds`` (default all five); returns the summary.
+
+    Args:
+        task: a matbench task name with local data, or a data file (``paper``
+            protocol, or a file that names a matbench task's ids).
+        model: a name of :func:`~atomsets_tf.benchmark.runners.benchmark_models`.
+        out_dir: where the folds and ``summary.json`` go.
+        protocol: ``"matbench"`` or ``"paper"``.
+        budget_epochs: cap on epochs (stated in the summary), for tasks too large to train in full.
+        training: optimisation settings; default :func:`default_training`. The
+            seed of fold ``k`` is ``training.seed + k``.
+        command: the command line to record (default: this process's).
+        report: called with each fold's result line (default: nothing).
+    """
+    if model not in benchmark_models():
+        raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(benchmark_models())}")
+    if protocol not in PROTOCOLS:
+        raise AtomSetsError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    folds = list(range(N_FOLDS)) if folds is None else sorted(set(folds))
+    if not folds or not all(0 <= f < N_FOLDS for f in folds):
+        raise AtomSetsError(f"folds must be in 0..{N_FOLDS - 1}, got {folds}")
+    table = load_task(task, model)
+    training = training or default_training(len(table), budget_epochs)
+    if budget_epochs is not None:
+        training = replace(training, epochs=min(training.epochs, budget_epochs))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for fold in folds:
+        start = time.perf_counter()
+        metrics = _finished(fold_dir(out, fold))
+        if metrics is None:
+            result = run_model(table, model, protocol, fold, replace(training, seed=training.seed + fold),
+                               model_config, fold_dir(out, fold), progress, features_from)
+            metrics = result.metrics
+        name = metric_name(metrics["task_type"])
+        runs.append({
+            "fold": fold, "metric": name, "test": metrics[f"test_{name}"], "val": metrics[f"val_{name}"],
+            "n_train": metrics["n_train"], "n_val": metrics["n_val"], "n_test": metrics["n_test"],
+            "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+            "wall_time_s": metrics.get("wall_time_s", round(time.perf_counter() - start, 3)),
+        })
+        if report is not None:
+            report(f"{data_name(table)} {model} fold {fold}: test {name} {runs[-1]['test']:.4g} "
+                   f"({runs[-1]['epochs_run']} epochs, {runs[-1]['wall_time_s']:.0f} s)")
+    summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command)
+    write_json_atomic(out / SUMMARY, summary)
+    if protocol == "matbench" and folds == list(range(N_FOLDS)):
+        write_matbench_results(table, out)
+    return summary
+
+
+def data_name(table: data_io.Table) -> str:
+    return table.meta.get("task") or Path(table.source).name
+
+
+def _finished(path: Path) -> dict | None:
+    """A completed fold's metrics (a fold is complete once its ``metrics.json`` exists)."""
+    f = path / "metrics.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command) -> dict:
+    """The ``summary.json`` record: per-fold metrics, mean ± std, the reference figures, the command."""
+    from atomsets_tf.benchmark.reference import reference_row, to_paper_units
+
+    values = np.array([r["test"] for r in runs], dtype=np.float64)
+    task = data_name(table)
+    summary = {
+        "task": task, "model": model, "protocol": protocol, "metric": runs[0]["metric"],
+        "n_entries": len(table), "folds": runs,
+        "mean": float(values.mean()), "std": float(values.std()), "n_folds": len(runs),
+        "budget_epochs": budget_epochs, "training": asdict(training),
+        "model_config": asdict(model_config or ModelConfig()), "features_from": features_from,
+        "wall_time_s": float(sum(r["wall_time_s"] for r in runs)),
+        "command": command or " ".join(["atomsets-tf", *sys.argv[1:]]),
+        "versions": {**versions(), **_optional_versions()},
+    }
+    reference = reference_row(task, model)
+    if reference is not None:
+        summary["paper_units"] = {"mean": to_paper_units(task, summary["mean"]),
+                                  "std": to_paper_units(task, summary["std"])}
+        summary["reference"] = reference
+    return summary
+
+
+def _optional_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("pymatgen", "matbench"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
+    """Record the five folds' test predictions in matbench and write ``MatbenchBenchmark.to_file``.
+
+    Needs matbench importable; the task's data is given to matbench from
+    ``table`` (no download). Returns the file, or None (with a warning) when
+    matbench is missing or refuses the results.
+    """
+    try:
+        from matbench.bench import MatbenchBenchmark
+    except ImportError:
+        return None
+    import pandas as pd
+
+    task = data_name(table)
+    try:
+        bench = MatbenchBenchmark(autoload=False, subset=[task])
+        mb_task = bench.tasks_map[task]
+        meta = mb_task.metadata
+        mb_task.df = pd.DataFrame({meta.input_type: list(table.inputs), meta.target: table.targets},
+                                  index=table.ids)
+        for fold in mb_task.folds:
+            predictions = _fold_predictions(fold_dir(out, fold), mb_task.validation[mb_task.folds_map[fold]].test)
+            mb_task.record(fold, predictions)
+        path = out / MATBENCH_RESULTS
+        bench.to_file(str(path))
+        return path
+    except Exception as exc:  # matbench's own validation: report, keep our results
+        warnings.warn(f"matbench did not accept the results ({type(exc).__name__}: {exc})", stacklevel=2)
+        return None
+
+
+def _fold_predictions(path: Path, test_ids: list[str]) -> list[float]:
+    import csv
+
+    with open(path / "test_predictions.csv", newline="") as fh:
+        by_id = {row["id"]: float(row["prediction"]) for row in csv.DictReader(fh)}
+    return [by_id[i] for i in test_ids]

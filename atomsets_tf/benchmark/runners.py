@@ -1,0 +1,165 @@
+"""Train and score one benchmark model on one split: the models a benchmark can name.
+
+=====================  ====================================================================
+name                   what is trained
+=====================  ====================================================================
+``atomsets``           AtomSets on compositions, trainable element embedding (Table 1)
+``atomsets-v0``        AtomSets on compositions, MEGNet's V0 element embedding, fixed
+``atomsets-v1..v3``,   AtomSets heads / MLPs on features tapped from the MEGNet parent
+``mlp-*``              (see :data:`~atomsets_tf.training.features.STRUCTURAL_MODELS`)
+``megnet``             MEGNet with the parent's architecture, trained from scratch
+``cgat``               a CPU-sized CGAT (:data:`CGAT_BENCHMARK_CONFIG`), trained from scratch
+``megnet-head``,       the MEGNet parent (``features_from``, default the paper's) retrained:
+``megnet-full``        only its head, or every weight (the CGAT paper's transfer modes)
+``cgat-head``,         a pretrained CGAT (``features_from``: a ``.keras`` / ``.ckpt`` file)
+``cgat-full``          retrained in the same two modes
+``dummy``              the training mean (regression) or majority class (classification),
+                       as in Table S4 of the AtomSets paper
+=====================  ====================================================================
+
+Every runner takes the same split description (see
+:func:`~atomsets_tf.training.fit.make_splits`) and returns a
+:class:`~atomsets_tf.training.fit.FitResult` whose ``metrics`` hold
+``val_<metric>`` and ``test_<metric>``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from atomsets_tf.data import io as data_io
+from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.training.fit import (
+    COMPOSITIONAL_MODELS,
+    FitResult,
+    ModelConfig,
+    TrainingConfig,
+    fit,
+    load_targets,
+    make_splits,
+    versions,
+    write_outputs,
+)
+from atomsets_tf.training.metrics import metric_name, score
+
+#: The CGAT that ``cgat`` trains: the paper's layout (ReZero, vector attention), narrowed to run on a CPU.
+CGAT_BENCHMARK_CONFIG = {
+    "elem_fea_len": 64,
+    "n_graph": 3,
+    "nbr_embedding_size": 64,
+    "msg_heads": 4,
+    "n_graph_roost": 2,
+    "out_hidden": (256, 128, 64),
+}
+OTHER_MODELS = ("megnet", "cgat", "dummy")
+#: Transfer models: name -> (parent kind, mode).
+TRANSFER_MODELS = {"megnet-head": ("megnet", "head"), "megnet-full": ("megnet", "full"),
+                   "cgat-head": ("cgat", "head"), "cgat-full": ("cgat", "full")}
+
+
+def benchmark_models() -> tuple[str, ...]:
+    """Every model name :func:`run_model` accepts."""
+    from atomsets_tf.training.features import STRUCTURAL_MODELS
+
+    return (*COMPOSITIONAL_MODELS, *STRUCTURAL_MODELS, *OTHER_MODELS, *TRANSFER_MODELS)
+
+
+def needs_structures(model: str) -> bool:
+    """Whether ``model`` trains on structures (else on compositions)."""
+    return model not in (*COMPOSITIONAL_MODELS, "dummy")
+
+
+def load_task(data: str | os.PathLike | data_io.Table, model: str) -> data_io.Table:
+    """The table ``model`` trains on: compositional models prefer a task's formulas file (no structures to parse)."""
+    if isinstance(data, data_io.Table):
+        return data
+    return data_io.load(data, compositional=not needs_structures(model))
+
+
+def run_model(
+    table: data_io.Table,
+    model: str,
+    protocol: str = "matbench",
+    fold: int = 0,
+    training: TrainingConfig | None = None,
+    model_config: ModelConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    features_from: str | None = None,
+    split: Mapping | str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+) -> FitResult:
+    """Train ``model`` (a name of :func:`benchmark_models`) on one split of ``table`` and score it.
+
+    ``split`` overrides ``protocol``/``fold`` with explicit ids (``{"train", "val", "test"}``).
+    """
+    from atomsets_tf.training.retrain import retrain
+
+    training = training or TrainingConfig()
+    if model not in benchmark_models():
+        raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(benchmark_models())}")
+    if needs_structures(model) and table.kind != "structure":
+        raise AtomSetsError(f"{model} needs structures, but {table.meta.get('task') or table.source or 'the data'} "
+                            "holds compositions")
+    common = {"protocol": protocol, "fold": fold, "training": training, "out_dir": out_dir, "progress": progress,
+              "val_fraction": val_fraction, "split_file": split}
+    if model == "dummy":
+        return fit_dummy(table, protocol, fold, training.seed, out_dir, split, val_fraction)
+    if model == "megnet":
+        from atomsets_tf.training.features import DEFAULT_SOURCE
+
+        return retrain(features_from or DEFAULT_SOURCE, table, mode="scratch", **common)
+    if model == "cgat":
+        from atomsets_tf.cgat.model import CGAT
+
+        return retrain(CGAT(**CGAT_BENCHMARK_CONFIG), table, mode="scratch", **common)
+    if model in TRANSFER_MODELS:
+        from atomsets_tf.training.features import DEFAULT_SOURCE
+
+        kind, mode = TRANSFER_MODELS[model]
+        if kind == "cgat" and features_from is None:
+            raise AtomSetsError(f"{model} needs a pretrained CGAT: pass its file as features_from (--features-from)")
+        return retrain(features_from or DEFAULT_SOURCE, table, mode=mode, **common)
+    return fit(table, model, model_config=model_config, features_from=features_from, **common)
+
+
+def fit_dummy(
+    table: data_io.Table,
+    protocol: str = "matbench",
+    fold: int = 0,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    split: Mapping | str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+) -> FitResult:
+    """The dummy model of Table S4: predict the training mean, or the training set's majority class.
+
+    A constant score has a ROC-AUC of 0.5 whatever the class.
+    """
+    start = time.perf_counter()
+    table, targets, task_type = load_targets(table)
+    train, val, test = make_splits(table, protocol, fold, seed, val_fraction, split)
+    if task_type == "classification":
+        constant = float(np.mean(targets[train]) >= 0.5)
+    else:
+        constant = float(np.mean(targets[train]))
+    name = metric_name(task_type)
+    predictions = np.full(len(test), constant)
+    metrics = {
+        "model": "dummy", "protocol": protocol, "fold": fold,
+        "data": table.meta.get("task") or table.source, "task_type": task_type, "target": table.target_name,
+        "n_train": int(len(train)), "n_val": int(len(val)), "n_test": int(len(test)),
+        f"val_{name}": score(task_type, targets[val], np.full(len(val), constant))[name],
+        f"test_{name}": score(task_type, targets[test], predictions)[name],
+        "epochs_run": 0, "best_epoch": 0, "resumed_from_epoch": 0, "constant": constant,
+        "wall_time_s": round(time.perf_counter() - start, 3), "versions": versions(),
+    }
+    test_ids = [table.ids[i] for i in test]
+    if out_dir is not None:
+        write_outputs(out_dir, None, metrics, test_ids, targets[test], predictions)
+    return FitResult(None, metrics, test_ids, predictions)
+

@@ -1,0 +1,98 @@
+"""``atomsets-tf benchmark``: the Matbench protocol over folds, summary.json, resuming, the dummy model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from atomsets_tf.benchmark.protocol import default_batch_size, default_training, run_benchmark
+from atomsets_tf.benchmark.runners import benchmark_models, fit_dummy
+from atomsets_tf.cli import BENCHMARK_MODELS, main
+from atomsets_tf.data.io import load
+from atomsets_tf.data.splits import official_folds
+from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.training.fit import TrainingConfig
+
+
+def test_cli_lists_every_benchmark_model():
+    assert list(BENCHMARK_MODELS) == list(benchmark_models())
+
+
+def test_dummy_predicts_the_training_mean_on_the_official_fold():
+    table = load("matbench_steels")
+    result = fit_dummy(table, "matbench", fold=2)
+    train_ids, test_ids = official_folds("matbench_steels")[2]
+    assert result.test_ids == test_ids
+    # validation is taken from the training part, so the mean is over the remaining 90 % of it
+    train = [i for i in train_ids if i not in set(result.test_ids)]
+    assert result.metrics["n_train"] + result.metrics["n_val"] == len(train)
+    by_id = dict(zip(table.ids, table.targets))
+    test = np.array([by_id[i] for i in test_ids])
+    constant = result.metrics["constant"]
+    assert result.metrics["test_mae"] == pytest.approx(np.mean(np.abs(test - constant)))
+    assert np.mean([by_id[i] for i in train_ids]) == pytest.approx(constant, rel=0.05)
+
+
+def test_dummy_classifier_has_chance_auc(tmp_path):
+    from tests._tables import learnable_table
+
+    table = learnable_table(80)
+    table.targets = (table.targets > np.median(table.targets)).astype(float)
+    result = fit_dummy(table, "paper", fold=0)
+    assert result.metrics["test_roc_auc"] == 0.5 and result.metrics["constant"] in (0.0, 1.0)
+
+
+def test_benchmark_summary_and_resume(tmp_path, capsys):
+    out = tmp_path / "steels"
+    code = main(["benchmark", "matbench_steels", "--model", "atomsets", "--folds", "0,1", "--budget-epochs", "2",
+                 "--units", "8", "-o", str(out)])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["fold"] for r in summary["folds"]] == [0, 1]
+    assert summary["task"] == "matbench_steels" and summary["metric"] == "mae" and summary["budget_epochs"] == 2
+    assert all(r["epochs_run"] == 2 for r in summary["folds"])
+    values = [r["test"] for r in summary["folds"]]
+    assert summary["mean"] == pytest.approx(np.mean(values)) and summary["std"] == pytest.approx(np.std(values))
+    assert summary["command"].startswith("atomsets-tf benchmark matbench_steels --model atomsets")
+    assert summary["reference"]["paper_mean"] == 109 and summary["training"]["batch_size"] == 16
+    assert {"tensorflow", "keras", "atomsets_tf"} <= summary["versions"].keys()
+    for fold in (0, 1):
+        metrics = json.loads((out / f"fold_{fold}" / "metrics.json").read_text())
+        assert metrics["fold"] == fold and metrics["training"]["seed"] == fold
+        assert (out / f"fold_{fold}" / "model.keras").is_file()
+    assert "mae" in capsys.readouterr().out
+
+    # A rerun reads finished folds back instead of training them again.
+    marker = out / "fold_0" / "metrics.json"
+    stamp = marker.stat().st_mtime_ns
+    summary2 = run_benchmark("matbench_steels", "atomsets", out, folds=[0, 1],
+                             training=TrainingConfig(epochs=2, batch_size=16))
+    assert marker.stat().st_mtime_ns == stamp and summary2["folds"] == summary["folds"]
+
+
+def test_budget_caps_epochs_and_batch_sizes_follow_the_data_size():
+    assert default_training(300, budget_epochs=20).epochs == 20
+    assert default_training(300).epochs == 1000 and default_training(300).patience == 200
+    assert [default_batch_size(n) for n in (312, 4604, 132752)] == [16, 128, 512]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "dummy", "--folds", "0,7"], "folds must be in 0..4"),
+        (["--model", "dummy", "--folds", "zero"], "expected comma-separated fold numbers"),
+        (["--model", "megnet"], "needs structures"),
+    ],
+)
+def test_benchmark_bad_input_is_one_error_line(tmp_path, capsys, args, message):
+    assert main(["benchmark", "matbench_steels", *args, "-o", str(tmp_path / "o")]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("Error:")]
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_unknown_model_is_refused(tmp_path):
+    with pytest.raises(AtomSetsError, match="unknown model"):
+        run_benchmark("matbench_steels", "atomsets-v9", tmp_path / "unused")
+    assert not (tmp_path / "unused").exists()
