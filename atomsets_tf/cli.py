@@ -339,12 +339,101 @@ def benchmark(task, model_name, folds, **opts) -> None:
     click.echo(f"Wrote {os.path.join(opts['out_dir'], 'summary.json')}")
 
 
+@cli.command()
+@click.argument("task")
+@click.option("--model", "model_name", type=click.Choice(FIT_MODELS), required=True,
+              help="An AtomSets or MLP model of Table 1.")
+@click.option("--fold", type=click.IntRange(0, 4), default=0, show_default=True,
+              help="matbench protocol: search on this official fold's training part only.")
+@click.option("--cv-folds", type=click.IntRange(2), default=5, show_default=True)
+@click.option("--max-configs", type=click.IntRange(1), default=None,
+              help="Run a seeded random subset of the grid (default: all of Table S2).")
+@_benchmark_options
+def grid(task, model_name, fold, cv_folds, max_configs, **opts) -> None:
+    """Search the Table S2 hyperparameter grid of a model on TASK by cross-validation; writes OUTDIR/grid.json.
+
+    Prints every configuration's mean validation metric and the benchmark
+    command that evaluates the best one on the official folds.
+    """
+    from atomsets_tf.benchmark.grid import grid_search
+    from atomsets_tf.benchmark.runners import load_task
+
+    table = load_task(task, model_name)
+    record = grid_search(table, model_name, opts["out_dir"], opts["protocol"], fold, cv_folds, max_configs,
+                         opts["budget_epochs"], _benchmark_training(len(table), opts), opts["features_from"],
+                         seed=opts["seed"] or 0, command=_command(), report=None if opts["quiet"] else click.echo)
+    best = record["best"]
+    click.echo(f"best of {record['n_configs']}/{record['n_grid']} configurations: val {record['metric']} "
+               f"{best['mean']:.4g} ± {best['std']:.2g}")
+    click.echo(f"Evaluate it on the official folds with:\n  {record['benchmark_command']}")
+    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'grid.json')}")
+
+
 def _command() -> str:
     """This process's command line, as a user would type it."""
     import shlex
 
     obj = click.get_current_context().obj or {}
     return shlex.join(["atomsets-tf", *obj.get("argv", sys.argv[1:])])
+
+
+def _experiment_options(opts: dict) -> dict:
+    """The keyword arguments ``learning-curve`` and ``extrapolation`` share (training settings are per data size)."""
+    return {"training": lambda n: _benchmark_training(n, opts), "budget_epochs": opts["budget_epochs"],
+            "model_config": _model_config(opts), "features_from": opts["features_from"], "seed": opts["seed"] or 0,
+            "command": _command(), "report": None if opts["quiet"] else click.echo}
+
+
+@cli.command("learning-curve")
+@click.argument("task")
+@click.option("--model", "model_names", type=click.Choice(BENCHMARK_MODELS), multiple=True, required=True,
+              help="Repeatable. The first is the reference of the improvement columns (put the baseline first).")
+@click.option("--sizes", default=None,
+              help="Comma-separated data sizes N, training + validation (default: 100, 200, 400, ... and all "
+                   "entries outside the test set).")
+@click.option("--target", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="An error to reach (MAE in target units; 1 - ROC-AUC for classification): report the N needed.")
+@click.option("--fold", type=click.IntRange(0), default=0, show_default=True,
+              help="Official fold (matbench) or random split (paper) whose test set is kept fixed.")
+@_head_options
+@_benchmark_options
+def learning_curve_command(task, model_names, sizes, target, fold, **opts) -> None:
+    """Learning curves of models on TASK: test error against data size, with log-log power-law fits.
+
+    Every size N trains on a random subset of the entries outside one fixed test
+    set (nested: the 200 hold the 100; 10 % is validation), in OUTDIR/<model>/n_<N>;
+    a rerun skips finished runs. Classification tasks are drawn as 1 - ROC-AUC.
+    Writes OUTDIR/learning_curve.json and OUTDIR/learning_curve.png.
+    """
+    from atomsets_tf.benchmark.learning_curve import format_learning_curve, learning_curve, parse_sizes
+
+    summary = learning_curve(task, list(model_names), opts["out_dir"], None if sizes is None else parse_sizes(sizes),
+                             opts["protocol"], fold, target=target, **_experiment_options(opts))
+    click.echo(format_learning_curve(summary))
+    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'learning_curve.json')} and learning_curve.png")
+
+
+@cli.command("extrapolation")
+@click.argument("task")
+@click.option("--model", "model_names", type=click.Choice(BENCHMARK_MODELS), multiple=True, required=True,
+              help="Repeatable, e.g. --model atomsets --model atomsets-v0 --model megnet.")
+@click.option("--quantile", type=click.FloatRange(0.5, 1, max_open=True), default=0.9, show_default=True,
+              help="Targets above this quantile are the extrapolation test set.")
+@_head_options
+@_benchmark_options
+def extrapolation_command(task, model_names, quantile, **opts) -> None:
+    """Interpolation against extrapolation error on TASK (a regression task; AtomSets paper, Fig. 4).
+
+    The top targets (above --quantile) are held out as the extrapolation test set,
+    with as many entries from below as the interpolation test set; the models train
+    on the rest (--protocol does not apply). Each trains in OUTDIR/<model>;
+    writes OUTDIR/extrapolation.json and OUTDIR/extrapolation.png.
+    """
+    from atomsets_tf.benchmark.extrapolation import extrapolation, format_extrapolation
+
+    summary = extrapolation(task, list(model_names), opts["out_dir"], quantile, **_experiment_options(opts))
+    click.echo(format_extrapolation(summary))
+    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'extrapolation.json')} and extrapolation.png")
 
 
 def main(argv: list[str] | None = None) -> int:

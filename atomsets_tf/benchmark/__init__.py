@@ -2,5 +2,7 @@
 
 * :mod:`~atomsets_tf.benchmark.runners`: the models a benchmark can name, trained on one split;
 * :mod:`~atomsets_tf.benchmark.protocol`: one model on one task over all folds (``atomsets-tf benchmark``);
-* :mod:`~atomsets_tf.benchmark.reference`: the papers' and the Matbench leaderboard's figures.
+* :mod:`~atomsets_tf.benchmark.reference`: the papers' and the Matbench leaderboard's figures;
+* :mod:`~atomsets_tf.benchmark.learning_curve`: error against data size, power-law fits (``atomsets-tf learning-curve``);
+* :mod:`~atomsets_tf.benchmark.extrapolation`: the top-10 % extrapolation test (``atomsets-tf extrapolation``).
 """

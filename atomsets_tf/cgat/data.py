@@ -224,13 +224,29 @@ def structure_to_graph(structure: Any, embedding: ElementEmbedding | None = None
     return CGATGraph(atom_fea, idx, rank, elem_fea, weights, distinct, structure_id)
 
 
+#: Graphs built in this process, by (structure object, embedding, radius, neighbours): retraining the
+#: same table at several data sizes (learning curves) builds each graph once. The entry holds the
+#: structure itself, so its ``id`` cannot be reused while the entry lives.
+_GRAPH_CACHE: dict[tuple, tuple[Any, CGATGraph]] = {}
+GRAPH_CACHE_SIZE = 200_000
+
+
 def structures_to_graphs(structures: Sequence[Any], embedding: ElementEmbedding | None = None,
                          radius: float = 18.0, max_neighbors: int = 24,
                          ids: Sequence[str] | None = None) -> list[CGATGraph]:
-    """:func:`structure_to_graph` for each structure (the embedding is loaded once)."""
+    """:func:`structure_to_graph` for each structure (the embedding is loaded once; graphs are memoised)."""
     embedding = embedding if embedding is not None else load_matscholar_embedding()
-    return [structure_to_graph(s, embedding, radius, max_neighbors, None if ids is None else str(ids[i]))
-            for i, s in enumerate(structures)]
+    graphs = []
+    for i, s in enumerate(structures):
+        key = (id(s), id(embedding), float(radius), int(max_neighbors))
+        hit = _GRAPH_CACHE.get(key)
+        if hit is None or hit[0] is not s:
+            if len(_GRAPH_CACHE) >= GRAPH_CACHE_SIZE:
+                _GRAPH_CACHE.clear()
+            hit = (s, structure_to_graph(s, embedding, radius, max_neighbors, None if ids is None else str(ids[i])))
+            _GRAPH_CACHE[key] = hit
+        graphs.append(hit[1])
+    return graphs
 
 
 def collate(graphs: Sequence[CGATGraph], atom_multiple: int = 8, elem_multiple: int = 4,
