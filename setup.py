@@ -16,8 +16,11 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=find_packages(include=["atomsets_tf", "atomsets_tf.*"]),
-    package_data={"atomsets_tf": ["resources/*", "resources/**/*"]},
+    # The repository's pretrained/ folder (our checkpoints and model cards) installs as atomsets_tf.pretrained.
+    packages=[*find_packages(include=["atomsets_tf", "atomsets_tf.*"]), "atomsets_tf.pretrained"],
+    package_dir={"atomsets_tf.pretrained": "pretrained"},
+    package_data={"atomsets_tf": ["resources/*", "resources/**/*"],
+                  "atomsets_tf.pretrained": ["presets.json", "*/model.keras", "*/README.md", "*/metrics.json"]},
     include_package_data=True,
     install_requires=[
         # TensorFlow itself comes from the `cpu` or `gpu` extra (or a TF you
@@ -37,7 +40,7 @@ setup(
         "plot": ["matplotlib>=3.7"],
         # megnet 1.3.2 imports only with pymatgen <= 2025.10.7: interoperability and reference benchmarks only.
         "megnet": ["megnet==1.3.2", "pymatgen<=2025.10.7"],
-        "test": ["pytest>=7", "ruff"],
+        "test": ["pytest>=7", "ruff", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["atomsets-tf=atomsets_tf.cli:main"]},
     classifiers=[

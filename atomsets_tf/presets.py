@@ -5,10 +5,13 @@ files, each with a path relative to a models folder, a sha256 and a download URL
 :func:`resolve` looks for the files, in order, in:
 
 1. ``$ATOMSETS_TF_MODELS`` (a folder you manage yourself);
-2. the cache folder, ``$ATOMSETS_TF_CACHE`` or ``~/.cache/atomsets_tf``;
-3. the project's ``shared/pretrained`` folder (development and CI; see
+2. the checkpoints this project trained, shipped with the package (the
+   repository's ``pretrained/`` folder, installed as ``atomsets_tf.pretrained``;
+   listed in its ``presets.json``, each with a model card);
+3. the cache folder, ``$ATOMSETS_TF_CACHE`` or ``~/.cache/atomsets_tf``;
+4. the project's ``shared/pretrained`` folder (development and CI; see
    :func:`atomsets_tf.utils.io.shared_dir`);
-4. a download from the model's public source (megnet's GitHub repository for the
+5. a download from the model's public source (megnet's GitHub repository for the
    MEGNet presets) into the cache folder, when online and allowed.
 
 Every folder uses the same layout, e.g. ``<folder>/megnet/mp-2019.4.1/formation_energy.hdf5``.
@@ -159,6 +162,48 @@ register_preset(
     )
 )
 
+def bundled_dir() -> Path:
+    """The folder of the checkpoints this project trained (``pretrained/`` in the repository)."""
+    import atomsets_tf.pretrained
+
+    return Path(atomsets_tf.pretrained.__file__).parent
+
+
+#: The registry of the bundled checkpoints, in :func:`bundled_dir`.
+BUNDLED_REGISTRY = "presets.json"
+
+
+def _register_bundled() -> None:
+    """Register every checkpoint of ``presets.json`` (kind, file, sha256, description, model card)."""
+    import json
+
+    registry = bundled_dir() / BUNDLED_REGISTRY
+    if not registry.is_file():
+        return
+    for entry in json.loads(registry.read_text())["presets"]:
+        register_preset(Preset(
+            name=entry["name"], kind=entry["kind"],
+            files={"keras": PresetFile(entry["file"], entry["sha256"])},
+            description=entry["description"],
+            metadata={k: v for k, v in entry.items() if k not in ("name", "kind", "file", "sha256", "description")},
+        ))
+
+
+_register_bundled()
+
+
+def preset_file(name: str, kind: str, download: bool = True) -> Path:
+    """The one file of a single-file preset ``name``, which must be of ``kind`` (``"atomsets"``, ``"cgat"``).
+
+    Raises:
+        UnknownPresetError: an unknown name, another kind, or a file not found.
+    """
+    preset = get_preset(name)
+    if preset.kind != kind:
+        raise UnknownPresetError(f"preset {name!r} is of kind {preset.kind!r}, not {kind!r}")
+    return next(iter(resolve(name, download=download).values()))
+
+
 def preset_names() -> list[str]:
     """Every registered preset name."""
     return sorted(_REGISTRY)
@@ -187,6 +232,7 @@ def search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get(MODELS_ENV):
         dirs.append(Path(os.environ[MODELS_ENV]).expanduser())
+    dirs.append(bundled_dir())
     dirs.append(cache_dir())
     shared = shared_dir()
     if shared is not None and (shared / "pretrained").is_dir():

@@ -161,3 +161,12 @@ def test_dataset_yields_padded_batches_with_zero_weights(dense_limit):
 def test_all_errors_are_atomsets_errors():
     for exc in (CompositionParseError, UnknownElementError, InvalidTargetError, DataFormatError):
         assert issubclass(exc, AtomSetsError)
+
+
+def test_task_name_wins_over_an_output_folder_of_the_same_name(tmp_path, monkeypatch):
+    from atomsets_tf.data.io import load
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "matbench_steels").mkdir()  # e.g. a benchmark's output folder
+    table = load("matbench_steels")
+    assert len(table) == 312 and table.meta["task"] == "matbench_steels"

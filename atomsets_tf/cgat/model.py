@@ -444,6 +444,17 @@ class CGAT(keras.Model):
 
         return model_from_checkpoint(path, embedding=embedding)
 
+    @classmethod
+    def from_preset(cls, name: str, download: bool = True) -> CGAT:
+        """Load a trained CGAT preset (see ``atomsets-tf models``; its model card is in ``pretrained/``).
+
+        Raises:
+            UnknownPresetError: an unknown name, or a preset that is not a CGAT.
+        """
+        from atomsets_tf import presets
+
+        return load_cgat(presets.preset_file(name, "cgat", download))
+
 
 def load_cgat(path: str | os.PathLike) -> CGAT:
     """Load a CGAT model from a ``.keras`` file (``safe_mode=True``) or a Lightning ``.ckpt`` (needs torch).

@@ -270,9 +270,18 @@ def resolve_task(name: str, compositional: bool = False) -> Path:
 
 
 def load(data: str | os.PathLike, target: str | None = None, compositional: bool = False) -> Table:
-    """Read ``data``, a path or a matbench task name (see :func:`resolve_task`)."""
+    """Read ``data``, a path or a matbench task name (see :func:`resolve_task`).
+
+    A task name wins over a folder of the same name in the working directory
+    (e.g. an output folder called ``matbench_jdft2d``) when the task has local data.
+    """
     p = Path(data)
-    if p.exists():
+    if p.is_dir() and isinstance(data, str) and data.startswith("matbench_") and os.sep not in data:
+        try:
+            resolve_task(data, compositional)
+        except DataFormatError:
+            return read_table(p, target)
+    elif p.exists():
         return read_table(p, target)
     if isinstance(data, str) and os.sep not in data and not data.endswith((".json", ".gz", ".csv")):
         table = read_table(resolve_task(data, compositional), target)

@@ -195,3 +195,15 @@ class AtomSets(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    @classmethod
+    def from_preset(cls, name: str, download: bool = True) -> AtomSets:
+        """Load a trained AtomSets preset (see ``atomsets-tf models``; its model card is in ``pretrained/``).
+
+        Raises:
+            UnknownPresetError: an unknown name, or a preset that is not an AtomSets model.
+        """
+        from atomsets_tf import presets
+        from atomsets_tf.models.predict import load_keras_model
+
+        return load_keras_model(presets.preset_file(name, "atomsets", download))

@@ -1,0 +1,146 @@
+"""Train the checkpoints of ``pretrained/`` with the package's own commands and write their model cards.
+
+For each preset below: ``atomsets-tf benchmark`` (resumable, in ``runs/pretrained/<name>``),
+then fold 0's model is copied to ``pretrained/<name>/model.keras`` beside its
+``metrics.json`` (the benchmark summary) and ``README.md`` (the model card),
+and ``pretrained/presets.json`` gets its sha256.
+
+    python benchmarks/build_pretrained.py                      # all
+    python benchmarks/build_pretrained.py atomsets-v0-glass    # one
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRETRAINED = ROOT / "pretrained"
+RUNS = ROOT / "runs" / "pretrained"
+PEROVSKITES = "../shared/data/structures/matbench_perovskites_val_subset.json.gz"
+
+PRESETS = [
+    {"name": "atomsets-v0-steels", "kind": "atomsets", "task": "matbench_steels", "model": "atomsets-v0",
+     "args": [], "description": "AtomSets-V0, steel yield strength (MPa) from composition (matbench_steels)"},
+    {"name": "atomsets-v0-expt_gap", "kind": "atomsets", "task": "matbench_expt_gap", "model": "atomsets-v0",
+     "args": ["--budget-epochs", "400", "--patience", "100"],
+     "description": "AtomSets-V0, experimental band gap (eV) from composition (matbench_expt_gap)"},
+    {"name": "atomsets-v0-glass", "kind": "atomsets", "task": "matbench_glass", "model": "atomsets-v0",
+     "args": ["--budget-epochs", "400", "--patience", "100"],
+     "description": "AtomSets-V0, glass-forming ability (probability) from composition (matbench_glass)"},
+    {"name": "atomsets-v1-jdft2d", "kind": "atomsets", "task": "matbench_jdft2d", "model": "atomsets-v1",
+     "args": [], "description": "AtomSets-V1 on MEGNet V1 features, exfoliation energy (meV/atom) from "
+                               "structure (matbench_jdft2d); taps the megnet-mp-2019.4.1-formation_energy preset"},
+    {"name": "cgat-perovskites", "kind": "cgat", "task": PEROVSKITES, "model": "cgat",
+     "args": ["--protocol", "paper", "--folds", "0", "--budget-epochs", "40", "--patience", "10",
+              "--batch-size", "32"],
+     "description": "CGAT (CPU-sized), formation energy (eV per 5-atom cell, RPBE) of cubic perovskites "
+                    "(3447-structure subset of matbench_perovskites)"},
+]
+
+
+def build(spec: dict) -> dict:
+    """Train (or resume) one preset's benchmark; copy its fold-0 model; write its card; return its registry entry."""
+    out = RUNS / spec["name"]
+    command = ["atomsets-tf", "benchmark", spec["task"], "--model", spec["model"], *spec["args"], "-o", str(out)]
+    subprocess.run(command, check=True, cwd=ROOT)
+    summary = json.loads((out / "summary.json").read_text())
+    fold0 = json.loads((out / "fold_0" / "metrics.json").read_text())
+    dest = PRETRAINED / spec["name"]
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "fold_0" / "model.keras", dest / "model.keras")
+    (dest / "metrics.json").write_text(json.dumps({"benchmark": summary, "fold_0": fold0}, indent=1) + "\n")
+    shown = [*command[:-1], f"runs/pretrained/{spec['name']}"]
+    (dest / "README.md").write_text(model_card(spec, summary, fold0, shlex.join(shown)))
+    from atomsets_tf.presets import sha256_file
+
+    return {"name": spec["name"], "kind": spec["kind"], "file": f"{spec['name']}/model.keras",
+            "sha256": sha256_file(dest / "model.keras"), "description": spec["description"],
+            "task": summary["task"], "model": spec["model"], "metric": summary["metric"],
+            "test_mean": summary["mean"], "test_std": summary["std"], "n_folds": summary["n_folds"]}
+
+
+def model_card(spec: dict, summary: dict, fold0: dict, command: str) -> str:
+    metric = summary["metric"]
+    runs = "\n".join(f"| {r['fold']} | {r['n_train']} / {r['n_val']} / {r['n_test']} | {r['val']:.4g} | "
+                     f"{r['test']:.4g} | {r['epochs_run']} (best {r['best_epoch']}) |" for r in summary["folds"])
+    protocol = ("the five official Matbench v0.1 folds" if summary["protocol"] == "matbench"
+                else "random 80/10/10 splits (seed = fold)")
+    versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
+    std = (f" ± {summary['std']:.4g} (population std over {summary['n_folds']} folds)" if summary["n_folds"] > 1
+           else " (one split: no spread to report)")
+    budget = (f"at most {summary['budget_epochs']} epochs" if summary["budget_epochs"]
+              else f"up to {summary['training']['epochs']} epochs")
+    return f"""# {spec['name']}
+
+{spec['description']}.
+
+- **Model:** `{spec['model']}` ({summary['model_config']['units']} units, readout
+  `{summary['model_config']['readout']}`, activation `{summary['model_config']['activation']}`) — see the
+  AtomSets paper's Table 1 for the family{', and the CGAT paper for the architecture' if spec['kind'] == 'cgat' else ''}.
+- **Data:** `{summary['task']}`, {summary['n_entries']} entries, target `{fold0['target']}` ({fold0['task_type']}).
+- **Protocol:** {protocol}; validation is 10 % of each training part (early stopping, patience
+  {summary['training']['patience']}, {budget}, batch {summary['training']['batch_size']}, Adam lr
+  {summary['training']['learning_rate']}).
+- **This checkpoint** is fold 0's model: trained on {fold0['n_train']} entries, test {metric}
+  {fold0[f'test_{metric}']:.4g} on its {fold0['n_test']} held-out entries.
+- **Test {metric} over the folds:** {summary['mean']:.4g}{std}.
+
+| fold | train / val / test | val {metric} | test {metric} | epochs |
+|---|---|---|---|---|
+{runs}
+
+## Use
+
+```python
+from atomsets_tf.models.loading import load_model
+model = load_model("{spec['name']}")
+```
+
+```bash
+atomsets-tf predict {spec['name']} DATA -o predictions.csv
+```
+
+## Retrain
+
+```bash
+{command}
+```
+
+(`python benchmarks/build_pretrained.py {spec['name']}` runs it and rewrites this folder.)
+
+## Versions
+
+{versions}.
+
+## Limits
+
+- Trained on {summary['n_entries']} entries of one data set: predictions outside its chemistry are extrapolations.
+- Elements outside the model's element table are refused with an error, not guessed.
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", help="presets to build (default: all)")
+    args = ap.parse_args(argv)
+    registry_path = PRETRAINED / "presets.json"
+    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"presets": []}
+    entries = {e["name"]: e for e in registry["presets"]}
+    for spec in PRESETS:
+        if not args.names or spec["name"] in args.names:
+            entries[spec["name"]] = build(spec)
+            print(f"built {spec['name']}", flush=True)
+    order = [s["name"] for s in PRESETS]
+    registry["presets"] = sorted(entries.values(), key=lambda e: order.index(e["name"]) if e["name"] in order else 99)
+    registry_path.write_text(json.dumps(registry, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

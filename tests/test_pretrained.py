@@ -1,0 +1,67 @@
+"""The checkpoints in pretrained/: registered by name, model cards, loadable and predicting."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from atomsets_tf import presets
+from atomsets_tf.errors import UnknownPresetError
+
+REGISTRY = json.loads((presets.bundled_dir() / presets.BUNDLED_REGISTRY).read_text())["presets"]
+NAMES = [e["name"] for e in REGISTRY]
+
+
+def test_the_issue_presets_are_bundled():
+    assert {"atomsets-v0-expt_gap", "atomsets-v0-glass", "atomsets-v1-jdft2d", "cgat-perovskites"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("entry", REGISTRY, ids=NAMES)
+def test_every_bundled_preset_has_its_file_card_and_metrics(entry):
+    folder = presets.bundled_dir() / entry["name"]
+    assert presets.sha256_file(folder / "model.keras") == entry["sha256"]
+    card = (folder / "README.md").read_text()
+    for needed in ("## Retrain", "atomsets-tf benchmark", "## Versions", "tensorflow", "Protocol"):
+        assert needed in card, needed
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["benchmark"]["mean"] == pytest.approx(entry["test_mean"])
+    assert presets.get_preset(entry["name"]).kind == entry["kind"]
+    assert presets.is_available(entry["name"])
+
+
+def test_total_size_stays_small():
+    total = sum(p.stat().st_size for p in presets.bundled_dir().rglob("*") if p.is_file())
+    assert total < 8 * 2**20, f"pretrained/ holds {total / 2**20:.1f} MB"
+
+
+def test_from_preset_predicts_like_the_benchmark_fold():
+    from atomsets_tf.data.io import load
+    from atomsets_tf.models.atomsets import AtomSets
+    from atomsets_tf.models.loading import predict_table
+
+    model = AtomSets.from_preset("atomsets-v0-steels")
+    table = load("matbench_steels")
+    metrics = json.loads((presets.bundled_dir() / "atomsets-v0-steels" / "metrics.json").read_text())["fold_0"]
+    from atomsets_tf.data.splits import official_folds
+
+    test_ids = official_folds("matbench_steels")[0][1]
+    test = table.subset([table.ids.index(i) for i in test_ids])
+    mae = float(np.mean(np.abs(predict_table(model, test) - test.targets)))
+    assert mae == pytest.approx(metrics["test_mae"], rel=1e-5)
+
+
+def test_a_preset_of_another_kind_is_refused():
+    from atomsets_tf.cgat.model import CGAT
+
+    with pytest.raises(UnknownPresetError, match="is of kind .atomsets., not .cgat."):
+        CGAT.from_preset("atomsets-v0-steels")
+
+
+def test_predict_by_name_on_the_command_line(tmp_path, capsys):
+    from atomsets_tf.cli import main
+
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "atomsets-v0-steels", "matbench_steels", "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 313
