@@ -1,0 +1,195 @@
+"""Collect benchmark outputs into ``benchmarks/results/`` and render the tables of ``BENCHMARKS.md``.
+
+    python benchmarks/report.py --collect runs     # copy summaries, curves and plots from run folders
+    python benchmarks/report.py                    # rewrite the tables between the markers of BENCHMARKS.md
+
+Results layout: ``results/matbench/<task>/<model>.json`` (an ``atomsets-tf
+benchmark`` summary.json), ``results/<experiment>/`` (learning curves,
+extrapolation: their JSON and PNG). The prose of BENCHMARKS.md outside the
+``<!-- tables:begin -->`` / ``<!-- tables:end -->`` markers is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from atomsets_tf.benchmark.reference import MATBENCH_LEADERBOARD, TASKS, reference_row, to_paper_units
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+BENCHMARKS_MD = HERE.parent / "BENCHMARKS.md"
+BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
+#: Compositional rows, in the paper's order (by data size; classification last).
+COMPOSITIONAL_TASKS = ["steels", "jdft2d", "phonons", "expt_gap", "dielectric", "log_kvrh", "log_gvrh",
+                       "perovskites", "mp_gap", "mp_e_form", "expt_is_metal", "glass", "mp_is_metal"]
+EXPERIMENTS = ("learning_curve", "extrapolation")
+
+
+def collect(runs: Path) -> None:
+    """Copy every benchmark summary and experiment record found under ``runs`` into ``results/``."""
+    for summary in sorted(runs.rglob("summary.json")):
+        record = json.loads(summary.read_text())
+        if "task" not in record or "model" not in record or "folds" not in record:
+            continue
+        dest = RESULTS / "matbench" / Path(str(record["task"])).name.split(".")[0] / f"{record['model']}.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(summary, dest)
+        print(f"{summary} -> {dest.relative_to(HERE.parent)}")
+    for kind in EXPERIMENTS:
+        for record in sorted(runs.rglob(f"{kind}.json")):
+            dest = RESULTS / record.parent.name
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in (record, record.with_suffix(".png")):
+                if f.is_file():
+                    shutil.copyfile(f, dest / f.name)
+            print(f"{record.parent} -> {dest.relative_to(HERE.parent)}")
+
+
+def load_summaries() -> dict[tuple[str, str], dict]:
+    out = {}
+    for f in sorted((RESULTS / "matbench").glob("*/*.json")):
+        record = json.loads(f.read_text())
+        out[(f.parent.name, record["model"])] = record
+    return out
+
+
+def _cell(record: dict | None, task: str) -> str:
+    if record is None:
+        return "–"
+    mean, std = to_paper_units(task, record["mean"]), to_paper_units(task, record["std"])
+    digits = 3 if abs(mean) < 10 else 1
+    flag = "" if record["n_folds"] == 5 else f" ({record['n_folds']} folds)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}{flag}"
+
+
+def _paper(task: str, model: str) -> str:
+    row = reference_row(task, model)
+    if row is None or row.get("paper_table") != "table2":
+        return "–"
+    return f"{row['paper_mean']}" + (f" ± {row['paper_std']}" if row["paper_std"] is not None else "")
+
+
+def _meets(record: dict | None, task: str, model: str) -> str:
+    row = reference_row(task, model)
+    if record is None or row is None or row.get("paper_table") != "table2":
+        return ""
+    ours = round(to_paper_units(task, record["mean"]), 2)
+    better = ours >= row["paper_mean"] if TASKS[task]["metric"] == "roc_auc" else ours <= row["paper_mean"]
+    if better:
+        return "yes"
+    return f"no ({ours - row['paper_mean']:+.3g})"
+
+
+def _budget(*records) -> str:
+    budgets = sorted({(r["training"]["epochs"], r["training"]["patience"]) for r in records if r})
+    return "; ".join(f"{e}/{p}" for e, p in budgets) or "–"
+
+
+def compositional_table(summaries) -> list[str]:
+    lines = [
+        "| task (paper's unit) | n | AtomSets | paper | AtomSets-V0 | paper | V0 meets paper | dummy | "
+        "leaderboard best | epochs / patience |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for short in COMPOSITIONAL_TASKS:
+        task = f"matbench_{short}"
+        info = TASKS[task]
+        a, v0, dummy = (summaries.get((task, m)) for m in ("atomsets", "atomsets-v0", "dummy"))
+        best = MATBENCH_LEADERBOARD.get(task, {}).get("best")
+        lb = "–" if not best else f"{to_paper_units(task, best['mean']):.3g} ({best['algorithm']})"
+        unit = "ROC-AUC" if info["metric"] == "roc_auc" else info["paper_unit"]
+        lines.append(f"| {short} ({unit}) | {info['n_samples']} | {_cell(a, task)} | {_paper(task, 'atomsets')} | "
+                     f"{_cell(v0, task)} | {_paper(task, 'atomsets-v0')} | {_meets(v0, task, 'atomsets-v0')} | "
+                     f"{_cell(dummy, task)} | {lb} | {_budget(a, v0)} |")
+    return lines
+
+
+def structural_table(summaries, task: str) -> list[str]:
+    lines = ["| model | ours | paper (Table 2 / S4) | meets paper | epochs / patience |", "|---|---|---|---|---|"]
+    for (t, model), record in sorted(summaries.items()):
+        if t != task or model in ("atomsets", "atomsets-v0", "dummy"):  # compositional: the table above
+            continue
+        row = reference_row(task, model)
+        paper = "–" if row is None else f"{row['paper_mean']}" + (
+            f" ± {row['paper_std']}" if row["paper_std"] is not None else "")
+        meets = ""
+        if row is not None:
+            ours = round(to_paper_units(task, record["mean"]), 2)
+            meets = "yes" if ours <= row["paper_mean"] else f"no ({ours - row['paper_mean']:+.3g})"
+        lines.append(f"| {model} | {_cell(record, task)} | {paper} | {meets} | {_budget(record)} |")
+    return lines
+
+
+def commands(summaries) -> list[str]:
+    lines = []
+    for (task, model), record in sorted(summaries.items()):
+        lines.append(f"- {task} / {model}: `{record['command']}`")
+    return lines
+
+
+def curve_tables() -> list[str]:
+    lines = []
+    for f in sorted(RESULTS.glob("*/learning_curve.json")):
+        record = json.loads(f.read_text())
+        lines += ["", f"#### {f.parent.name}", ""]
+        lines.append(f"![{f.parent.name}]({f.parent.relative_to(HERE.parent).as_posix()}/learning_curve.png)")
+        lines.append("")
+        lines.append(f"Command: `{record.get('command')}`")
+        lines.append("")
+        lines.append("```")
+        from atomsets_tf.benchmark.learning_curve import format_learning_curve
+
+        lines += format_learning_curve(record).splitlines()
+        lines.append("```")
+    for f in sorted(RESULTS.glob("*/extrapolation.json")):
+        record = json.loads(f.read_text())
+        lines += ["", f"#### {f.parent.name}", ""]
+        lines.append(f"![{f.parent.name}]({f.parent.relative_to(HERE.parent).as_posix()}/extrapolation.png)")
+        lines.append("")
+        lines.append(f"Command: `{record.get('command')}`")
+        lines.append("")
+        lines.append("```")
+        from atomsets_tf.benchmark.extrapolation import format_extrapolation
+
+        lines += format_extrapolation(record).splitlines()
+        lines.append("```")
+    return lines
+
+
+def render() -> str:
+    summaries = load_summaries()
+    body = ["### Compositional models, official Matbench v0.1 folds (mean ± std over 5 folds)", "",
+            *compositional_table(summaries), "",
+            "### Structural models on matbench_jdft2d (meV/atom), official folds", "",
+            *structural_table(summaries, "matbench_jdft2d"), "",
+            "### Learning curves, transfer and extrapolation", *curve_tables(), "",
+            "### Commands that produced each row", "", *commands(summaries)]
+    return "\n".join(body)
+
+
+def write_markdown() -> None:
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{BENCHMARKS_MD} lacks the {BEGIN} / {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    BENCHMARKS_MD.write_text(f"{head}{BEGIN}\n{render()}\n{END}{tail}")
+    print(f"Wrote the tables of {BENCHMARKS_MD}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--collect", type=Path, default=None, help="a folder of runs to copy results from")
+    args = ap.parse_args(argv)
+    if args.collect is not None:
+        collect(args.collect)
+    write_markdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
