@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -29,24 +30,35 @@ COMPOSITIONAL_TASKS = ["steels", "jdft2d", "phonons", "expt_gap", "dielectric", 
 EXPERIMENTS = ("learning_curve", "extrapolation")
 
 
+def portable(command: str | None) -> str | None:
+    """A command without this machine's paths: an output folder ``/any/where/runs/x`` becomes ``runs/x``."""
+    if command is None:
+        return None
+    return re.sub(r"(?<=\s)/\S*/runs/(\S+)", r"runs/\1", command)
+
+
+def _copy_record(src: Path, dest: Path) -> None:
+    record = json.loads(src.read_text())
+    record["command"] = portable(record.get("command"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"{src} -> {dest.relative_to(HERE.parent)}")
+
+
 def collect(runs: Path) -> None:
     """Copy every benchmark summary and experiment record found under ``runs`` into ``results/``."""
     for summary in sorted(runs.rglob("summary.json")):
         record = json.loads(summary.read_text())
         if "task" not in record or "model" not in record or "folds" not in record:
             continue
-        dest = RESULTS / "matbench" / Path(str(record["task"])).name.split(".")[0] / f"{record['model']}.json"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(summary, dest)
-        print(f"{summary} -> {dest.relative_to(HERE.parent)}")
+        task = Path(str(record["task"])).name.split(".")[0]
+        _copy_record(summary, RESULTS / "matbench" / task / f"{record['model']}.json")
     for kind in EXPERIMENTS:
         for record in sorted(runs.rglob(f"{kind}.json")):
             dest = RESULTS / record.parent.name
-            dest.mkdir(parents=True, exist_ok=True)
-            for f in (record, record.with_suffix(".png")):
-                if f.is_file():
-                    shutil.copyfile(f, dest / f.name)
-            print(f"{record.parent} -> {dest.relative_to(HERE.parent)}")
+            _copy_record(record, dest / record.name)
+            if record.with_suffix(".png").is_file():
+                shutil.copyfile(record.with_suffix(".png"), dest / record.with_suffix(".png").name)
 
 
 def load_summaries() -> dict[tuple[str, str], dict]:

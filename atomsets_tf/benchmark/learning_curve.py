@@ -476,7 +476,8 @@ def plot_learning_curve(summary: Mapping, path: str | os.PathLike) -> Path | Non
     ax.set_yscale("log")
     ax.set_xlabel("data size N (training + validation entries)")
     ax.set_ylabel(error_label(summary["task"], summary["task_type"]))
-    ax.set_title(f"{summary['task']}: learning curves ({summary['protocol']}, {summary['n_test']} test entries)",
+    task = Path(str(summary["task"])).name.split(".")[0]
+    ax.set_title(f"{task}\nlearning curves ({summary['protocol']} split, {summary['n_test']} test entries)",
                  fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
