@@ -82,7 +82,14 @@ def _paper(task: str, model: str) -> str:
     row = reference_row(task, model)
     if row is None or row.get("paper_table") != "table2":
         return "–"
-    return f"{row['paper_mean']}" + (f" ± {row['paper_std']}" if row["paper_std"] is not None else "")
+    return _paper_value(row["paper_mean"], row["paper_std"])
+
+
+def _paper_value(mean: float, std: float | None) -> str:
+    """The paper's figure as printed: the std with the mean's number of decimals (0.09 ± 0.00)."""
+    text = f"{mean}"
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return text if std is None else f"{text} ± {std:.{decimals}f}"
 
 
 def _meets(record: dict | None, task: str, model: str) -> str:
@@ -126,8 +133,7 @@ def structural_table(summaries, task: str) -> list[str]:
         if t != task or model in ("atomsets", "atomsets-v0", "dummy"):  # compositional: the table above
             continue
         row = reference_row(task, model)
-        paper = "–" if row is None else f"{row['paper_mean']}" + (
-            f" ± {row['paper_std']}" if row["paper_std"] is not None else "")
+        paper = "–" if row is None else _paper_value(row["paper_mean"], row["paper_std"])
         meets = ""
         if row is not None:
             ours = round(to_paper_units(task, record["mean"]), 2)
@@ -183,14 +189,51 @@ def render() -> str:
     return "\n".join(body)
 
 
+README_MD = HERE.parent / "README.md"
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def readme_table(summaries) -> list[str]:
+    """The README's short table: AtomSets-V0 on every compositional task, AtomSets-V1 on jdft2d."""
+    lines = ["| task (paper's unit) | AtomSets-V0 (ours) | paper | AtomSets (ours) | paper |", "|---|---|---|---|---|"]
+    for short in COMPOSITIONAL_TASKS:
+        task = f"matbench_{short}"
+        unit = "ROC-AUC" if TASKS[task]["metric"] == "roc_auc" else TASKS[task]["paper_unit"]
+        v0, a = summaries.get((task, "atomsets-v0")), summaries.get((task, "atomsets"))
+        lines.append(f"| {short} ({unit}) | {_cell(v0, task)} | {_paper(task, 'atomsets-v0')} | "
+                     f"{_cell(a, task)} | {_paper(task, 'atomsets')} |")
+    v1 = summaries.get(("matbench_jdft2d", "atomsets-v1"))
+    lines.append(f"| jdft2d, **AtomSets-V1** (meV/atom) | {_cell(v1, 'matbench_jdft2d')} | "
+                 f"{_paper('matbench_jdft2d', 'atomsets-v1')} | | |")
+    return lines
+
+
+def pretrained_table() -> list[str]:
+    """The README's table of the bundled checkpoints, from ``pretrained/presets.json``."""
+    registry = json.loads((HERE.parent / "pretrained" / "presets.json").read_text())["presets"]
+    lines = ["| name | what it predicts | test metric (mean ± std over folds) | size |", "|---|---|---|---|"]
+    for e in registry:
+        size = (HERE.parent / "pretrained" / e["file"]).stat().st_size / 1024
+        spread = f" ± {e['test_std']:.3g}" if e["n_folds"] > 1 else " (one split)"
+        lines.append(f"| [`{e['name']}`](pretrained/{e['name']}/README.md) | {e['description']} | "
+                     f"{e['metric']} {e['test_mean']:.3g}{spread} | {size:.0f} kB |")
+    return lines
+
+
+def _replace_between(path: Path, begin: str, end: str, body: str) -> None:
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path} lacks the {begin} / {end} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{body}\n{end}{tail}")
+    print(f"Wrote the tables of {path}")
+
+
 def write_markdown() -> None:
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{BENCHMARKS_MD} lacks the {BEGIN} / {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    BENCHMARKS_MD.write_text(f"{head}{BEGIN}\n{render()}\n{END}{tail}")
-    print(f"Wrote the tables of {BENCHMARKS_MD}")
+    _replace_between(BENCHMARKS_MD, BEGIN, END, render())
+    _replace_between(README_MD, README_BEGIN, README_END, "\n".join(readme_table(load_summaries())))
+    _replace_between(README_MD, "<!-- pretrained:begin -->", "<!-- pretrained:end -->", "\n".join(pretrained_table()))
 
 
 def main(argv=None) -> int:
