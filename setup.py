@@ -40,7 +40,8 @@ setup(
         "plot": ["matplotlib>=3.7"],
         # megnet 1.3.2 imports only with pymatgen <= 2025.10.7: interoperability and reference benchmarks only.
         "megnet": ["megnet==1.3.2", "pymatgen<=2025.10.7"],
-        "test": ["pytest>=7", "ruff", "matplotlib>=3.7"],
+        # The tutorials' notebooks run in the tests (tests/test_tutorials.py).
+        "test": ["pytest>=7", "ruff", "matplotlib>=3.7", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6"],
     },
     entry_points={"console_scripts": ["atomsets-tf=atomsets_tf.cli:main"]},
     classifiers=[

@@ -15,7 +15,7 @@ def test_ruff_clean():
     ruff = shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed")
-    r = subprocess.run([ruff, "check", "atomsets_tf", "tests", "benchmarks", "setup.py"], cwd=ROOT,
+    r = subprocess.run([ruff, "check", "atomsets_tf", "tests", "benchmarks", "tutorials", "setup.py"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 

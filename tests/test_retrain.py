@@ -36,9 +36,11 @@ def weights_by_layer(keras_model):
 def test_head_mode_changes_only_the_head(tmp_path, perovskites, parent):
     from atomsets_tf.models.loading import load_model
 
-    result = retrain(PRESET, perovskites, "head", training=TrainingConfig(epochs=2, patience=2, batch_size=8),
+    # An already-loaded parent is accepted, and is left as it was.
+    result = retrain(parent, perovskites, "head", training=TrainingConfig(epochs=2, patience=2, batch_size=8),
                      out_dir=tmp_path, progress=False)
     assert result.metrics["mode"] == "head" and np.isfinite(result.metrics["test_mae"])
+    assert PRESET in result.metrics["parent"]
     child = load_model(tmp_path / "model.keras")
     before, after = weights_by_layer(parent.keras_model), weights_by_layer(child.keras_model)
     changed = {n for n in before if any(not np.array_equal(a, b) for a, b in zip(before[n], after[n]))}

@@ -275,7 +275,8 @@ def retrain(
     if kind not in setups:
         raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
     sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training, backbone_lr_factor)
-    parent_name = str(model) if isinstance(model, (str, os.PathLike)) else parent.name
+    parent_name = (str(model) if isinstance(model, (str, os.PathLike))
+                   else getattr(parent, "source", None) or getattr(parent, "name", None) or kind)
     extra = {"model": kind, "parent": parent_name, "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
              "protocol": protocol, "fold": fold}
     return run_training(table, sets, targets, task_type, splits, make, training, out_dir, progress, strategy, extra,
