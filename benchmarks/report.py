@@ -96,11 +96,16 @@ def _meets(record: dict | None, task: str, model: str) -> str:
     row = reference_row(task, model)
     if record is None or row is None or row.get("paper_table") != "table2":
         return ""
-    ours = round(to_paper_units(task, record["mean"]), 2)
-    better = ours >= row["paper_mean"] if TASKS[task]["metric"] == "roc_auc" else ours <= row["paper_mean"]
-    if better:
+    return _verdict(to_paper_units(task, record["mean"]), row["paper_mean"], TASKS[task]["metric"] == "roc_auc")
+
+
+def _verdict(ours: float, paper: float, higher_is_better: bool) -> str:
+    """Ours against the paper's mean, ours rounded to the paper's decimals plus one: "yes" or "no (+gap)"."""
+    text = f"{paper}"
+    ours = round(ours, (len(text.split(".")[1]) if "." in text else 0) + 1)
+    if (ours >= paper) if higher_is_better else (ours <= paper):
         return "yes"
-    return f"no ({ours - row['paper_mean']:+.3g})"
+    return f"no ({ours - paper:+.3g})"
 
 
 def _budget(*records) -> str:
@@ -136,8 +141,7 @@ def structural_table(summaries, task: str) -> list[str]:
         paper = "–" if row is None else _paper_value(row["paper_mean"], row["paper_std"])
         meets = ""
         if row is not None:
-            ours = round(to_paper_units(task, record["mean"]), 2)
-            meets = "yes" if ours <= row["paper_mean"] else f"no ({ours - row['paper_mean']:+.3g})"
+            meets = _verdict(to_paper_units(task, record["mean"]), row["paper_mean"], False)
         lines.append(f"| {model} | {_cell(record, task)} | {paper} | {meets} | {_budget(record)} |")
     return lines
 
