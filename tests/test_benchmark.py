@@ -138,3 +138,10 @@ def test_results_go_through_matbench_when_it_is_importable(tmp_path, monkeypatch
     fold0 = official_folds("matbench_steels")[0][1]
     mean = json.loads((out / "fold_0" / "metrics.json").read_text())["constant"]
     assert recorded[0] == [pytest.approx(mean)] * len(fold0) and len(by_id) == 312
+
+
+def test_a_rerun_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "b"
+    run_benchmark("matbench_steels", "atomsets", out, folds=[0], training=TrainingConfig(epochs=1, batch_size=16))
+    with pytest.raises(AtomSetsError, match="other settings .epochs"):
+        run_benchmark("matbench_steels", "atomsets", out, folds=[0], training=TrainingConfig(epochs=2, batch_size=16))

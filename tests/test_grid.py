@@ -19,8 +19,12 @@ def test_table_s2_sizes_and_sampling():
     sample = grid_configs("atomsets", max_configs=7, seed=3)
     assert len(sample) == 7 and sample == grid_configs("atomsets", max_configs=7, seed=3)
     assert sample != grid_configs("atomsets", max_configs=7, seed=4)
-    assert {c.units for c in grid_configs("atomsets")} == set(ATOMSETS_GRID["units"])
-    assert {c.n_layers_after_readout for c in grid_configs("mlp-u1")} == set(MLP_GRID["n_layers_after_readout"])
+    # a larger sample extends a smaller one, under the same grid indices
+    larger = grid_configs("atomsets", max_configs=12, seed=3)
+    assert all(larger[i] == c for i, c in sample.items())
+    assert {c.units for c in grid_configs("atomsets").values()} == set(ATOMSETS_GRID["units"])
+    assert ({c.n_layers_after_readout for c in grid_configs("mlp-u1").values()}
+            == set(MLP_GRID["n_layers_after_readout"]))
     with pytest.raises(AtomSetsError, match="no grid for megnet"):
         grid_configs("megnet")
 
@@ -47,7 +51,8 @@ def test_grid_searches_the_fold_training_part_and_names_the_best(tmp_path, capsy
     assert record["n_pool"] == len(train_ids)
     # no official test entry of the fold was used by the search
     for k in (0, 1):
-        metrics = json.loads((out / "config_0" / f"cv_{k}" / "metrics.json").read_text())
+        first = f"config_{record['results'][0]['grid_index']:02d}"
+        metrics = json.loads((out / first / f"cv_{k}" / "metrics.json").read_text())
         assert metrics["n_train"] + metrics["n_val"] == len(train_ids)
         assert metrics["val_mae"] == metrics["test_mae"]
     means = [r["mean"] for r in record["results"]]

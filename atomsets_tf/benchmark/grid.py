@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.benchmark.protocol import _finished, data_name, default_training
+from atomsets_tf.benchmark.protocol import data_name, default_training, finished_run
 from atomsets_tf.benchmark.runners import load_task, run_model
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
@@ -54,14 +54,18 @@ def grid_for(model: str) -> dict[str, tuple]:
     return MLP_GRID if model.startswith("mlp-") else ATOMSETS_GRID
 
 
-def grid_configs(model: str, max_configs: int | None = None, seed: int = 0) -> list[ModelConfig]:
-    """Every configuration of ``model``'s grid, or a seeded random ``max_configs`` of them (in grid order)."""
+def grid_configs(model: str, max_configs: int | None = None, seed: int = 0) -> dict[int, ModelConfig]:
+    """``{grid index: configuration}``: all of ``model``'s grid, or a seeded random ``max_configs`` of it.
+
+    The random subset is the first ``max_configs`` of one seeded permutation, so
+    a larger ``max_configs`` extends a smaller one (and reuses its finished runs).
+    """
     grid = grid_for(model)
     configs = [ModelConfig(**dict(zip(grid, values))) for values in itertools.product(*grid.values())]
+    keep = range(len(configs))
     if max_configs is not None and max_configs < len(configs):
-        keep = np.sort(np.random.default_rng(seed).choice(len(configs), size=max_configs, replace=False))
-        configs = [configs[i] for i in keep]
-    return configs
+        keep = np.random.default_rng(seed).permutation(len(configs))[:max_configs]
+    return {int(i): configs[i] for i in sorted(keep)}
 
 
 def cv_splits(ids: list[str], cv_folds: int, seed: int = 0) -> list[dict[str, list[str]]]:
@@ -117,18 +121,19 @@ def grid_search(
     higher_is_better = name == "roc_auc"
     out = Path(out_dir)
     rows = []
-    for i, config in enumerate(configs):
+    for n, (i, config) in enumerate(configs.items()):
         scores = []
         for k, split in enumerate(splits):
-            where = out / f"config_{i}" / f"cv_{k}"
-            metrics = _finished(where) or run_model(
-                table, model, training=replace(training, seed=seed + k), model_config=config, out_dir=where,
+            where = out / f"config_{i:02d}" / f"cv_{k}"
+            run_training = replace(training, seed=seed + k)
+            metrics = finished_run(where, run_training, config) or run_model(
+                table, model, training=run_training, model_config=config, out_dir=where,
                 progress=progress, features_from=features_from, split=split).metrics
             scores.append(metrics[f"val_{name}"])
-        rows.append({"config": asdict(config), "mean": float(np.mean(scores)), "std": float(np.std(scores)),
-                     "folds": [float(s) for s in scores]})
+        rows.append({"grid_index": i, "config": asdict(config), "mean": float(np.mean(scores)),
+                     "std": float(np.std(scores)), "folds": [float(s) for s in scores]})
         if report is not None:
-            report(f"config {i + 1}/{len(configs)} {_describe(config, model)}: "
+            report(f"config {n + 1}/{len(configs)} (grid #{i}) {_describe(config, model)}: "
                    f"val {name} {rows[-1]['mean']:.4g} ± {rows[-1]['std']:.2g}")
     best = (max if higher_is_better else min)(rows, key=lambda r: r["mean"])
     record = {

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.benchmark.protocol import _finished, _optional_versions, data_name, default_training
+from atomsets_tf.benchmark.protocol import _optional_versions, data_name, default_training, finished_run
 from atomsets_tf.benchmark.runners import benchmark_models, load_task, needs_structures, run_model
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.splits import split_off_validation
@@ -282,7 +282,7 @@ def train_on_split(
                                 "use a new output folder")
     else:
         write_json_atomic(saved, wanted)
-    metrics = _finished(run_dir)
+    metrics = finished_run(run_dir, training, model_config)
     if metrics is None:
         metrics = run_model(table, model, training=training, model_config=model_config, out_dir=run_dir,
                             progress=progress, features_from=features_from, split=wanted).metrics

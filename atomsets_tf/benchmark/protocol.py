@@ -104,9 +104,10 @@ def run_benchmark(
     runs = []
     for fold in folds:
         start = time.perf_counter()
-        metrics = _finished(fold_dir(out, fold))
+        fold_training = replace(training, seed=training.seed + fold)
+        metrics = finished_run(fold_dir(out, fold), fold_training, model_config)
         if metrics is None:
-            result = run_model(table, model, protocol, fold, replace(training, seed=training.seed + fold),
+            result = run_model(table, model, protocol, fold, fold_training,
                                model_config, fold_dir(out, fold), progress, features_from)
             metrics = result.metrics
         name = metric_name(metrics["task_type"])
@@ -130,10 +131,32 @@ def data_name(table: data_io.Table) -> str:
     return table.meta.get("task") or Path(table.source).name
 
 
-def _finished(path: Path) -> dict | None:
-    """A completed fold's metrics (a fold is complete once its ``metrics.json`` exists)."""
+#: The settings a finished run must share with a rerun that reads it back.
+_SAME_TRAINING = ("epochs", "patience", "batch_size", "learning_rate", "seed", "loss")
+
+
+def finished_run(path: Path, training: TrainingConfig | None = None,
+                 model_config: ModelConfig | None = None) -> dict | None:
+    """A completed run's metrics (a run is complete once its ``metrics.json`` exists), else None.
+
+    Raises:
+        AtomSetsError: the run was trained with other settings than ``training`` /
+            ``model_config`` (a rerun into the same folder must not mix them).
+    """
     f = path / "metrics.json"
-    return json.loads(f.read_text()) if f.is_file() else None
+    if not f.is_file():
+        return None
+    metrics = json.loads(f.read_text())
+    done = metrics.get("training")
+    if training is not None and done is not None:
+        wanted = asdict(training)
+        differ = [k for k in _SAME_TRAINING if k in done and done[k] != wanted[k]]
+        if differ:
+            raise AtomSetsError(f"{path} was trained with other settings ({', '.join(differ)}); "
+                                "use another output folder")
+    if model_config is not None and "model_config" in metrics and metrics["model_config"] != asdict(model_config):
+        raise AtomSetsError(f"{path} was trained with another model configuration; use another output folder")
+    return metrics
 
 
 def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command) -> dict:
