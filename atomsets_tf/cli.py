@@ -304,7 +304,8 @@ def _benchmark_options(command):
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: 1e-3."),
         click.option("--seed", type=int, default=None, help="Fold k trains with seed + k (default 0)."),
         click.option("--features-from", default=None,
-                     help="The MEGNet structural models tap (default: the paper's parent model)."),
+                     help="The pretrained model: the MEGNet that structural models tap and megnet-head/full "
+                          "retrain (default: the paper's parent), or the CGAT file that cgat-head/full retrain."),
         click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
                      help="Output folder."),
         click.option("--quiet", is_flag=True, help="No per-fold lines."),
@@ -315,7 +316,8 @@ def _benchmark_options(command):
 @cli.command()
 @click.argument("task")
 @click.option("--model", "model_name", type=click.Choice(BENCHMARK_MODELS), required=True,
-              help="A model of Table 1, megnet or cgat (from scratch), or dummy (mean / majority class).")
+              help="A model of Table 1; megnet or cgat from scratch; megnet-head/full or cgat-head/full "
+                   "(a pretrained model retrained); dummy (mean / majority class).")
 @click.option("--folds", default=None, help="Comma-separated folds (default: all five).")
 @_head_options
 @_benchmark_options
