@@ -37,7 +37,7 @@ PRESETS = [
      "args": [], "description": "AtomSets-V1 on MEGNet V1 features, exfoliation energy (meV/atom) from "
                                "structure (matbench_jdft2d); taps the megnet-mp-2019.4.1-formation_energy preset"},
     {"name": "cgat-perovskites", "kind": "cgat", "task": PEROVSKITES, "model": "cgat",
-     "args": ["--protocol", "paper", "--folds", "0", "--budget-epochs", "40", "--patience", "10",
+     "args": ["--protocol", "paper", "--folds", "0", "--budget-epochs", "30", "--patience", "10",
               "--batch-size", "32"],
      "description": "CGAT (CPU-sized), formation energy (eV per 5-atom cell, RPBE) of cubic perovskites "
                     "(3447-structure subset of matbench_perovskites)"},
