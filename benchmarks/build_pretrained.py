@@ -26,19 +26,20 @@ PEROVSKITES = "../shared/data/structures/matbench_perovskites_val_subset.json.gz
 
 PRESETS = [
     {"name": "atomsets-v0-steels", "kind": "atomsets", "task": "matbench_steels", "model": "atomsets-v0",
-     "args": [], "description": "AtomSets-V0, steel yield strength (MPa) from composition (matbench_steels)"},
+     "args": [], "unit": "MPa",
+     "description": "AtomSets-V0, steel yield strength (MPa) from composition (matbench_steels)"},
     {"name": "atomsets-v0-expt_gap", "kind": "atomsets", "task": "matbench_expt_gap", "model": "atomsets-v0",
-     "args": ["--budget-epochs", "400", "--patience", "100"],
+     "args": ["--budget-epochs", "400", "--patience", "100"], "unit": "eV",
      "description": "AtomSets-V0, experimental band gap (eV) from composition (matbench_expt_gap)"},
     {"name": "atomsets-v0-glass", "kind": "atomsets", "task": "matbench_glass", "model": "atomsets-v0",
      "args": ["--budget-epochs", "400", "--patience", "100"],
      "description": "AtomSets-V0, glass-forming ability (probability) from composition (matbench_glass)"},
     {"name": "atomsets-v1-jdft2d", "kind": "atomsets", "task": "matbench_jdft2d", "model": "atomsets-v1",
-     "args": [], "description": "AtomSets-V1 on MEGNet V1 features, exfoliation energy (meV/atom) from "
+     "args": [], "unit": "meV/atom", "description": "AtomSets-V1 on MEGNet V1 features, exfoliation energy (meV/atom) from "
                                "structure (matbench_jdft2d); taps the megnet-mp-2019.4.1-formation_energy preset"},
     {"name": "cgat-perovskites", "kind": "cgat", "task": PEROVSKITES, "model": "cgat",
      "args": ["--protocol", "paper", "--folds", "0", "--budget-epochs", "30", "--patience", "10",
-              "--batch-size", "32"],
+              "--batch-size", "32"], "unit": "eV per cell",
      "description": "CGAT (CPU-sized), formation energy (eV per 5-atom cell, RPBE) of cubic perovskites "
                     "(3447-structure subset of matbench_perovskites)"},
 ]
@@ -69,26 +70,39 @@ def model_card(spec: dict, summary: dict, fold0: dict, command: str) -> str:
     metric = summary["metric"]
     runs = "\n".join(f"| {r['fold']} | {r['n_train']} / {r['n_val']} / {r['n_test']} | {r['val']:.4g} | "
                      f"{r['test']:.4g} | {r['epochs_run']} (best {r['best_epoch']}) |" for r in summary["folds"])
-    protocol = ("the five official Matbench v0.1 folds" if summary["protocol"] == "matbench"
-                else "random 80/10/10 splits (seed = fold)")
+    if summary["protocol"] == "matbench":
+        protocol = ("the five official Matbench v0.1 folds; validation is 10 % of each fold's training part "
+                    "(early stopping")
+    else:
+        protocol = "random 80/10/10 train / validation / test split (seed = fold; early stopping on validation"
+    if spec["kind"] == "cgat":
+        from atomsets_tf.benchmark.runners import CGAT_BENCHMARK_CONFIG
+
+        width = ", ".join(f"{k} {v}" for k, v in CGAT_BENCHMARK_CONFIG.items())
+        architecture = (f"the CPU-sized CGAT of `atomsets-tf benchmark --model cgat` ({width}; ReZero, vector "
+                        "attention, hypernetwork updates as in Schmidt et al. 2021), trained from scratch. It reads "
+                        "the matscholar element embedding (the `cgat-matscholar-embedding` preset, downloaded once)")
+    else:
+        config = summary["model_config"]
+        architecture = (f"{config['units']} units, {config['n_layers_before_readout']} layers before and "
+                        f"{config['n_layers_after_readout']} after the `{config['readout']}` readout, "
+                        f"`{config['activation']}` (the AtomSets paper's Table 1 and S2)")
     versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
     std = (f" ± {summary['std']:.4g} (population std over {summary['n_folds']} folds)" if summary["n_folds"] > 1
            else " (one split: no spread to report)")
+    unit = f" ({spec['unit']})" if spec.get("unit") else ""
     budget = (f"at most {summary['budget_epochs']} epochs" if summary["budget_epochs"]
               else f"up to {summary['training']['epochs']} epochs")
     return f"""# {spec['name']}
 
 {spec['description']}.
 
-- **Model:** `{spec['model']}` ({summary['model_config']['units']} units, readout
-  `{summary['model_config']['readout']}`, activation `{summary['model_config']['activation']}`) — see the
-  AtomSets paper's Table 1 for the family{', and the CGAT paper for the architecture' if spec['kind'] == 'cgat' else ''}.
+- **Model:** `{spec['model']}`: {architecture}.
 - **Data:** `{summary['task']}`, {summary['n_entries']} entries, target `{fold0['target']}` ({fold0['task_type']}).
-- **Protocol:** {protocol}; validation is 10 % of each training part (early stopping, patience
-  {summary['training']['patience']}, {budget}, batch {summary['training']['batch_size']}, Adam lr
-  {summary['training']['learning_rate']}).
+- **Protocol:** {protocol}, patience {summary['training']['patience']}, {budget}, batch
+  {summary['training']['batch_size']}, Adam lr {summary['training']['learning_rate']}).
 - **This checkpoint** is fold 0's model: trained on {fold0['n_train']} entries, test {metric}
-  {fold0[f'test_{metric}']:.4g} on its {fold0['n_test']} held-out entries.
+  {fold0[f'test_{metric}']:.4g} on its {fold0['n_test']} held-out entries{unit}.
 - **Test {metric} over the folds:** {summary['mean']:.4g}{std}.
 
 | fold | train / val / test | val {metric} | test {metric} | epochs |

@@ -16,9 +16,12 @@ import json
 import re
 import shutil
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from atomsets_tf.benchmark.reference import MATBENCH_LEADERBOARD, TASKS, reference_row, to_paper_units
+from atomsets_tf.cli import FIT_MODELS
+from atomsets_tf.training.fit import ModelConfig
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -28,6 +31,8 @@ BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
 COMPOSITIONAL_TASKS = ["steels", "jdft2d", "phonons", "expt_gap", "dielectric", "log_kvrh", "log_gvrh",
                        "perovskites", "mp_gap", "mp_e_form", "expt_is_metal", "glass", "mp_is_metal"]
 EXPERIMENTS = ("learning_curve", "extrapolation")
+#: The ModelConfig fields a grid searches (Table S2).
+_HEAD_FIELDS = ("n_layers_before_readout", "n_layers_after_readout", "units", "readout", "activation")
 
 
 def portable(command: str | None) -> str | None:
@@ -52,7 +57,14 @@ def collect(runs: Path) -> None:
         if "task" not in record or "model" not in record or "folds" not in record:
             continue
         task = Path(str(record["task"])).name.split(".")[0]
-        _copy_record(summary, RESULTS / record["protocol"] / task / f"{record['model']}.json")
+        # A head other than the default (a grid's winner) is filed apart: "tuned".
+        default_head = {k: v for k, v in asdict(ModelConfig()).items() if k in _HEAD_FIELDS}
+        head = {k: v for k, v in (record.get("model_config") or {}).items() if k in _HEAD_FIELDS}
+        kind = "tuned" if record["model"] in FIT_MODELS and head and head != default_head else record["protocol"]
+        _copy_record(summary, RESULTS / kind / task / f"{record['model']}.json")
+    for grid in sorted(runs.rglob("grid.json")):
+        record = json.loads(grid.read_text())
+        _copy_record(grid, RESULTS / "grid" / record["task"] / f"{record['model']}.json")
     for kind in EXPERIMENTS:
         for record in sorted(runs.rglob(f"{kind}.json")):
             dest = RESULTS / record.parent.name
@@ -160,9 +172,25 @@ def paper_protocol_table(official) -> list[str]:
     return lines
 
 
+def grid_table(official) -> list[str]:
+    """Each grid search: its best configuration, and that configuration on the official folds (if run)."""
+    lines = ["| task | model | configurations | best (val, CV on fold 0's training part) | tuned, official folds | "
+             "default, official folds |", "|---|---|---|---|---|---|"]
+    tuned = load_summaries("tuned")
+    for f in sorted((RESULTS / "grid").glob("*/*.json")):
+        g = json.loads(f.read_text())
+        task, model = g["task"], g["model"]
+        best = ", ".join(f"{k}={v}" for k, v in g["best"]["config"].items() if k in _HEAD_FIELDS)
+        lines.append(f"| {task} | {model} | {g['n_configs']} of {g['n_grid']}, {g['cv_folds']}-fold CV | {best}: "
+                     f"{g['best']['mean']:.4g} ± {g['best']['std']:.2g} | {_cell(tuned.get((task, model)), task)} | "
+                     f"{_cell(official.get((task, model)), task)} |")
+    return lines
+
+
 def commands(summaries) -> list[str]:
     lines = []
-    for (task, model), record in [*sorted(summaries.items()), *sorted(load_summaries("paper").items())]:
+    for (task, model), record in [*sorted(summaries.items()), *sorted(load_summaries("paper").items()),
+                                  *sorted(load_summaries("tuned").items())]:
         lines.append(f"- {task} / {model} ({record['protocol']}): `{record['command']}`")
     return lines
 
@@ -204,6 +232,7 @@ def render() -> str:
             *structural_table(summaries, "matbench_jdft2d"), "",
             "### The paper's protocol (five random 80/10/10 splits, patience 200) where the official folds miss", "",
             *paper_protocol_table(summaries), "",
+            "### Table S2 grid searches (`atomsets-tf grid`)", "", *grid_table(summaries), "",
             "### Learning curves, transfer and extrapolation", *curve_tables(), "",
             "### Commands that produced each row", "", *commands(summaries)]
     return "\n".join(body)
