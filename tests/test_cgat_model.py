@@ -267,3 +267,15 @@ def test_mirrored_strategy_splits_padded_batch():
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_DISTRIBUTE_SCRIPT)], capture_output=True,
                           text=True, timeout=300)
     assert "DISTRIBUTE_OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_graphs_are_memoised_by_structure_and_embedding_values(structures, embedding):
+    from atomsets_tf.cgat.data import structures_to_graphs
+
+    first = structures_to_graphs(structures, embedding)
+    same_values = ElementEmbedding(embedding.symbols, embedding.table.copy(), name="loaded again")
+    assert all(a is b for a, b in zip(first, structures_to_graphs(structures, same_values)))
+    other = ElementEmbedding(embedding.symbols, embedding.table * 2, name="other values")
+    again = structures_to_graphs(structures, other)
+    assert all(a is not b for a, b in zip(first, again))
+    np.testing.assert_allclose(again[0].atom_fea, 2 * first[0].atom_fea)

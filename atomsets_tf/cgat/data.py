@@ -68,6 +68,18 @@ class ElementEmbedding:
                                   f"and a table of shape {self.table.shape}")
         self.name = name
         self._index = {s: i for i, s in enumerate(self.symbols)}
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the symbols and values: equal for the same embedding loaded twice."""
+        if self._fingerprint is None:
+            import hashlib
+
+            digest = hashlib.sha1(" ".join(self.symbols).encode())
+            digest.update(self.table.tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     @property
     def dim(self) -> int:
@@ -224,9 +236,9 @@ def structure_to_graph(structure: Any, embedding: ElementEmbedding | None = None
     return CGATGraph(atom_fea, idx, rank, elem_fea, weights, distinct, structure_id)
 
 
-#: Graphs built in this process, by (structure object, embedding, radius, neighbours): retraining the
-#: same table at several data sizes (learning curves) builds each graph once. The entry holds the
-#: structure itself, so its ``id`` cannot be reused while the entry lives.
+#: Graphs built in this process, by (structure object, embedding values, radius, neighbours): retraining
+#: the same table at several data sizes (learning curves), from a parent loaded anew each time, builds each
+#: graph once. The entry holds the structure itself, so its ``id`` cannot be reused while the entry lives.
 _GRAPH_CACHE: dict[tuple, tuple[Any, CGATGraph]] = {}
 GRAPH_CACHE_SIZE = 200_000
 
@@ -238,7 +250,7 @@ def structures_to_graphs(structures: Sequence[Any], embedding: ElementEmbedding 
     embedding = embedding if embedding is not None else load_matscholar_embedding()
     graphs = []
     for i, s in enumerate(structures):
-        key = (id(s), id(embedding), float(radius), int(max_neighbors))
+        key = (id(s), embedding.fingerprint, float(radius), int(max_neighbors))
         hit = _GRAPH_CACHE.get(key)
         if hit is None or hit[0] is not s:
             if len(_GRAPH_CACHE) >= GRAPH_CACHE_SIZE:
