@@ -17,4 +17,5 @@ python benchmarks/pbe_surrogate.py --sizes $SIZES -o runs/perovskites_pbe_surrog
 atomsets-tf benchmark runs/perovskites_pbe_surrogate.json.gz --model cgat --protocol paper --folds 0 \
   --budget-epochs 25 --patience 8 --batch-size 32 -o runs/cgat_pbe_parent
 atomsets-tf learning-curve $PEROV --model cgat --model cgat-head --model cgat-full \
-  --features-from runs/cgat_pbe_parent/fold_0/model.keras "${COMMON[@]}" -o runs/perovskites_cgat_transfer
+  --features-from runs/cgat_pbe_parent/fold_0/model.keras --sizes 100,200,400 --protocol paper --budget-epochs 30 \
+  --patience 10 --batch-size 32 -o runs/perovskites_cgat_transfer
