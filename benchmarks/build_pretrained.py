@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import subprocess
 import sys
@@ -48,7 +47,9 @@ PRESETS = [
 def build(spec: dict) -> dict:
     """Train (or resume) one preset's benchmark; copy its fold-0 model; write its card; return its registry entry."""
     out = RUNS / spec["name"]
-    command = ["atomsets-tf", "benchmark", spec["task"], "--model", spec["model"], *spec["args"], "-o", str(out)]
+    # Run from the repository root with a relative output folder: the summary records the command as typed there.
+    command = ["atomsets-tf", "benchmark", spec["task"], "--model", spec["model"], *spec["args"],
+               "-o", out.relative_to(ROOT).as_posix()]
     subprocess.run(command, check=True, cwd=ROOT)
     summary = json.loads((out / "summary.json").read_text())
     fold0 = json.loads((out / "fold_0" / "metrics.json").read_text())
@@ -56,8 +57,7 @@ def build(spec: dict) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "fold_0" / "model.keras", dest / "model.keras")
     (dest / "metrics.json").write_text(json.dumps({"benchmark": summary, "fold_0": fold0}, indent=1) + "\n")
-    shown = [*command[:-1], f"runs/pretrained/{spec['name']}"]
-    (dest / "README.md").write_text(model_card(spec, summary, fold0, shlex.join(shown)))
+    (dest / "README.md").write_text(model_card(spec, summary, fold0, summary["command"]))
     from atomsets_tf.presets import sha256_file
 
     return {"name": spec["name"], "kind": spec["kind"], "file": f"{spec['name']}/model.keras",

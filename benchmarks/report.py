@@ -39,12 +39,14 @@ def portable(command: str | None) -> str | None:
     """A command without this machine's paths: an output folder ``/any/where/runs/x`` becomes ``runs/x``."""
     if command is None:
         return None
-    return re.sub(r"(?<=\s)/\S*/runs/(\S+)", r"runs/\1", command)
+    return re.sub(r"(?<!\S)/\S*/runs/(\S+)", r"runs/\1", command)
 
 
 def _copy_record(src: Path, dest: Path) -> None:
     record = json.loads(src.read_text())
-    record["command"] = portable(record.get("command"))
+    for key in ("command", "features_from"):  # the run's output and input folders, without this machine's path
+        if isinstance(record.get(key), str):
+            record[key] = portable(record[key])
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=1) + "\n")
     print(f"{src} -> {dest.relative_to(HERE.parent)}")
@@ -71,6 +73,15 @@ def collect(runs: Path) -> None:
             _copy_record(record, dest / record.name)
             if record.with_suffix(".png").is_file():
                 shutil.copyfile(record.with_suffix(".png"), dest / record.with_suffix(".png").name)
+
+
+#: The folders of benchmark summaries: official folds, the paper's protocol, a grid's tuned configuration.
+RESULT_KINDS = ("matbench", "paper", "tuned")
+
+
+def load_results() -> dict[str, dict[tuple[str, str], dict]]:
+    """Every benchmark summary, by kind (:data:`RESULT_KINDS`) and (task, model)."""
+    return {kind: load_summaries(kind) for kind in RESULT_KINDS}
 
 
 def load_summaries(protocol: str = "matbench") -> dict[tuple[str, str], dict]:
@@ -158,11 +169,11 @@ def structural_table(summaries, task: str) -> list[str]:
     return lines
 
 
-def paper_protocol_table(official) -> list[str]:
+def paper_protocol_table(official, paper_runs) -> list[str]:
     """Runs under ``--protocol paper`` beside the same model on the official folds and the paper."""
     lines = ["| task | model | paper protocol (ours) | official folds (ours) | paper | meets paper |",
              "|---|---|---|---|---|---|"]
-    for (task, model), record in sorted(load_summaries("paper").items()):
+    for (task, model), record in sorted(paper_runs.items()):
         if task not in TASKS:  # e.g. the perovskite subset: no paper figure to compare with
             continue
         row = reference_row(task, model)
@@ -174,11 +185,10 @@ def paper_protocol_table(official) -> list[str]:
     return lines
 
 
-def grid_table(official) -> list[str]:
+def grid_table(official, tuned) -> list[str]:
     """Each grid search: its best configuration, and that configuration on the official folds (if run)."""
     lines = ["| task | model | configurations | best (val, CV on fold 0's training part) | tuned, official folds | "
              "default, official folds |", "|---|---|---|---|---|---|"]
-    tuned = load_summaries("tuned")
     for f in sorted((RESULTS / "grid").glob("*/*.json")):
         g = json.loads(f.read_text())
         task, model = g["task"], g["model"]
@@ -189,54 +199,39 @@ def grid_table(official) -> list[str]:
     return lines
 
 
-def commands(summaries) -> list[str]:
+def commands(results: dict[str, dict]) -> list[str]:
     lines = []
-    for (task, model), record in [*sorted(summaries.items()), *sorted(load_summaries("paper").items()),
-                                  *sorted(load_summaries("tuned").items())]:
+    for (task, model), record in [item for kind in RESULT_KINDS for item in sorted(results[kind].items())]:
         lines.append(f"- {task} / {model} ({record['protocol']}): `{record['command']}`")
     return lines
 
 
 def curve_tables() -> list[str]:
+    """Each learning-curve and extrapolation record: its plot, its command and its printed table."""
+    from atomsets_tf.benchmark.extrapolation import format_extrapolation
+    from atomsets_tf.benchmark.learning_curve import format_learning_curve
+
     lines = []
-    for f in sorted(RESULTS.glob("*/learning_curve.json")):
-        record = json.loads(f.read_text())
-        lines += ["", f"#### {f.parent.name}", ""]
-        lines.append(f"![{f.parent.name}]({f.parent.relative_to(HERE.parent).as_posix()}/learning_curve.png)")
-        lines.append("")
-        lines.append(f"Command: `{record.get('command')}`")
-        lines.append("")
-        lines.append("```")
-        from atomsets_tf.benchmark.learning_curve import format_learning_curve
-
-        lines += format_learning_curve(record).splitlines()
-        lines.append("```")
-    for f in sorted(RESULTS.glob("*/extrapolation.json")):
-        record = json.loads(f.read_text())
-        lines += ["", f"#### {f.parent.name}", ""]
-        lines.append(f"![{f.parent.name}]({f.parent.relative_to(HERE.parent).as_posix()}/extrapolation.png)")
-        lines.append("")
-        lines.append(f"Command: `{record.get('command')}`")
-        lines.append("")
-        lines.append("```")
-        from atomsets_tf.benchmark.extrapolation import format_extrapolation
-
-        lines += format_extrapolation(record).splitlines()
-        lines.append("```")
+    for kind, formatter in (("learning_curve", format_learning_curve), ("extrapolation", format_extrapolation)):
+        for f in sorted(RESULTS.glob(f"*/{kind}.json")):
+            record = json.loads(f.read_text())
+            name, folder = f.parent.name, f.parent.relative_to(HERE.parent).as_posix()
+            lines += ["", f"#### {name}", "", f"![{name}]({folder}/{kind}.png)", "",
+                      f"Command: `{record.get('command')}`", "", "```", *formatter(record).splitlines(), "```"]
     return lines
 
 
-def render() -> str:
-    summaries = load_summaries()
+def render(results: dict[str, dict]) -> str:
+    summaries = results["matbench"]
     body = ["### Compositional models, official Matbench v0.1 folds (mean ± std over 5 folds)", "",
             *compositional_table(summaries), "",
             "### Structural models on matbench_jdft2d (meV/atom), official folds", "",
             *structural_table(summaries, "matbench_jdft2d"), "",
             "### The paper's protocol (five random 80/10/10 splits, patience 200) where the official folds miss", "",
-            *paper_protocol_table(summaries), "",
-            "### Table S2 grid searches (`atomsets-tf grid`)", "", *grid_table(summaries), "",
+            *paper_protocol_table(summaries, results["paper"]), "",
+            "### Table S2 grid searches (`atomsets-tf grid`)", "", *grid_table(summaries, results["tuned"]), "",
             "### Learning curves, transfer and extrapolation", *curve_tables(), "",
-            "### Commands that produced each row", "", *commands(summaries)]
+            "### Commands that produced each row", "", *commands(results)]
     return "\n".join(body)
 
 
@@ -282,8 +277,9 @@ def _replace_between(path: Path, begin: str, end: str, body: str) -> None:
 
 
 def write_markdown() -> None:
-    _replace_between(BENCHMARKS_MD, BEGIN, END, render())
-    _replace_between(README_MD, README_BEGIN, README_END, "\n".join(readme_table(load_summaries())))
+    results = load_results()
+    _replace_between(BENCHMARKS_MD, BEGIN, END, render(results))
+    _replace_between(README_MD, README_BEGIN, README_END, "\n".join(readme_table(results["matbench"])))
     _replace_between(README_MD, "<!-- pretrained:begin -->", "<!-- pretrained:end -->", "\n".join(pretrained_table()))
 
 

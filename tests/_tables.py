@@ -41,3 +41,29 @@ def write_matbench_json(table: Table, path: Path, target: str = "target") -> Pat
     path.write_text(json.dumps({"index": table.ids, "columns": ["structure", target],
                                 "data": [[s.as_dict(), float(t)] for s, t in zip(table.inputs, table.targets)]}))
     return path
+
+
+def toy_crystals(srtio3_a: float = 4.0, with_nacl: bool = False) -> list:
+    """Six small crystals (CsCl, Cu, Si, ZnO, cubic SrTiO3 of lattice ``srtio3_a``, rutile TiO2), then rock salt."""
+    from pymatgen.core import Lattice, Structure
+
+    crystals = [
+        Structure(Lattice.cubic(4.11), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure(Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]]),
+        Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]),
+        Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
+        Structure(
+            Lattice.cubic(srtio3_a),
+            ["Sr", "Ti", "O", "O", "O"],
+            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        ),
+        Structure(
+            Lattice.tetragonal(4.6, 2.96),
+            ["Ti", "Ti", "O", "O", "O", "O"],
+            [[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.3, 0], [0.7, 0.7, 0], [0.8, 0.2, 0.5], [0.2, 0.8, 0.5]],
+        ),
+    ]
+    if with_nacl:
+        crystals.append(
+            Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    return crystals

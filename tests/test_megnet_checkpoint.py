@@ -40,25 +40,9 @@ EXPECTED = {
 
 
 def _structures(n=6):
-    from pymatgen.core import Lattice, Structure
+    from tests._tables import toy_crystals
 
-    out = [
-        Structure(Lattice.cubic(4.11), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        Structure(Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]]),
-        Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]),
-        Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
-        Structure(
-            Lattice.cubic(4.0),
-            ["Sr", "Ti", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-        ),
-        Structure(
-            Lattice.tetragonal(4.6, 2.96),
-            ["Ti", "Ti", "O", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.3, 0], [0.7, 0.7, 0], [0.8, 0.2, 0.5], [0.2, 0.8, 0.5]],
-        ),
-    ]
-    return out[:n]
+    return toy_crystals()[:n]
 
 
 @needs_pretrained

@@ -24,6 +24,7 @@ from atomsets_tf.megnet.activations import hard_sigmoid_keras2, keras2_activatio
 from atomsets_tf.megnet.graph import IsolatedAtomWarning, batch_graphs, structure_to_graph
 from atomsets_tf.megnet.layers import MEGNetBlock, MEGNetSet2Set
 from atomsets_tf.utils.io import shared_dir
+from tests._tables import toy_crystals
 
 SHARED = shared_dir()
 PRETRAINED = None if SHARED is None else SHARED / "pretrained" / "megnet"
@@ -34,23 +35,7 @@ PARENT = "megnet-mp-2019.4.1-formation_energy"
 
 
 def _structures():
-    return [
-        Structure(Lattice.cubic(4.11), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        Structure(Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]]),
-        Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]),
-        Structure(Lattice.hexagonal(3.2, 5.2), ["Zn", "O"], [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.38]]),
-        Structure(
-            Lattice.cubic(3.9),
-            ["Sr", "Ti", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-        ),
-        Structure(
-            Lattice.tetragonal(4.6, 2.96),
-            ["Ti", "Ti", "O", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.3, 0], [0.7, 0.7, 0], [0.8, 0.2, 0.5], [0.2, 0.8, 0.5]],
-        ),
-        Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-    ]
+    return toy_crystals(srtio3_a=3.9, with_nacl=True)
 
 
 @pytest.fixture(scope="module")

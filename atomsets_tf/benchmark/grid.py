@@ -15,6 +15,7 @@ random subset of them (the summary says how many of how many ran).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import shlex
 from dataclasses import asdict, replace
@@ -139,7 +140,7 @@ def grid_search(
     record = {
         "task": data_name(table), "model": model, "protocol": protocol, "fold": fold if protocol == "matbench" else None,
         "cv_folds": cv_folds, "metric": name, "n_pool": len(pool),
-        "n_configs": len(configs), "n_grid": len(grid_configs(model)), "budget_epochs": budget_epochs,
+        "n_configs": len(configs), "n_grid": math.prod(len(v) for v in grid_for(model).values()), "budget_epochs": budget_epochs,
         "training": asdict(training), "features_from": features_from,
         "results": rows, "best": best,
         "benchmark_command": benchmark_command(data_name(table), model, best["config"], budget_epochs),

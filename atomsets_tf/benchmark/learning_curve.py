@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf.benchmark.protocol import _optional_versions, data_name, default_training, finished_run
+from atomsets_tf.benchmark.reference import TASKS
 from atomsets_tf.benchmark.runners import benchmark_models, load_task, needs_structures, run_model
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.splits import split_off_validation
@@ -52,19 +53,9 @@ LEARNING_CURVE_PNG = "learning_curve.png"
 SPLIT_FILE = "split.json"
 #: The first data size of :func:`default_sizes`.
 FIRST_SIZE = 100
-#: Units of the Matbench v0.1 regression targets (for axis labels); "" for a dimensionless target.
-TARGET_UNITS = {
-    "matbench_steels": "MPa",
-    "matbench_expt_gap": "eV",
-    "matbench_jdft2d": "meV/atom",
-    "matbench_phonons": "cm$^{-1}$",
-    "matbench_dielectric": "",
-    "matbench_log_gvrh": "log$_{10}$ GPa",
-    "matbench_log_kvrh": "log$_{10}$ GPa",
-    "matbench_perovskites": "eV/cell",
-    "matbench_mp_gap": "eV",
-    "matbench_mp_e_form": "eV/atom",
-}
+#: Units of the Matbench v0.1 regression targets (for axis labels), from their metadata; none for a unitless one.
+TARGET_UNITS = {task: info["matbench_unit"] for task, info in TASKS.items()
+                if info["task_type"] == "regression" and info["matbench_unit"] != "unitless"}
 
 #: Optimisation settings: one for every size, a function of the data size N, or None (:func:`default_training`).
 TrainingSpec = TrainingConfig | Callable[[int], TrainingConfig] | None

@@ -3,7 +3,7 @@
 * :data:`PAPER_TABLE2`, :data:`PAPER_TABLE_S3`, :data:`PAPER_TABLE_S4`: C. Chen and S. P. Ong,
   "AtomSets as a hierarchical transfer learning framework for small and large materials
   datasets", npj Comput. Mater. 7, 173 (2021); the tables as transcribed in
-  ``/work/shared/papers/atomsets_chen_ong_2021.md`` (Table 2 around line 109, Tables S3/S4
+  ``../shared/papers/atomsets_chen_ong_2021.md`` (Table 2 around line 109, Tables S3/S4
   in the supplement at its end). Each is ``task -> model -> (mean, std)`` in the *paper's*
   units (:data:`TASKS` ``paper_unit``); ``std`` is ``None`` where the paper prints one number.
   A "-" in the paper (model not applicable) is simply absent.
@@ -12,7 +12,7 @@
   matbench's (:func:`to_paper_units`).
 * :data:`CGAT_PAPER`: N. Hoffmann, J. Schmidt, S. Botti and M. A. L. Marques, "Transfer learning
   on large datasets for the accurate prediction of material properties", Digital Discovery 2,
-  1368 (2023), DOI 10.1039/d3dd00030c (``/work/shared/papers/hoffmann_2023_transfer_learning_cgat.md``).
+  1368 (2023), DOI 10.1039/d3dd00030c (``../shared/papers/hoffmann_2023_transfer_learning_cgat.md``).
 * :data:`MATBENCH_LEADERBOARD`: the top entries of the official Matbench v0.1 leaderboard
   (materialsproject/matbench repository, ``docs_src``), in matbench's units.
 
