@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import click  # noqa: E402
 
 from atomsets_tf._version import __version__  # noqa: E402
+from atomsets_tf.utils.startup import import_tensorflow_quietly  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 #: Models ``fit`` trains (Table 1 of the AtomSets paper); kept here so --help needs no TensorFlow import.
@@ -438,12 +439,24 @@ def extrapolation_command(task, model_names, quantile, **opts) -> None:
     click.echo(f"Wrote {os.path.join(opts['out_dir'], 'extrapolation.json')} and extrapolation.png")
 
 
+#: Commands that run TensorFlow: it is imported first, with its C++ start-up notes held back, so that
+#: stderr carries only the command's own progress and its ``Error:`` line. ``models`` and --help need none.
+TENSORFLOW_COMMANDS = {"fit", "retrain", "predict", "tap", "inspect", "convert", "benchmark", "grid",
+                       "learning-curve", "extrapolation"}
+
+
+def _needs_tensorflow(args: list[str]) -> bool:
+    return bool(args) and args[0] in TENSORFLOW_COMMANDS and not {"-h", "--help", "--version"} & set(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning bad input into one ``Error:`` line and exit code 2."""
     from atomsets_tf.errors import AtomSetsError
 
     try:
         args = sys.argv[1:] if argv is None else list(argv)
+        if _needs_tensorflow(args):
+            import_tensorflow_quietly()
         cli.main(args=args, prog_name="atomsets-tf", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Abort:
         click.echo("Error: aborted", err=True)
