@@ -1,0 +1,140 @@
+"""Speed of building CGAT graphs against pymatgen's compiled neighbour search alone.
+
+For N matbench jdft2d structures and N perovskites (``shared/data``), structures per second of
+
+* ``search``: ``Structure.get_neighbor_list(radius)`` alone (pymatgen's compiled
+  ``find_points_in_spheres``), the floor of any neighbour-list builder;
+* ``graph``: :func:`atomsets_tf.cgat.data.structure_to_graph` (the search, the canonical neighbour
+  order, element embedding, composition), no memo;
+* ``order``: :func:`atomsets_tf.cgat.data.canonical_neighbours` alone, on the search's arrays
+  (where the rest of the graph's time goes).
+
+The machine may be shared: the cases alternate within each repetition (order reversed every other
+repetition), the ratio ``graph / search`` is taken per repetition (paired) and its median reported,
+for wall-clock and for process CPU time. The target of issue 11 is a ratio of at least 0.5.
+
+    python benchmarks/cgat_graph_build.py                 # 200 per set, 5 repetitions
+    python benchmarks/cgat_graph_build.py --n 100 --repeats 3
+
+Writes ``benchmarks/results/cgat_graph_build.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from atomsets_tf.cgat.data import canonical_neighbours, load_matscholar_embedding, structure_to_graph  # noqa: E402
+from atomsets_tf.utils.io import shared_dir, write_json_atomic  # noqa: E402
+
+SETS = {
+    "jdft2d": "data/matbench/matbench_jdft2d.json.gz",
+    "perovskites": "data/structures/matbench_perovskites_val_subset.json.gz",
+}
+CASES = ("search", "graph", "order")
+
+
+def load_set(path: Path, n: int):
+    """First ``n`` entries of a matbench-layout file: (ids, pymatgen structures)."""
+    from pymatgen.core import Structure
+
+    raw = json.loads(gzip.open(path).read())
+    return raw["index"][:n], [Structure.from_dict(row[0]) for row in raw["data"][:n]]
+
+
+def case_functions(ids, structures, embedding, radius: float) -> dict:
+    raw = [s.get_neighbor_list(radius) for s in structures]
+
+    def search():
+        for s in structures:
+            s.get_neighbor_list(radius)
+
+    def graph():
+        for s, sid in zip(structures, ids, strict=True):
+            structure_to_graph(s, embedding, radius, structure_id=sid)
+
+    def order():
+        for s, arrays in zip(structures, raw, strict=True):
+            canonical_neighbours(*arrays, len(s))
+
+    return {"search": search, "graph": graph, "order": order}
+
+
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_set(name: str, ids, structures, embedding, radius: float, repeats: int) -> dict:
+    fns = case_functions(ids, structures, embedding, radius)
+    for fn in fns.values():  # warm-up
+        fn()
+    wall = {c: [] for c in CASES}
+    cpu = {c: [] for c in CASES}
+    for r in range(repeats):
+        for case in (CASES if r % 2 == 0 else CASES[::-1]):
+            w, c = timed(fns[case])
+            wall[case].append(w)
+            cpu[case].append(c)
+    n = len(structures)
+    row = {
+        "set": name, "n_structures": n, "repeats": repeats,
+        "mean_sites": float(np.mean([len(s) for s in structures])),
+        "mean_pairs_within_radius": float(np.mean([len(s.get_neighbor_list(radius)[0]) for s in structures])),
+    }
+    for case in CASES:
+        row[case] = {"per_s_wall": n / statistics.median(wall[case]), "per_s_cpu": n / statistics.median(cpu[case]),
+                     "wall_s": wall[case], "cpu_s": cpu[case]}
+    row["ratio_graph_to_search_wall"] = statistics.median(
+        [s / g for s, g in zip(wall["search"], wall["graph"], strict=True)])
+    row["ratio_graph_to_search_cpu"] = statistics.median(
+        [s / g for s, g in zip(cpu["search"], cpu["graph"], strict=True)])
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=200, help="structures per set")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--radius", type=float, default=18.0)
+    ap.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    ap.add_argument("--embedding", default=None, help="matscholar embedding JSON (default: the preset)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "cgat_graph_build.json"))
+    args = ap.parse_args(argv)
+
+    root = shared_dir()
+    if root is None:
+        sys.exit("shared/ folder not found (set ATOMSETS_TF_SHARED)")
+    embedding = load_matscholar_embedding(args.embedding)
+    results: dict = {"radius": args.radius, "machine": platform.processor() or platform.machine(),
+                     "cpu_count": os.cpu_count(), "numpy": np.__version__,
+                     "pymatgen": metadata.version("pymatgen"), "target_ratio": 0.5, "sets": []}
+    print(f"{'set':12s} {'n':>5s} {'sites':>6s} {'pairs':>7s} {'search/s':>9s} {'graph/s':>8s} {'order/s':>8s} "
+          f"{'ratio':>6s} {'ratio(cpu)':>10s}")
+    for name in args.sets:
+        ids, structures = load_set(root / SETS[name], args.n)
+        row = run_set(name, ids, structures, embedding, args.radius, args.repeats)
+        results["sets"].append(row)
+        print(f"{name:12s} {row['n_structures']:5d} {row['mean_sites']:6.1f} {row['mean_pairs_within_radius']:7.0f} "
+              f"{row['search']['per_s_wall']:9.0f} {row['graph']['per_s_wall']:8.0f} {row['order']['per_s_wall']:8.0f} "
+              f"{row['ratio_graph_to_search_wall']:6.2f} {row['ratio_graph_to_search_cpu']:10.2f}", flush=True)
+    write_json_atomic(args.out, results)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
