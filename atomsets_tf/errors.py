@@ -63,3 +63,30 @@ class TooFewNeighboursError(IsolatedAtomError):
 
 class StrategyError(AtomSetsError, RuntimeError):
     """A tf.distribute strategy that cannot be set up in this process."""
+
+
+class OutputPathError(AtomSetsError, ValueError):
+    """An output path the command cannot write, e.g. one without the required suffix."""
+
+
+class RunLockedError(AtomSetsError, RuntimeError):
+    """An output folder that another running process holds (see :func:`~atomsets_tf.utils.io.output_lock`)."""
+
+
+class RunSettingsError(AtomSetsError, ValueError):
+    """An output folder that holds a run made with other settings (resuming or reusing it would mix two runs)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT or SIGTERM, after saving what a rerun resumes from.
+
+    A ``KeyboardInterrupt`` (not an input error); ``signum`` is the signal, so the
+    command line exits with ``128 + signum``.
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = int(signum)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "interrupted"

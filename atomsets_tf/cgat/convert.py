@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from atomsets_tf.errors import CheckpointError
+from atomsets_tf.errors import CheckpointError, OutputPathError
 
 _MODEL_PREFIX = "model."
 
@@ -248,12 +248,17 @@ def convert_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike
 
     The matscholar embedding (``embedding_path`` or its default location, if found) is stored in
     the model so that it can predict from structures on its own.
+
+    Raises:
+        OutputPathError: ``out_path`` does not end in ``.keras`` (checked before anything is read).
+        CheckpointError: ``ckpt_path`` is not a loadable CGAT checkpoint.
+        FileNotFoundError: no such checkpoint (or embedding, when ``embedding_path`` is given).
     """
     from atomsets_tf.cgat.data import load_matscholar_embedding
 
     out_path = Path(out_path)
     if out_path.suffix != ".keras":
-        raise ValueError(f"output must end in .keras, got {out_path}")
+        raise OutputPathError(f"the output must end in .keras (Keras' model file format), got {out_path}")
     try:
         embedding = load_matscholar_embedding(embedding_path)
     except FileNotFoundError:

@@ -463,7 +463,8 @@ def load_cgat(path: str | os.PathLike) -> CGAT:
 
     Raises:
         CheckpointError: a ``.ckpt`` that is not a loadable CGAT checkpoint, or a ``.keras`` file
-            that does not hold a :class:`CGAT`.
+            that is missing, corrupt (e.g. broken weights), refused by safe mode, or does not hold a
+            :class:`CGAT`; the message names the file.
     """
     path = Path(path)
     if path.suffix == ".ckpt":
@@ -472,7 +473,13 @@ def load_cgat(path: str | os.PathLike) -> CGAT:
         except FileNotFoundError:
             embedding = None
         return CGAT.from_checkpoint(str(path), embedding=embedding)
-    model = keras.saving.load_model(path, safe_mode=True)
+    if not path.is_file():
+        raise CheckpointError(f"no such model file: {path}")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as exc:  # zip, JSON, h5, safe-mode and deserialisation errors all mean "not a usable CGAT"
+        why = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise CheckpointError(f"{path}: cannot load as a .keras CGAT model ({why})") from None
     if not isinstance(model, CGAT):
         raise CheckpointError(f"{path} holds a {type(model).__name__}, not a CGAT model")
     return model

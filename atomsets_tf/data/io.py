@@ -10,12 +10,15 @@ import csv
 import gzip
 import json
 import os
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.errors import DataFormatError, InvalidTargetError
+from atomsets_tf.data.composition import composition_to_set
+from atomsets_tf.errors import AtomSetsError, DataFormatError, InvalidTargetError
 
 #: Environment variable naming a folder of the user's data files.
 DATA_ENV = "ATOMSETS_TF_DATA"
@@ -25,6 +28,12 @@ _RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 _STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
 _COMPOSITION_COLUMNS = ("composition", "formula", "formula_pretty", "comp")
 _ID_COLUMNS = ("id", "ids", "material_id", "mbid", "name")
+#: Smallest distance (Å) allowed between two sites of a structure read from a data file.
+#:
+#: The shortest real bond, H2's, is 0.74 Å. Two sites closer than this are an atom written twice
+#: or a broken file (pymatgen's CIF reader refuses them, its JSON and POSCAR readers do not);
+#: graph models would silently turn them into zero-length bonds.
+MIN_SITE_DISTANCE = 0.5
 
 
 @dataclass
@@ -83,7 +92,8 @@ class Table:
         return "classification" if len(t) > 1 and np.isin(t, (0.0, 1.0)).all() else "regression"
 
 
-def _to_target(value) -> float:
+def _to_target(value, entry_id: str, source: str) -> float:
+    """A target as a float: numbers, booleans and "true"/"false"; ``None`` and "" are NaN (missing)."""
     if value is None:
         return float("nan")
     if isinstance(value, bool):
@@ -97,20 +107,63 @@ def _to_target(value) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise InvalidTargetError(f"target {value!r} is not a number") from None
+        raise InvalidTargetError(f"{source}: entry {entry_id}: target {value!r} is not a number") from None
 
 
-def _parse_input(value, entry_id: str):
+def _parse_input(value, entry_id: str, source: str):
     if isinstance(value, dict):
-        from pymatgen.core import Structure
+        from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
 
         try:
             return Structure.from_dict(value)
         except Exception as exc:
-            raise DataFormatError(f"entry {entry_id}: not a pymatgen structure dict ({exc})") from None
+            raise DataFormatError(f"{source}: entry {entry_id}: not a pymatgen structure dict ({exc})") from None
     if isinstance(value, str):
         return value
-    raise DataFormatError(f"entry {entry_id}: input of type {type(value).__name__} is neither a composition nor a structure")
+    raise DataFormatError(
+        f"{source}: entry {entry_id}: input of type {type(value).__name__} is neither a composition nor a structure")
+
+
+def check_site_distances(structure, entry: str, min_distance: float = MIN_SITE_DISTANCE) -> None:
+    """Refuse a structure with two sites (or a site and its own periodic image) closer than ``min_distance`` Å.
+
+    Uses pymatgen's compiled neighbour search within ``min_distance``, so it costs little even for
+    large cells.
+
+    Raises:
+        DataFormatError: naming ``entry``, the two sites and their distance.
+    """
+    centres, neighbours, _, distances = structure.get_neighbor_list(min_distance)
+    close = np.flatnonzero(distances < min_distance)
+    if not close.size:
+        return
+    k = close[np.argmin(distances[close])]
+    i, j, d = int(centres[k]), int(neighbours[k]), float(distances[k])
+    if i == j:
+        where = f"site {i} ({structure[i].species_string}) is {d:.3f} Å from its own periodic image"
+        hint = "a cell too small"
+    else:
+        i, j = min(i, j), max(i, j)
+        where = (f"sites {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
+                 f"are {d:.3f} Å apart")
+        hint = "an atom written twice"
+    raise DataFormatError(f"{entry}: {where}, closer than the minimum {min_distance} Å ({hint}?)")
+
+
+def _check_inputs(ids: list[str], inputs: list, kind: str, source: str) -> None:
+    """Refuse physically invalid entries at load time: sites too close together, compositions that
+    do not parse or have a non-finite or non-positive amount. The error names the file and the entry."""
+    checked: set[str] = set()
+    for entry_id, value in zip(ids, inputs):
+        entry = f"{source}: entry {entry_id}"
+        if kind == "structure":
+            check_site_distances(value, entry)
+        elif value not in checked:
+            try:
+                composition_to_set(value)
+            except AtomSetsError as exc:
+                raise type(exc)(f"{entry}: {exc}") from None
+            checked.add(value)
 
 
 def _read_json(path: Path):
@@ -118,23 +171,41 @@ def _read_json(path: Path):
     try:
         with opener(path, "rt") as fh:
             return json.load(fh)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt gzip body
         raise DataFormatError(f"cannot read {path}: {exc}") from None
+
+
+def _matbench_columns(raw: dict, path: Path) -> tuple[list[str], list, list]:
+    """``(ids, columns, rows)`` of matbench's layout, each row checked to be a list of one value per column."""
+    index, columns, rows = raw["index"], raw["columns"], raw["data"]
+    for key, value in (("index", index), ("columns", columns), ("data", rows)):
+        if not isinstance(value, list):
+            raise DataFormatError(f"{path}: '{key}' must be a list, got {type(value).__name__}")
+    if not columns:
+        raise DataFormatError(f"{path}: 'columns' is empty")
+    ids = [str(i) for i in index]
+    if len(rows) != len(ids):
+        raise DataFormatError(f"{path}: {len(ids)} ids but {len(rows)} rows")
+    for entry_id, row in zip(ids, rows):
+        if not isinstance(row, list):
+            raise DataFormatError(f"{path}: entry {entry_id}: row is a {type(row).__name__}, not a list of "
+                                  f"{len(columns)} values ({', '.join(map(str, columns))})")
+        if len(row) != len(columns):
+            raise DataFormatError(f"{path}: entry {entry_id}: row has {len(row)} values, expected {len(columns)} "
+                                  f"({', '.join(map(str, columns))})")
+    return ids, columns, rows
 
 
 def _table_from_json(path: Path) -> Table:
     raw = _read_json(path)
+    source = str(path)
     if isinstance(raw, dict) and {"index", "columns", "data"} <= raw.keys():
-        ids = [str(i) for i in raw["index"]]
-        columns = list(raw["columns"])
-        rows = raw["data"]
-        if len(rows) != len(ids):
-            raise DataFormatError(f"{path}: {len(ids)} ids but {len(rows)} rows")
+        ids, columns, rows = _matbench_columns(raw, path)
         input_col = 0
         target_col = 1 if len(columns) > 1 else None
         targets_raw = [r[target_col] for r in rows] if target_col is not None else None
-        inputs = [_parse_input(r[input_col], i) for r, i in zip(rows, ids)]
-        target_name = columns[target_col] if target_col is not None else "target"
+        inputs = [_parse_input(r[input_col], i, source) for r, i in zip(rows, ids)]
+        target_name = str(columns[target_col]) if target_col is not None else "target"
     elif isinstance(raw, dict) and raw and all(isinstance(v, list) for v in raw.values()):
         # A dict of parallel lists, e.g. {"structure": [...], "Ef": [...]}.
         keys = list(raw)
@@ -145,28 +216,33 @@ def _table_from_json(path: Path) -> Table:
         id_key = next((k for k in keys if k in _ID_COLUMNS), None)
         rest = [k for k in keys if k not in (input_key, id_key)]
         ids = [str(x) for x in raw[id_key]] if id_key else [f"{path.name.split('.')[0]}-{i:03d}" for i in range(n)]
-        inputs = [_parse_input(v, i) for v, i in zip(raw[input_key], ids)]
+        inputs = [_parse_input(v, i, source) for v, i in zip(raw[input_key], ids)]
         target_name = rest[0] if rest else "target"
         targets_raw = raw[rest[0]] if rest else None
     else:
         raise DataFormatError(
             f"{path}: expected matbench's layout {{'index', 'columns', 'data'}} or a dict of parallel lists"
         )
-    return _finish(ids, inputs, targets_raw, target_name, str(path))
+    return _finish(ids, inputs, targets_raw, target_name, source)
 
 
 def _finish(ids, inputs, targets_raw, target_name, source) -> Table:
+    """The checked :class:`Table`: unique ids, one kind of input, valid inputs, numeric targets."""
     if not ids:
         raise DataFormatError(f"{source} holds no entries")
     if len(set(ids)) != len(ids):
-        raise DataFormatError(f"{source} has duplicate ids")
+        duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)
+        shown = ", ".join(duplicates[:5]) + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
+        raise DataFormatError(f"{source} has duplicate ids: {shown}")
     kinds = {"structure" if not isinstance(x, str) else "composition" for x in inputs}
     if len(kinds) != 1:
         raise DataFormatError(f"{source} mixes compositions and structures")
+    kind = kinds.pop()
+    _check_inputs(list(ids), list(inputs), kind, source)
     targets = None
     if targets_raw is not None:
-        targets = np.array([_to_target(t) for t in targets_raw], dtype=np.float64)
-    return Table(list(ids), list(inputs), targets, kinds.pop(), target_name, source)
+        targets = np.array([_to_target(t, i, source) for t, i in zip(targets_raw, ids)], dtype=np.float64)
+    return Table(list(ids), list(inputs), targets, kind, target_name, source)
 
 
 def _table_from_csv(path: Path, target: str | None = None) -> Table:
@@ -194,7 +270,7 @@ def _table_from_csv(path: Path, target: str | None = None) -> Table:
 
 
 def _table_from_dir(path: Path) -> Table:
-    from pymatgen.core import Structure
+    from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
 
     files = sorted(p for p in path.iterdir() if p.is_file() and (
         p.suffix.lower() in _STRUCTURE_SUFFIXES or p.name.upper().startswith(("POSCAR", "CONTCAR"))))

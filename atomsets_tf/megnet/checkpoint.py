@@ -424,9 +424,43 @@ def _check_class(d: Any, key: str, path: str | os.PathLike) -> str:
 
 
 def _float(x: Any, what: str, path: str | os.PathLike) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(float(x)):
-        raise _fail(path, f"{what} must be a finite number, got {x!r}")
-    return float(x)
+    """``x`` as a float, refused (naming ``what``) unless it is a finite JSON number."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise _fail(path, f"{what} must be a finite number, got {x!r}"[:300])
+    try:
+        value = float(x)
+    except OverflowError:  # an integer literal beyond float range
+        value = math.inf
+    if not math.isfinite(value):
+        raise _fail(path, f"{what} must be a finite number, got {value}")
+    return value
+
+
+def _graph_cutoff(gc: dict, path: str | os.PathLike) -> float:
+    """The graph cutoff of a graph converter: its ``cutoff``, else its ``nn_strategy``'s (an object or a number).
+
+    Every candidate is checked to be a finite number before it is compared or used.
+    """
+    cutoff = gc.get("cutoff")
+    if cutoff is not None:
+        cutoff = _float(cutoff, "graph_converter.cutoff", path)
+    nn = gc.get("nn_strategy")
+    if nn is not None and not isinstance(nn, (int, float)):
+        _check_class(nn, "nn_strategy", path)
+        nn_cutoff = nn.get("cutoff")
+        if nn_cutoff is not None:
+            nn_cutoff = _float(nn_cutoff, "graph_converter.nn_strategy.cutoff", path)
+            if cutoff is not None and nn_cutoff != cutoff:
+                raise _fail(path, f"the graph converter's cutoff {cutoff} and its nn_strategy's cutoff {nn_cutoff} "
+                                  "differ")
+        cutoff = nn_cutoff if cutoff is None else cutoff
+    elif nn is not None and cutoff is None:
+        cutoff = _float(nn, "graph_converter.nn_strategy", path)
+    if cutoff is None:
+        raise _fail(path, "the graph converter has no cutoff (neither 'cutoff' nor 'nn_strategy.cutoff')")
+    if cutoff <= 0:
+        raise _fail(path, f"the graph cutoff must be positive, got {cutoff}")
+    return cutoff
 
 
 def parse_converter_json(
@@ -463,20 +497,7 @@ def parse_converter_json(
     width = _float(bc.get("width"), "the Gaussian width", path)
     if width <= 0:
         raise _fail(path, f"the Gaussian width must be positive, got {width}")
-    cutoff_raw = gc.get("cutoff")
-    nn = gc.get("nn_strategy")
-    if nn is not None and not isinstance(nn, (int, float)):
-        _check_class(nn, "nn_strategy", path)
-        if cutoff_raw is None:
-            cutoff_raw = nn.get("cutoff")
-        elif nn.get("cutoff") is not None and float(nn["cutoff"]) != float(cutoff_raw):
-            raise _fail(path, "the graph converter's cutoff and its nn_strategy's cutoff differ")
-    elif isinstance(nn, (int, float)) and cutoff_raw is None:
-        cutoff_raw = nn
-    cutoff = _float(cutoff_raw, "the graph cutoff", path)
-    if cutoff <= 0:
-        raise _fail(path, f"the graph cutoff must be positive, got {cutoff}")
-
+    cutoff = _graph_cutoff(gc, path)
     scaler = ScalerConfig()
     ts = data.get("target_scaler")
     if ts is not None:
@@ -485,12 +506,11 @@ def parse_converter_json(
             is_int = ts.get("is_intensive", True)
             if not isinstance(is_int, bool):
                 raise _fail(path, f"target_scaler.is_intensive must be true or false, got {is_int!r}")
-            scaler = ScalerConfig(
-                "StandardScaler",
-                _float(ts.get("mean", 0.0), "target_scaler.mean", path),
-                _float(ts.get("std", 1.0), "target_scaler.std", path),
-                is_int,
-            )
+            std = _float(ts.get("std", 1.0), "target_scaler.std", path)
+            if std <= 0:
+                raise _fail(path, f"target_scaler.std must be positive, got {std}")
+            scaler = ScalerConfig("StandardScaler", _float(ts.get("mean", 0.0), "target_scaler.mean", path), std,
+                                  is_int)
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         metadata = {"value": metadata}

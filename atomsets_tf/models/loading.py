@@ -25,10 +25,14 @@ def _keras_class_name(path: Path) -> str:
             config = json.loads(zf.read("config.json"))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise CheckpointError(f"{path.name} is not a .keras model file ({exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path.name} is not a .keras model file (its config.json is not an object)")
     name = str(config.get("class_name", ""))
-    if name == "Functional":
-        layers = config.get("config", {}).get("layers", [])
-        if any(layer.get("config", {}).get("name") == "gaussian_expansion" for layer in layers):
+    inner = config.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    if name == "Functional" and isinstance(layers, list):
+        configs = [layer.get("config") for layer in layers if isinstance(layer, dict)]
+        if any(isinstance(c, dict) and c.get("name") == "gaussian_expansion" for c in configs):
             return "MEGNet"
     return name
 
