@@ -71,9 +71,13 @@ def _training_options(command):
         click.option("--replicas", type=click.IntRange(1), default=None,
                      help="Mirrored replicas; on a CPU-only machine, the CPU is split into this many logical devices."),
         click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
-                     help="Seconds between saves of the resumable training state."),
+                     help="Seconds between saves of the resumable training state (also saved after the first "
+                          "epoch, and at the end of the epoch on Ctrl-C or SIGTERM)."),
         click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
                      help="Output folder (model.keras, metrics.json, test_predictions.csv, training_log.csv)."),
+        click.option("--restart", is_flag=True,
+                     help="Discard the run already in the output folder and start afresh (else an interrupted "
+                          "run resumes, and one with other settings is refused)."),
         click.option("--quiet", is_flag=True, help="No per-epoch progress."),
     ]
     return _with_options(command, options)
@@ -114,7 +118,8 @@ def _run_settings(opts: dict):
         schedule=opts["schedule"], schedule_period=opts["schedule_period"],
         mixed_precision=opts["mixed_precision"], optimizer=opts["optimizer"], weight_decay=opts["weight_decay"],
     )
-    common = {key: opts[key] for key in ("task_type", "protocol", "fold", "val_fraction", "split_file", "out_dir")}
+    common = {key: opts[key] for key in ("task_type", "protocol", "fold", "val_fraction", "split_file", "out_dir",
+                                         "restart")}
     return strategy, training, {**common, "progress": not opts["quiet"], "strategy": strategy}
 
 
@@ -199,7 +204,9 @@ def predict(model, data, out_csv, batch_size) -> None:
     from atomsets_tf.data.io import load
     from atomsets_tf.models.loading import load_model, predict_table
     from atomsets_tf.training.fit import write_predictions_csv
+    from atomsets_tf.utils.io import check_writable
 
+    check_writable(out_csv)  # before the work, not after it
     net = load_model(model)
     table = load(data)
     predictions = predict_table(net, table, batch_size, progress=True)
@@ -224,8 +231,9 @@ def tap(model, data, layers, out_npz, batch_size) -> None:
 
     from atomsets_tf.data.io import load
     from atomsets_tf.models.loading import load_model, tap_table
-    from atomsets_tf.utils.io import atomic_path
+    from atomsets_tf.utils.io import atomic_path, check_writable
 
+    check_writable(out_npz, (".npz",))  # before the work, not after it
     net = load_model(model)
     table = load(data)
     out = tap_table(net, table, list(layers), batch_size, progress=True)
@@ -236,8 +244,6 @@ def tap(model, data, layers, out_npz, batch_size) -> None:
             arrays[name] = np.concatenate(value).astype(np.float32)
         else:
             arrays[name] = np.asarray(value, dtype=np.float32)
-    if not out_npz.endswith(".npz"):
-        raise click.BadParameter("the output file must end in .npz", param_hint="-o")
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     click.echo(f"Wrote {', '.join(out)} for {len(table)} structures to {out_npz}")
@@ -309,6 +315,9 @@ def _benchmark_options(command):
                           "retrain (default: the paper's parent), or the CGAT file that cgat-head/full retrain."),
         click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
                      help="Output folder."),
+        click.option("--restart", is_flag=True,
+                     help="Retrain every run, discarding what the output folder holds (else finished runs with "
+                          "the same settings are read back, and runs with other settings refused)."),
         click.option("--quiet", is_flag=True, help="No per-fold lines."),
     ]
     return _with_options(command, options)
@@ -335,7 +344,7 @@ def benchmark(task, model_name, folds, **opts) -> None:
     summary = run_benchmark(table, model_name, opts["out_dir"], opts["protocol"], _folds(folds),
                             opts["budget_epochs"], _benchmark_training(len(table), opts), _model_config(opts),
                             opts["features_from"], command=_command(),
-                            report=None if opts["quiet"] else click.echo)
+                            report=None if opts["quiet"] else click.echo, restart=opts["restart"])
     budget = f", at most {opts['budget_epochs']} epochs" if opts["budget_epochs"] else ""
     click.echo(f"{summary['task']} {model_name} ({summary['protocol']}, {summary['n_folds']} folds{budget}): "
                f"{summary['metric']} {summary['mean']:.4g} ± {summary['std']:.2g}")
@@ -364,7 +373,8 @@ def grid(task, model_name, fold, cv_folds, max_configs, **opts) -> None:
     table = load_task(task, model_name)
     record = grid_search(table, model_name, opts["out_dir"], opts["protocol"], fold, cv_folds, max_configs,
                          opts["budget_epochs"], _benchmark_training(len(table), opts), opts["features_from"],
-                         seed=opts["seed"] or 0, command=_command(), report=None if opts["quiet"] else click.echo)
+                         seed=opts["seed"] or 0, command=_command(), report=None if opts["quiet"] else click.echo,
+                         restart=opts["restart"])
     best = record["best"]
     click.echo(f"best of {record['n_configs']}/{record['n_grid']} configurations: val {record['metric']} "
                f"{best['mean']:.4g} ± {best['std']:.2g}")
@@ -384,7 +394,7 @@ def _experiment_options(opts: dict) -> dict:
     """The keyword arguments ``learning-curve`` and ``extrapolation`` share (training settings are per data size)."""
     return {"training": lambda n: _benchmark_training(n, opts), "budget_epochs": opts["budget_epochs"],
             "model_config": _model_config(opts), "features_from": opts["features_from"], "seed": opts["seed"] or 0,
-            "command": _command(), "report": None if opts["quiet"] else click.echo}
+            "command": _command(), "report": None if opts["quiet"] else click.echo, "restart": opts["restart"]}
 
 
 @cli.command("learning-curve")
@@ -451,14 +461,17 @@ def _needs_tensorflow(args: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning bad input into one ``Error:`` line and exit code 2."""
-    from atomsets_tf.errors import AtomSetsError
+    from atomsets_tf.errors import AtomSetsError, TrainingInterrupted
 
     try:
         args = sys.argv[1:] if argv is None else list(argv)
         if _needs_tensorflow(args):
             import_tensorflow_quietly()
         cli.main(args=args, prog_name="atomsets-tf", standalone_mode=False, obj={"argv": args})
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, TrainingInterrupted):  # click turns a KeyboardInterrupt into Abort
+            click.echo(f"Error: {_one_line(str(exc.__cause__))}", err=True)
+            return 128 + exc.__cause__.signum
         click.echo("Error: aborted", err=True)
         return 130
     except click.exceptions.Exit as exc:

@@ -13,7 +13,7 @@ from atomsets_tf.cli import BENCHMARK_MODELS, main
 from atomsets_tf.data.io import load
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import TrainingConfig
+from atomsets_tf.training.fit import ModelConfig, TrainingConfig
 
 
 def test_cli_lists_every_benchmark_model():
@@ -67,7 +67,7 @@ def test_benchmark_summary_and_resume(tmp_path, capsys):
     marker = out / "fold_0" / "metrics.json"
     stamp = marker.stat().st_mtime_ns
     summary2 = run_benchmark("matbench_steels", "atomsets", out, folds=[0, 1],
-                             training=TrainingConfig(epochs=2, batch_size=16))
+                             training=TrainingConfig(epochs=2, batch_size=16), model_config=ModelConfig(units=8))
     assert marker.stat().st_mtime_ns == stamp and summary2["folds"] == summary["folds"]
 
 

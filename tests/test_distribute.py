@@ -35,7 +35,7 @@ def run(strategy: str, replicas: int) -> dict:
 def test_mirrored_two_cpu_replicas_matches_one_device():
     one = run("auto", 1)
     two = run("mirrored", 2)
-    assert one["replicas"] == 1 and two["replicas"] == 2 and two["strategy"] == "MirroredStrategy"
+    assert one["replicas"] == 1 and two["replicas"] == 2 and two["strategy"] == "mirrored"
     assert two["val_mae"] == pytest.approx(one["val_mae"], rel=1e-4)
     assert two["test_mae"] == pytest.approx(one["test_mae"], rel=1e-4)
     for a, b in zip(one["weights"], two["weights"]):

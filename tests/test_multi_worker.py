@@ -120,7 +120,7 @@ def assert_same_weights(a: dict, b: dict, rtol: float = 0.0, atol: float = 0.0) 
 def test_two_workers_train_in_sync_and_only_the_chief_writes(uninterrupted):
     _, out, (chief, other) = uninterrupted
     assert chief["replicas"] == other["replicas"] == 2
-    assert chief["strategy"] == "MultiWorkerMirroredStrategy"
+    assert chief["strategy"] == "multi-worker"
     assert_same_weights(chief, other)
     assert chief["val_mae"] == other["val_mae"] and chief["epochs_run"] == EPOCHS
     # Validation improves every epoch, so the final (best) weights are the last epoch's: comparing them checks
@@ -128,7 +128,7 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(uninterrupted):
     assert chief["best_epoch"] == EPOCHS
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["replicas"] == 2 and metrics["strategy"] == "MultiWorkerMirroredStrategy"
+    assert metrics["replicas"] == 2 and metrics["strategy"] == "multi-worker"
     assert metrics["epochs_run"] == EPOCHS and metrics["val_mae"] == chief["val_mae"]
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.keras", "test_predictions.csv",
                                                      "training_log.csv"]

@@ -40,7 +40,7 @@ from atomsets_tf.data.splits import split_off_validation
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.training.fit import ModelConfig, load_targets
 from atomsets_tf.training.metrics import mae
-from atomsets_tf.utils.io import write_json_atomic
+from atomsets_tf.utils.io import output_lock, write_json_atomic
 
 EXTRAPOLATION_JSON = "extrapolation.json"
 EXTRAPOLATION_PNG = "extrapolation.png"
@@ -104,6 +104,7 @@ def extrapolation(
     progress: bool = False,
     command: str | None = None,
     report: Callable[[str], None] | None = None,
+    restart: bool = False,
 ) -> dict:
     """Train each model once on :func:`extrapolation_split`; its MAE on the interpolation and extrapolation halves.
 
@@ -117,6 +118,7 @@ def extrapolation(
         budget_epochs: cap on epochs.
         seed: seed of the split (the weights' seed is ``training.seed``).
         report: called with one line per finished model.
+        restart: retrain every model, discarding what ``out_dir`` holds.
 
     Returns:
         The summary written to ``extrapolation.json`` (MAEs in target units).
@@ -134,30 +136,32 @@ def extrapolation(
     out = Path(out_dir)
     start = time.perf_counter()
     results, errors = {}, {}
-    for model in models:
-        run_dir = out / model
-        metrics = train_on_split(tables[model], model, split, run_dir, config, model_config, features_from, progress)
-        predictions = dict(zip(split["test"], _fold_predictions(run_dir, split["test"])))
-        errors[model] = {i: abs(predictions[i] - by_id[i]) for i in split["test"]}
-        interpolation = mae([by_id[i] for i in split["interpolation"]], [predictions[i] for i in split["interpolation"]])
-        extrapolated = mae([by_id[i] for i in split["extrapolation"]], [predictions[i] for i in split["extrapolation"]])
-        results[model] = {"mae_interpolation": interpolation, "mae_extrapolation": extrapolated,
-                          "mae_test": metrics["test_mae"], "val_mae": metrics["val_mae"],
-                          "extrapolation_over_interpolation": extrapolated / interpolation if interpolation else None,
-                          "epochs_run": metrics["epochs_run"], "wall_time_s": metrics.get("wall_time_s")}
-        if report is not None:
-            report(f"{task} {model}: MAE interpolation {interpolation:.4g}, extrapolation {extrapolated:.4g} "
-                   f"({metrics['epochs_run']} epochs, {metrics.get('wall_time_s') or 0:.0f} s)")
-    summary = {
-        "task": task, "target": first.target_name, "unit": TARGET_UNITS.get(task), "quantile": float(quantile),
-        "threshold": split["threshold"], "seed": seed, "n_entries": len(first), "n_train": len(split["train"]),
-        "n_val": len(split["val"]), "n_interpolation": len(split["interpolation"]),
-        "n_extrapolation": len(split["extrapolation"]), "models": results,
-        "wall_time_s": round(time.perf_counter() - start, 3),
-        **run_record(config, budget_epochs, model_config, features_from, command),
-    }
-    write_json_atomic(out / EXTRAPOLATION_JSON, summary)
-    plot_extrapolation(summary, errors, by_id, out / EXTRAPOLATION_PNG)
+    with output_lock(out):
+        for model in models:
+            run_dir = out / model
+            metrics = train_on_split(tables[model], model, split, run_dir, config, model_config, features_from, progress,
+                                     restart)
+            predictions = dict(zip(split["test"], _fold_predictions(run_dir, split["test"])))
+            errors[model] = {i: abs(predictions[i] - by_id[i]) for i in split["test"]}
+            interpolation = mae([by_id[i] for i in split["interpolation"]], [predictions[i] for i in split["interpolation"]])
+            extrapolated = mae([by_id[i] for i in split["extrapolation"]], [predictions[i] for i in split["extrapolation"]])
+            results[model] = {"mae_interpolation": interpolation, "mae_extrapolation": extrapolated,
+                              "mae_test": metrics["test_mae"], "val_mae": metrics["val_mae"],
+                              "extrapolation_over_interpolation": extrapolated / interpolation if interpolation else None,
+                              "epochs_run": metrics["epochs_run"], "wall_time_s": metrics.get("wall_time_s")}
+            if report is not None:
+                report(f"{task} {model}: MAE interpolation {interpolation:.4g}, extrapolation {extrapolated:.4g} "
+                       f"({metrics['epochs_run']} epochs, {metrics.get('wall_time_s') or 0:.0f} s)")
+        summary = {
+            "task": task, "target": first.target_name, "unit": TARGET_UNITS.get(task), "quantile": float(quantile),
+            "threshold": split["threshold"], "seed": seed, "n_entries": len(first), "n_train": len(split["train"]),
+            "n_val": len(split["val"]), "n_interpolation": len(split["interpolation"]),
+            "n_extrapolation": len(split["extrapolation"]), "models": results,
+            "wall_time_s": round(time.perf_counter() - start, 3),
+            **run_record(config, budget_epochs, model_config, features_from, command),
+        }
+        write_json_atomic(out / EXTRAPOLATION_JSON, summary)
+        plot_extrapolation(summary, errors, by_id, out / EXTRAPOLATION_PNG)
     return summary
 
 

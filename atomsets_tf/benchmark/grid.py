@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf.benchmark.protocol import data_name, default_training, finished_run
-from atomsets_tf.benchmark.runners import load_task, run_model
+from atomsets_tf.benchmark.runners import expected_fingerprint, load_task, run_model
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.training.fit import ModelConfig, TrainingConfig, load_targets, versions
 from atomsets_tf.training.metrics import metric_name
-from atomsets_tf.utils.io import write_json_atomic
+from atomsets_tf.utils.io import output_lock, write_json_atomic
 
 #: Table S2, AtomSets models.
 ATOMSETS_GRID = {
@@ -100,11 +100,13 @@ def grid_search(
     progress: bool = False,
     command: str | None = None,
     report=None,
+    restart: bool = False,
 ) -> dict:
     """Cross-validate ``model``'s Table S2 configurations; write and return ``grid.json``'s record.
 
     Each (configuration, cv fold) trains in ``out_dir/config_<i>/cv_<k>`` and
-    is read back when finished, so an interrupted search resumes.
+    is read back when finished, so an interrupted search resumes (``restart``
+    retrains them all; a run there with other settings is refused).
     """
     configs = grid_configs(model, max_configs, seed)
     table, _, task_type = load_targets(load_task(data, model))
@@ -121,33 +123,43 @@ def grid_search(
     name = metric_name(task_type)
     higher_is_better = name == "roc_auc"
     out = Path(out_dir)
-    rows = []
-    for n, (i, config) in enumerate(configs.items()):
-        scores = []
-        for k, split in enumerate(splits):
-            where = out / f"config_{i:02d}" / f"cv_{k}"
-            run_training = replace(training, seed=seed + k)
-            metrics = finished_run(where, run_training, config) or run_model(
-                table, model, training=run_training, model_config=config, out_dir=where,
-                progress=progress, features_from=features_from, split=split).metrics
-            scores.append(metrics[f"val_{name}"])
-        rows.append({"grid_index": i, "config": asdict(config), "mean": float(np.mean(scores)),
-                     "std": float(np.std(scores)), "folds": [float(s) for s in scores]})
-        if report is not None:
-            report(f"config {n + 1}/{len(configs)} (grid #{i}) {_describe(config, model)}: "
-                   f"val {name} {rows[-1]['mean']:.4g} ± {rows[-1]['std']:.2g}")
-    best = (max if higher_is_better else min)(rows, key=lambda r: r["mean"])
-    record = {
-        "task": data_name(table), "model": model, "protocol": protocol, "fold": fold if protocol == "matbench" else None,
-        "cv_folds": cv_folds, "metric": name, "n_pool": len(pool),
-        "n_configs": len(configs), "n_grid": math.prod(len(v) for v in grid_for(model).values()), "budget_epochs": budget_epochs,
-        "training": asdict(training), "features_from": features_from,
-        "results": rows, "best": best,
-        "benchmark_command": benchmark_command(data_name(table), model, best["config"], budget_epochs),
-        "command": command, "versions": versions(),
-    }
-    write_json_atomic(out / GRID_FILE, record)
+    with output_lock(out):
+        rows = []
+        for n, (i, config) in enumerate(configs.items()):
+            runs = [(out / f"config_{i:02d}" / f"cv_{k}", split, replace(training, seed=seed + k))
+                    for k, split in enumerate(splits)]
+            scores = [_cv_run(table, model, config, where, split, run_training, features_from, progress,
+                              restart)[f"val_{name}"] for where, split, run_training in runs]
+            rows.append({"grid_index": i, "config": asdict(config), "mean": float(np.mean(scores)),
+                         "std": float(np.std(scores)), "folds": [float(s) for s in scores]})
+            if report is not None:
+                report(f"config {n + 1}/{len(configs)} (grid #{i}) {_describe(config, model)}: "
+                       f"val {name} {rows[-1]['mean']:.4g} ± {rows[-1]['std']:.2g}")
+        best = (max if higher_is_better else min)(rows, key=lambda r: r["mean"])
+        record = {
+            "task": data_name(table), "model": model, "protocol": protocol,
+            "fold": fold if protocol == "matbench" else None, "cv_folds": cv_folds, "metric": name,
+            "n_pool": len(pool), "n_configs": len(configs),
+            "n_grid": math.prod(len(v) for v in grid_for(model).values()), "budget_epochs": budget_epochs,
+            "training": asdict(training), "features_from": features_from,
+            "results": rows, "best": best,
+            "benchmark_command": benchmark_command(data_name(table), model, best["config"], budget_epochs),
+            "command": command, "versions": versions(),
+        }
+        write_json_atomic(out / GRID_FILE, record)
     return record
+
+
+def _cv_run(table, model: str, config: ModelConfig, where: Path, split: dict, training: TrainingConfig,
+            features_from: str | None, progress: bool, restart: bool) -> dict:
+    """The metrics of one (configuration, cv fold) run: read back when finished with these settings, else trained."""
+    wanted = expected_fingerprint(table, model, training=training, model_config=config, features_from=features_from,
+                                  split=split)
+    metrics = None if restart else finished_run(where, wanted)
+    if metrics is None:
+        metrics = run_model(table, model, training=training, model_config=config, out_dir=where, progress=progress,
+                            features_from=features_from, split=split, restart=restart).metrics
+    return metrics
 
 
 def _describe(config: ModelConfig, model: str) -> str:

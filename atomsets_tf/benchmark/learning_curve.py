@@ -39,13 +39,13 @@ import numpy as np
 
 from atomsets_tf.benchmark.protocol import _optional_versions, data_name, default_training, finished_run
 from atomsets_tf.benchmark.reference import TASKS
-from atomsets_tf.benchmark.runners import benchmark_models, load_task, needs_structures, run_model
+from atomsets_tf.benchmark.runners import benchmark_models, expected_fingerprint, load_task, needs_structures, run_model
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.splits import split_off_validation
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.training.fit import PROTOCOLS, ModelConfig, TrainingConfig, load_targets, make_splits, versions
 from atomsets_tf.training.metrics import metric_name
-from atomsets_tf.utils.io import atomic_path, write_json_atomic
+from atomsets_tf.utils.io import atomic_path, output_lock, write_json_atomic
 
 LEARNING_CURVE_JSON = "learning_curve.json"
 LEARNING_CURVE_PNG = "learning_curve.png"
@@ -259,24 +259,26 @@ def train_on_split(
     model_config: ModelConfig | None = None,
     features_from: str | None = None,
     progress: bool = False,
+    restart: bool = False,
 ) -> dict:
     """Train ``model`` on an explicit split in ``run_dir`` (or read a finished run back); its ``metrics``.
 
-    ``run_dir/split.json`` records the ids; a folder that holds a run on other ids is refused.
+    ``run_dir/split.json`` records the ids; a folder that holds a run on other ids
+    (or with other settings) is refused, unless ``restart`` (which trains anew).
     """
     run_dir = Path(run_dir)
     wanted = {key: list(split[key]) for key in ("train", "val", "test")}
     saved = run_dir / SPLIT_FILE
-    if saved.is_file():
-        if json.loads(saved.read_text()) != wanted:
-            raise AtomSetsError(f"{run_dir} holds a run on other ids (other sizes, seed, fold, protocol or data): "
-                                "use a new output folder")
-    else:
-        write_json_atomic(saved, wanted)
-    metrics = finished_run(run_dir, training, model_config)
+    if saved.is_file() and not restart and json.loads(saved.read_text()) != wanted:
+        raise AtomSetsError(f"{run_dir} holds a run on other ids (other sizes, seed, fold, protocol or data): "
+                            "use a new output folder, or --restart (restart=True) to discard it")
+    fingerprint = expected_fingerprint(table, model, training=training, model_config=model_config,
+                                       features_from=features_from, split=wanted)
+    metrics = None if restart else finished_run(run_dir, fingerprint)
     if metrics is None:
+        write_json_atomic(saved, wanted)
         metrics = run_model(table, model, training=training, model_config=model_config, out_dir=run_dir,
-                            progress=progress, features_from=features_from, split=wanted).metrics
+                            progress=progress, features_from=features_from, split=wanted, restart=restart).metrics
     return metrics
 
 
@@ -318,6 +320,7 @@ def learning_curve(
     progress: bool = False,
     command: str | None = None,
     report: Callable[[str], None] | None = None,
+    restart: bool = False,
 ) -> dict:
     """Train every model at every data size on one fixed test set; fit and plot the curves.
 
@@ -336,9 +339,11 @@ def learning_curve(
         target: an error to reach (MAE in target units, or 1 - ROC-AUC): the
             summary gives the N each fit needs, with a 1-sigma interval.
         report: called with one line per finished point.
+        restart: retrain every run, discarding what ``out_dir`` holds (else a
+            finished run is read back, and one with other settings refused).
 
     Returns:
-        The summary written to ``learning_curve.json``.
+        The summary written to ``learning_curve.json`` (``out_dir`` is locked while this runs).
     """
     if protocol not in PROTOCOLS:
         raise AtomSetsError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -354,34 +359,41 @@ def learning_curve(
     out = Path(out_dir)
     start = time.perf_counter()
     results = {}
-    for model in models:
-        points = []
-        for n, split in splits.items():
-            metrics = train_on_split(tables[model], model, split, out / model / f"n_{n}",
-                                     training_for(training, n, budget_epochs), model_config, features_from, progress)
-            value = metrics[f"test_{name}"]
-            points.append({"n": n, "n_train": metrics["n_train"], "n_val": metrics["n_val"],
-                           f"test_{name}": _finite(value), f"val_{name}": _finite(metrics[f"val_{name}"]),
-                           "error": _finite(1.0 - value if name == "roc_auc" else value),
-                           "epochs_run": metrics["epochs_run"], "wall_time_s": metrics.get("wall_time_s")})
-            if report is not None:
-                report(f"{task} {model} N={n}: test {name} {value:.4g} ({metrics['epochs_run']} epochs, "
-                       f"{metrics.get('wall_time_s') or 0:.0f} s)")
-        results[model] = {"points": points, **_fit_record(points, target)}
-    largest = max(splits)
-    summary = {
-        "task": task, "task_type": task_type, "metric": name, "error": "1-roc_auc" if name == "roc_auc" else "mae",
-        "unit": None if name == "roc_auc" else TARGET_UNITS.get(task), "protocol": protocol, "fold": fold,
-        "seed": seed, "n_entries": len(first), "n_test": len(splits[largest]["test"]), "sizes": list(splits),
-        "target": target, "reference_model": models[0], "models": results,
-        "improvement_over_first": _improvements(results, models),
-        "wall_time_s": round(time.perf_counter() - start, 3),
-        **run_record(training_for(training, largest, budget_epochs), budget_epochs, model_config, features_from,
-                     command),
-    }
-    write_json_atomic(out / LEARNING_CURVE_JSON, summary)
-    plot_learning_curve(summary, out / LEARNING_CURVE_PNG)
+    with output_lock(out):
+        for model in models:
+            points = []
+            for n, split in splits.items():
+                metrics = train_on_split(tables[model], model, split, out / model / f"n_{n}",
+                                         training_for(training, n, budget_epochs), model_config, features_from,
+                                         progress, restart)
+                points.append(_point(n, metrics, name))
+                if report is not None:
+                    report(f"{task} {model} N={n}: test {name} {metrics[f'test_{name}']:.4g} "
+                           f"({metrics['epochs_run']} epochs, {metrics.get('wall_time_s') or 0:.0f} s)")
+            results[model] = {"points": points, **_fit_record(points, target)}
+        largest = max(splits)
+        summary = {
+            "task": task, "task_type": task_type, "metric": name, "error": "1-roc_auc" if name == "roc_auc" else "mae",
+            "unit": None if name == "roc_auc" else TARGET_UNITS.get(task), "protocol": protocol, "fold": fold,
+            "seed": seed, "n_entries": len(first), "n_test": len(splits[largest]["test"]), "sizes": list(splits),
+            "target": target, "reference_model": models[0], "models": results,
+            "improvement_over_first": _improvements(results, models),
+            "wall_time_s": round(time.perf_counter() - start, 3),
+            **run_record(training_for(training, largest, budget_epochs), budget_epochs, model_config, features_from,
+                         command),
+        }
+        write_json_atomic(out / LEARNING_CURVE_JSON, summary)
+        plot_learning_curve(summary, out / LEARNING_CURVE_PNG)
     return summary
+
+
+def _point(n: int, metrics: Mapping, name: str) -> dict:
+    """A learning curve's point: a run's size, scores and error (``1 - ROC-AUC`` for classification)."""
+    value = metrics[f"test_{name}"]
+    return {"n": n, "n_train": metrics["n_train"], "n_val": metrics["n_val"],
+            f"test_{name}": _finite(value), f"val_{name}": _finite(metrics[f"val_{name}"]),
+            "error": _finite(1.0 - value if name == "roc_auc" else value),
+            "epochs_run": metrics["epochs_run"], "wall_time_s": metrics.get("wall_time_s")}
 
 
 def _fit_record(points: list[dict], target: float | None) -> dict:

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.benchmark.runners import benchmark_models, load_task, run_model
+from atomsets_tf.benchmark.runners import benchmark_models, expected_fingerprint, load_task, run_model
 from atomsets_tf.data import io as data_io
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.training.fit import PROTOCOLS, ModelConfig, TrainingConfig, versions
 from atomsets_tf.training.metrics import metric_name
-from atomsets_tf.utils.io import write_json_atomic
+from atomsets_tf.training.runs import METRICS_FILE, check_run_folder, is_finished
+from atomsets_tf.utils.io import output_lock, write_json_atomic
 
 N_FOLDS = 5
 SUMMARY = "summary.json"
@@ -73,6 +74,7 @@ def run_benchmark(
     progress: bool = False,
     command: str | None = None,
     report=None,
+    restart: bool = False,
 ) -> dict:
     """Train and score ``model`` on ``task`` over ``folds`` (default all five); returns the summary.
 
@@ -80,13 +82,15 @@ def run_benchmark(
         task: a matbench task name with local data, or a data file (``paper``
             protocol, or a file that names a matbench task's ids).
         model: a name of :func:`~atomsets_tf.benchmark.runners.benchmark_models`.
-        out_dir: where the folds and ``summary.json`` go.
+        out_dir: where the folds and ``summary.json`` go (locked while this runs).
         protocol: ``"matbench"`` or ``"paper"``.
         budget_epochs: cap on epochs (stated in the summary), for tasks too large to train in full.
         training: optimisation settings; default :func:`default_training`. The
             seed of fold ``k`` is ``training.seed + k``.
         command: the command line to record (default: this process's).
         report: called with each fold's result line (default: nothing).
+        restart: retrain every fold, discarding what the folds hold (else a fold
+            finished with the same settings is read back, and one with other settings refused).
     """
     if model not in benchmark_models():
         raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(benchmark_models())}")
@@ -100,63 +104,58 @@ def run_benchmark(
     if budget_epochs is not None:
         training = replace(training, epochs=min(training.epochs, budget_epochs))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for fold in folds:
-        start = time.perf_counter()
-        fold_training = replace(training, seed=training.seed + fold)
-        metrics = finished_run(fold_dir(out, fold), fold_training, model_config)
-        if metrics is None:
-            result = run_model(table, model, protocol, fold, fold_training,
-                               model_config, fold_dir(out, fold), progress, features_from)
-            metrics = result.metrics
-        name = metric_name(metrics["task_type"])
-        runs.append({
-            "fold": fold, "metric": name, "test": metrics[f"test_{name}"], "val": metrics[f"val_{name}"],
-            "n_train": metrics["n_train"], "n_val": metrics["n_val"], "n_test": metrics["n_test"],
-            "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
-            "wall_time_s": metrics.get("wall_time_s", round(time.perf_counter() - start, 3)),
-        })
-        if report is not None:
-            report(f"{data_name(table)} {model} fold {fold}: test {name} {runs[-1]['test']:.4g} "
-                   f"({runs[-1]['epochs_run']} epochs, {runs[-1]['wall_time_s']:.0f} s)")
-    summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command)
-    write_json_atomic(out / SUMMARY, summary)
-    if protocol == "matbench" and folds == list(range(N_FOLDS)):
-        write_matbench_results(table, out)
+    with output_lock(out):
+        runs = [_benchmark_fold(table, model, protocol, fold, replace(training, seed=training.seed + fold),
+                                model_config, features_from, out, progress, restart, report) for fold in folds]
+        summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from,
+                            command)
+        write_json_atomic(out / SUMMARY, summary)
+        if protocol == "matbench" and folds == list(range(N_FOLDS)):
+            write_matbench_results(table, out)
     return summary
+
+
+def _benchmark_fold(table, model, protocol, fold, training, model_config, features_from, out, progress, restart,
+                    report) -> dict:
+    """One fold of :func:`run_benchmark` (trained, or read back when finished): its ``summary.json`` row."""
+    start = time.perf_counter()
+    fingerprint = expected_fingerprint(table, model, protocol, fold, training, model_config, features_from)
+    metrics = None if restart else finished_run(fold_dir(out, fold), fingerprint)
+    if metrics is None:
+        metrics = run_model(table, model, protocol, fold, training, model_config, fold_dir(out, fold), progress,
+                            features_from, restart=restart).metrics
+    name = metric_name(metrics["task_type"])
+    row = {
+        "fold": fold, "metric": name, "test": metrics[f"test_{name}"], "val": metrics[f"val_{name}"],
+        "n_train": metrics["n_train"], "n_val": metrics["n_val"], "n_test": metrics["n_test"],
+        "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
+        "wall_time_s": metrics.get("wall_time_s", round(time.perf_counter() - start, 3)),
+    }
+    if report is not None:
+        report(f"{data_name(table)} {model} fold {fold}: test {name} {row['test']:.4g} "
+               f"({row['epochs_run']} epochs, {row['wall_time_s']:.0f} s)")
+    return row
 
 
 def data_name(table: data_io.Table) -> str:
     return table.meta.get("task") or Path(table.source).name
 
 
-#: The settings a finished run must share with a rerun that reads it back.
-_SAME_TRAINING = ("epochs", "patience", "batch_size", "learning_rate", "seed", "loss")
+def finished_run(path: str | os.PathLike, fingerprint: dict) -> dict | None:
+    """A finished run's metrics (``metrics.json`` and no state to resume from), else None.
 
-
-def finished_run(path: Path, training: TrainingConfig | None = None,
-                 model_config: ModelConfig | None = None) -> dict | None:
-    """A completed run's metrics (a run is complete once its ``metrics.json`` exists), else None.
+    ``fingerprint`` is the run a caller wants (see
+    :func:`~atomsets_tf.benchmark.runners.expected_fingerprint`).
 
     Raises:
-        AtomSetsError: the run was trained with other settings than ``training`` /
-            ``model_config`` (a rerun into the same folder must not mix them).
+        RunSettingsError: ``path`` holds a run (finished or interrupted) with other settings
+            (a rerun into the same folder must not mix them).
     """
-    f = path / "metrics.json"
-    if not f.is_file():
+    path = Path(path)
+    check_run_folder(path, fingerprint)
+    if not is_finished(path):
         return None
-    metrics = json.loads(f.read_text())
-    done = metrics.get("training")
-    if training is not None and done is not None:
-        wanted = asdict(training)
-        differ = [k for k in _SAME_TRAINING if k in done and done[k] != wanted[k]]
-        if differ:
-            raise AtomSetsError(f"{path} was trained with other settings ({', '.join(differ)}); "
-                                "use another output folder")
-    if model_config is not None and "model_config" in metrics and metrics["model_config"] != asdict(model_config):
-        raise AtomSetsError(f"{path} was trained with another model configuration; use another output folder")
-    return metrics
+    return json.loads((path / METRICS_FILE).read_text())
 
 
 def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command) -> dict:

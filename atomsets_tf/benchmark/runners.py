@@ -39,12 +39,14 @@ from atomsets_tf.training.fit import (
     ModelConfig,
     TrainingConfig,
     fit,
+    fit_model_settings,
     load_targets,
     make_splits,
     versions,
     write_outputs,
 )
 from atomsets_tf.training.metrics import metric_name, score
+from atomsets_tf.training.runs import run_fingerprint, run_folder, run_settings
 
 #: The CGAT that ``cgat`` trains: the paper's layout (ReZero, vector attention, hypernetwork updates),
 #: narrowed to train on a CPU and to save in a few MB (about 0.8M parameters; the paper's default has 62M).
@@ -93,39 +95,82 @@ def run_model(
     features_from: str | None = None,
     split: Mapping | str | os.PathLike | None = None,
     val_fraction: float = 0.1,
+    restart: bool = False,
 ) -> FitResult:
     """Train ``model`` (a name of :func:`benchmark_models`) on one split of ``table`` and score it.
 
     ``split`` overrides ``protocol``/``fold`` with explicit ids (``{"train", "val", "test"}``).
+    ``restart`` discards a run already in ``out_dir`` (else one with other settings is refused).
     """
     from atomsets_tf.training.retrain import retrain
 
     training = training or TrainingConfig()
+    _check_runnable(table, model)
+    common = {"protocol": protocol, "fold": fold, "training": training, "out_dir": out_dir, "progress": progress,
+              "val_fraction": val_fraction, "split_file": split, "restart": restart}
+    if model == "dummy":
+        return fit_dummy(table, protocol, fold, training.seed, out_dir, split, val_fraction, restart)
+    if model in ("megnet", "cgat", *TRANSFER_MODELS):
+        return retrain(_parent(model, features_from), table, mode=_retrain_mode(model), **common)
+    return fit(table, model, model_config=model_config, features_from=features_from, **common)
+
+
+def _check_runnable(table: data_io.Table, model: str) -> None:
     if model not in benchmark_models():
         raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(benchmark_models())}")
     if needs_structures(model) and table.kind != "structure":
         raise AtomSetsError(f"{model} needs structures, but {table.meta.get('task') or table.source or 'the data'} "
                             "holds compositions")
-    common = {"protocol": protocol, "fold": fold, "training": training, "out_dir": out_dir, "progress": progress,
-              "val_fraction": val_fraction, "split_file": split}
-    if model == "dummy":
-        return fit_dummy(table, protocol, fold, training.seed, out_dir, split, val_fraction)
-    if model == "megnet":
-        from atomsets_tf.training.features import DEFAULT_SOURCE
 
-        return retrain(features_from or DEFAULT_SOURCE, table, mode="scratch", **common)
+
+def _retrain_mode(model: str) -> str:
+    return TRANSFER_MODELS[model][1] if model in TRANSFER_MODELS else "scratch"
+
+
+def _parent(model: str, features_from: str | None):
+    """The parent :func:`~atomsets_tf.training.retrain.retrain` starts ``model`` (megnet, cgat or a transfer model) from."""
+    from atomsets_tf.training.features import DEFAULT_SOURCE
+
     if model == "cgat":
         from atomsets_tf.cgat.model import CGAT
 
-        return retrain(CGAT(**CGAT_BENCHMARK_CONFIG), table, mode="scratch", **common)
-    if model in TRANSFER_MODELS:
-        from atomsets_tf.training.features import DEFAULT_SOURCE
+        return CGAT(**CGAT_BENCHMARK_CONFIG)
+    if model in TRANSFER_MODELS and TRANSFER_MODELS[model][0] == "cgat" and features_from is None:
+        raise AtomSetsError(f"{model} needs a pretrained CGAT: pass its file as features_from (--features-from)")
+    return features_from or DEFAULT_SOURCE
 
-        kind, mode = TRANSFER_MODELS[model]
-        if kind == "cgat" and features_from is None:
-            raise AtomSetsError(f"{model} needs a pretrained CGAT: pass its file as features_from (--features-from)")
-        return retrain(features_from or DEFAULT_SOURCE, table, mode=mode, **common)
-    return fit(table, model, model_config=model_config, features_from=features_from, **common)
+
+def expected_fingerprint(
+    table: data_io.Table,
+    model: str,
+    protocol: str = "matbench",
+    fold: int = 0,
+    training: TrainingConfig | None = None,
+    model_config: ModelConfig | None = None,
+    features_from: str | None = None,
+    split: Mapping | str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+) -> dict:
+    """The fingerprint that :func:`run_model` with these arguments records, without training anything.
+
+    What :func:`~atomsets_tf.benchmark.protocol.finished_run` compares a finished run with.
+    """
+    from atomsets_tf.training.retrain import parent_label, retrain_model_settings
+
+    training = training or TrainingConfig()
+    _check_runnable(table, model)
+    table, _, task_type = load_targets(table)
+    splits = make_splits(table, protocol, fold, training.seed, val_fraction, split)
+    if model == "dummy":
+        trained, training = {"model": "dummy"}, None
+    elif model in ("megnet", "cgat", *TRANSFER_MODELS):
+        kind = TRANSFER_MODELS[model][0] if model in TRANSFER_MODELS else model
+        parent = _parent(model, features_from)
+        trained = retrain_model_settings(kind, parent_label(parent, parent), _retrain_mode(model))
+    else:
+        trained = fit_model_settings(model, model_config, features_from)
+    return run_fingerprint(run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split,
+                                        training))
 
 
 def fit_dummy(
@@ -136,6 +181,7 @@ def fit_dummy(
     out_dir: str | os.PathLike | None = None,
     split: Mapping | str | os.PathLike | None = None,
     val_fraction: float = 0.1,
+    restart: bool = False,
 ) -> FitResult:
     """The dummy model of Table S4: predict the training mean, or the training set's majority class.
 
@@ -144,6 +190,8 @@ def fit_dummy(
     start = time.perf_counter()
     table, targets, task_type = load_targets(table)
     train, val, test = make_splits(table, protocol, fold, seed, val_fraction, split)
+    fingerprint = run_fingerprint(run_settings({"model": "dummy"}, table, task_type, (train, val, test), protocol,
+                                               fold, val_fraction, split))
     if task_type == "classification":
         constant = float(np.mean(targets[train]) >= 0.5)
     else:
@@ -157,10 +205,10 @@ def fit_dummy(
         f"val_{name}": score(task_type, targets[val], np.full(len(val), constant))[name],
         f"test_{name}": score(task_type, targets[test], predictions)[name],
         "epochs_run": 0, "best_epoch": 0, "resumed_from_epoch": 0, "constant": constant,
-        "wall_time_s": round(time.perf_counter() - start, 3), "versions": versions(),
+        "wall_time_s": round(time.perf_counter() - start, 3), "versions": versions(), "fingerprint": fingerprint,
     }
     test_ids = [table.ids[i] for i in test]
-    if out_dir is not None:
-        write_outputs(out_dir, None, metrics, test_ids, targets[test], predictions)
+    with run_folder(out_dir, fingerprint, restart) as folder:
+        if folder is not None:
+            write_outputs(folder, None, metrics, test_ids, targets[test], predictions)
     return FitResult(None, metrics, test_ids, predictions)
-

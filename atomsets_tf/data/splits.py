@@ -57,13 +57,57 @@ def official_folds(task: str) -> list[tuple[list[str], list[str]]]:
     raise DataFormatError(f"no official Matbench folds found for {task!r} (install matbench, or use --protocol paper)")
 
 
-def ids_to_indices(ids: list[str], wanted: list[str]) -> np.ndarray:
-    """Positions of ``wanted`` ids in ``ids``; every id must be present."""
+def ids_to_indices(ids: list[str], wanted: list[str], what: str = "split") -> np.ndarray:
+    """Positions of ``wanted`` ids in ``ids``; every id must be present, and listed once.
+
+    Raises:
+        DataFormatError: naming ``what`` (e.g. ``"split file s.json, 'train'"``) and the
+            unknown or repeated ids.
+    """
+    if isinstance(wanted, (str, bytes)) or not all(isinstance(w, str) for w in wanted):
+        raise DataFormatError(f"{what}: expected a list of id strings")
     where = {i: k for k, i in enumerate(ids)}
     missing = [w for w in wanted if w not in where]
     if missing:
-        raise DataFormatError(f"{len(missing)} split ids are not in the data, e.g. {missing[0]!r}")
+        raise DataFormatError(f"{what}: {len(missing)} ids are not in the data, e.g. {_some(missing)}")
+    repeated = _repeated(wanted)
+    if repeated:
+        raise DataFormatError(f"{what}: {len(repeated)} ids are listed more than once, e.g. {_some(repeated)}")
     return np.array([where[w] for w in wanted], dtype=np.int64)
+
+
+def check_disjoint(parts: dict[str, list[str]], what: str = "split") -> None:
+    """Refuse split parts (``{"train": ids, "val": ids, "test": ids}``) whose training part shares ids with another.
+
+    An id in training and in the test (or validation) set makes that score
+    meaningless. Validation and test may coincide (cross-validation scores on
+    the part it leaves out).
+
+    Raises:
+        DataFormatError: naming ``what``, the two parts and the shared ids.
+    """
+    train = set(parts.get("train", ()))
+    for name, ids in parts.items():
+        shared = sorted(train & set(ids)) if name != "train" else []
+        if shared:
+            raise DataFormatError(f"{what}: train and {name} share {len(shared)} ids, e.g. {_some(shared)}; "
+                                  "an id in training must not be scored")
+
+
+def _repeated(values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated: dict[str, None] = {}
+    for v in values:
+        if v in seen:
+            repeated[v] = None
+        seen.add(v)
+    return list(repeated)
+
+
+def _some(values: list[str], n: int = 3) -> str:
+    """The first ``n`` of ``values``, quoted, for a message."""
+    shown = ", ".join(repr(v) for v in values[:n])
+    return shown + (", ..." if len(values) > n else "")
 
 
 def random_split(

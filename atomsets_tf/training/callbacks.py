@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
 import sys
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
+
+from atomsets_tf.errors import CheckpointError, TrainingInterrupted
 
 
 class ValidationScore(keras.callbacks.Callback):
@@ -101,39 +109,144 @@ class KeepBest(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+class EpochLog(keras.callbacks.Callback):
+    """Writes one CSV row per epoch: ``epoch`` and the epoch's logs, in sorted order (as Keras' ``CSVLogger``).
+
+    Each line reaches the file whole: one ``write`` of the complete line on a
+    descriptor opened with ``O_APPEND``, then ``fsync``, so a killed run never
+    leaves half a row. With ``append`` the rows follow those already there (the
+    columns of its header); without, the file starts anew.
+    """
+
+    def __init__(self, path: str | os.PathLike, append: bool = False):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.append = bool(append)
+        self.keys: list[str] | None = None
+
+    def on_train_begin(self, logs=None):
+        self.keys = None
+        if self.append and os.path.isfile(self.path):
+            with open(self.path) as fh:
+                header = fh.readline()
+            if header.endswith("\n"):
+                self.keys = header.rstrip("\n").split(",")[1:]
+        if self.keys is None:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            self._write_line(["epoch", *self.keys])
+        self._write_line([str(epoch), *(_csv_cell(logs.get(key)) for key in self.keys)])
+
+    def _write_line(self, cells: list[str]) -> None:
+        data = (",".join(cells) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _csv_cell(value) -> str:
+    """A log value as a CSV cell: a float in full precision, ``NA`` when missing."""
+    if value is None:
+        return "NA"
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return '"' + str(value).replace('"', "'") + '"'
+
+
+class GracefulStop(keras.callbacks.Callback):
+    """Stops training at the end of the epoch in which SIGINT or SIGTERM arrives (a second one stops at once).
+
+    Install its handlers around ``fit`` with :meth:`handling_signals`. It sets
+    ``model.stop_training`` at the epoch's end, before the callbacks after it
+    (put :class:`TrainingCheckpoint` after it: it then saves that epoch).
+    ``signum`` is the signal received, if any; ``describe`` gives the message of
+    the :class:`~atomsets_tf.errors.TrainingInterrupted` raised on a second signal.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, describe: Callable[[], str] | None = None, stream=None):
+        super().__init__()
+        self.describe = describe or (lambda: "interrupted")
+        self.stream = stream or sys.stderr
+        self.signum: int | None = None
+
+    @contextlib.contextmanager
+    def handling_signals(self, enabled: bool = True) -> Iterator[None]:
+        """Install the handlers for the block (in the main thread only), then restore the previous ones."""
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+        for s in self.SIGNALS:
+            signal.signal(s, self._handle)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise TrainingInterrupted(self.describe(), signum)
+        self.signum = signum
+        print(f"{signal.Signals(signum).name}: stopping at the end of this epoch, after saving it "
+              "(send it again to stop at once)", file=self.stream, flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.signum is not None:
+            self.model.stop_training = True
+
+
 class TrainingCheckpoint(keras.callbacks.Callback):
     """Saves everything a killed run needs to resume, in one file written atomically.
 
     The file (``.npz``) holds the latest weights, the optimizer's state, the
     number of completed epochs and :class:`KeepBest`'s best weights, score and
-    epoch. It is written at the end of an epoch when ``min_interval_s`` seconds
-    have passed since the last write, and at the end of training, so a run
-    loses at most that much work. :func:`load_training_state` reads it back.
+    epoch. It is written at the end of the first epoch, then at the end of an
+    epoch when ``min_interval_s`` seconds have passed since the last write, and
+    when training stops, so a run loses at most that much work.
+    :func:`load_training_state` reads it back. Before its first write, the run's
+    ``fingerprint`` (if given) is written to ``fingerprint_path``.
+    ``saved_epochs`` is the epoch count of the last write (None before one).
     """
 
-    def __init__(self, path: str, keep_best: KeepBest, min_interval_s: float = 30.0):
+    def __init__(self, path: str, keep_best: KeepBest, min_interval_s: float = 30.0,
+                 fingerprint: dict | None = None, fingerprint_path: str | None = None):
         super().__init__()
         self.path = path
         self.keep_best = keep_best
         self.min_interval_s = float(min_interval_s)
+        self.fingerprint = fingerprint
+        self.fingerprint_path = fingerprint_path
+        self.saved_epochs: int | None = None
         self._last = None
 
     def on_train_begin(self, logs=None):
-        import time
-
-        self._last = time.monotonic()
+        self._last = None
 
     def on_epoch_end(self, epoch, logs=None):
         import time
 
         now = time.monotonic()
-        if now - self._last >= self.min_interval_s or self.model.stop_training:
+        if self._last is None or now - self._last >= self.min_interval_s or self.model.stop_training:
             self.save(epoch + 1)
             self._last = now
 
     def save(self, epochs_completed: int) -> None:
-        from atomsets_tf.utils.io import atomic_path
+        from atomsets_tf.utils.io import atomic_path, write_json_atomic
 
+        if self.fingerprint is not None and self.fingerprint_path and self.saved_epochs is None:
+            write_json_atomic(self.fingerprint_path, self.fingerprint)
         arrays = {"epochs_completed": np.array(epochs_completed), "best_score": np.array(self.keep_best.best_score),
                   "best_epoch": np.array(self.keep_best.best_epoch)}
         for prefix, values in (("weights", self.model.get_weights()),
@@ -143,6 +256,27 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             arrays.update({f"{prefix}_{k}": v for k, v in enumerate(values)})
         with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+        self.saved_epochs = int(epochs_completed)
+
+
+def _read_state(path: str) -> dict:
+    """The arrays of a :class:`TrainingCheckpoint` file; a damaged one is a :class:`CheckpointError`."""
+    try:
+        with np.load(path) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(_damaged(path, f"is truncated or corrupt ({type(exc).__name__}: {exc})")) from None
+    missing = [k for k in ("epochs_completed", "best_score", "best_epoch", "n_weights", "n_optimizer", "n_best")
+               if k not in data]
+    if missing:
+        raise CheckpointError(_damaged(path, f"is not a training state (it has no {missing[0]!r})"))
+    return data
+
+
+def _damaged(path: str, what: str) -> str:
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    return (f"the training state {path} {what}; rerun with --restart (restart=True) to discard it and start "
+            f"{folder} afresh")
 
 
 def load_training_state(path: str, model) -> dict | None:
@@ -151,24 +285,28 @@ def load_training_state(path: str, model) -> dict | None:
     Sets the model's weights and its optimizer's state, and returns
     ``{"epochs_completed", "best_score", "best_epoch", "best_weights"}``, or
     ``None`` when there is no file.
-    """
-    import os
 
+    Raises:
+        CheckpointError: the file is truncated or corrupt, or does not fit ``model``.
+    """
     if not os.path.exists(path):
         return None
-    with np.load(path) as f:
-        data = {k: f[k] for k in f.files}
+    data = _read_state(path)
 
     def listed(prefix):
         return [data[f"{prefix}_{k}"] for k in range(int(data[f"n_{prefix}"]))]
 
-    model.set_weights(listed("weights"))
-    model.optimizer.build(model.trainable_variables)
-    for var, value in zip(model.optimizer.variables, listed("optimizer"), strict=True):
-        var.assign(value)
+    try:
+        model.set_weights(listed("weights"))
+        model.optimizer.build(model.trainable_variables)
+        for var, value in zip(model.optimizer.variables, listed("optimizer"), strict=True):
+            var.assign(value)
+        best = listed("best") or None
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(_damaged(path, f"does not fit this model ({exc})")) from None
     return {
         "epochs_completed": int(data["epochs_completed"]),
         "best_score": float(data["best_score"]),
         "best_epoch": int(data["best_epoch"]),
-        "best_weights": listed("best") or None,
+        "best_weights": best,
     }

@@ -8,11 +8,16 @@
 * ``training_log.csv``: one row per epoch.
 
 Every file is written atomically. An interrupted run started again with the
-same output folder resumes from its last completed epoch.
+same output folder resumes from its last saved epoch (saved after the first
+epoch, then every ``checkpoint_interval_s``, and on SIGINT/SIGTERM at the end
+of the epoch). A run with other settings in that folder is refused unless it
+is asked to ``restart``, and two processes cannot write to one folder at once
+(see :mod:`~atomsets_tf.training.runs`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -26,22 +31,30 @@ import numpy as np
 
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.pipeline import WeightedSets, compositions_to_sets, make_dataset, n_batches
-from atomsets_tf.data.splits import ids_to_indices, official_folds, random_split, split_off_validation
-from atomsets_tf.errors import AtomSetsError, DataFormatError
+from atomsets_tf.data.splits import (
+    check_disjoint,
+    ids_to_indices,
+    official_folds,
+    random_split,
+    split_off_validation,
+)
+from atomsets_tf.errors import AtomSetsError, DataFormatError, TrainingInterrupted
 from atomsets_tf.training.metrics import metric_name, score
-from atomsets_tf.training.multi_worker import (
-    discard_worker_output_dir,
-    fit_multi_worker,
-    is_multi_worker,
-    strategy_name,
-    worker_output_dir,
+from atomsets_tf.training.multi_worker import fit_multi_worker, is_multi_worker
+from atomsets_tf.training.runs import (
+    RUN_FILE,
+    STATE_DIR,
+    STATE_FILE,
+    run_fingerprint,
+    run_folder,
+    run_settings,
 )
 
 #: Compositional models that :func:`fit` builds from a composition (Table 1 of the paper).
 COMPOSITIONAL_MODELS = ("atomsets", "atomsets-v0")
 PROTOCOLS = ("paper", "matbench")
-#: Sub-folder of an output folder that holds what an interrupted run resumes from.
-STATE_DIR = ".training_state"
+#: The per-epoch CSV log of a run's output folder.
+TRAINING_LOG = "training_log.csv"
 
 
 @dataclass
@@ -56,7 +69,8 @@ class TrainingConfig:
         learning_rate: Adam's learning rate.
         seed: seed of the weights' initialisation and of the batch shuffling.
         checkpoint_interval_s: least time between two saves of the resumable
-            training state (a killed run loses at most this much work).
+            training state after the first epoch's (a killed run loses at most
+            this much work; SIGINT and SIGTERM save it at the end of the epoch).
         loss: regression loss, ``"mae"`` (L1), ``"mse"`` or ``"robust_l1"``
             (CGAT's, with the model's log-std; CGAT only); classification always
             uses binary cross-entropy.
@@ -121,11 +135,9 @@ def featurize(
     from atomsets_tf.data.elements import ElementTable, megnet_element_table
     from atomsets_tf.training.features import DEFAULT_SOURCE, STRUCTURAL_MODELS, structural_sets
 
+    check_model_name(model)
     if model in STRUCTURAL_MODELS:
         return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress), None
-    if model not in COMPOSITIONAL_MODELS:
-        known = ", ".join([*COMPOSITIONAL_MODELS, *STRUCTURAL_MODELS])
-        raise AtomSetsError(f"unknown model {model!r}; choose one of {known}")
     element_table = None
     if model == "atomsets-v0":
         if features_from is None:
@@ -139,6 +151,15 @@ def featurize(
             element_table = ElementTable(rows, known, name=f"{features_from} embedding")
     inputs = table.inputs if table.kind == "composition" else [s.composition for s in table.inputs]
     return compositions_to_sets(inputs, table.ids, element_table), element_table
+
+
+def check_model_name(model: str) -> None:
+    """Refuse a name that is not a model :func:`fit` trains."""
+    from atomsets_tf.training.features import STRUCTURAL_MODELS
+
+    if model not in COMPOSITIONAL_MODELS and model not in STRUCTURAL_MODELS:
+        known = ", ".join([*COMPOSITIONAL_MODELS, *STRUCTURAL_MODELS])
+        raise AtomSetsError(f"unknown model {model!r}; choose one of {known}")
 
 
 def build_model(
@@ -240,18 +261,7 @@ def make_splits(
     if not 0 < val_fraction < 0.5:
         raise DataFormatError(f"the validation fraction must be in (0, 0.5), got {val_fraction}")
     if split_file is not None:
-        import json
-
-        try:
-            spec = split_file if isinstance(split_file, Mapping) else json.loads(Path(split_file).read_text())
-            train = ids_to_indices(table.ids, spec["train"])
-            test = ids_to_indices(table.ids, spec["test"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataFormatError(f"split file {split_file}: expected JSON with 'train' and 'test' id lists ({exc})") from None
-        if "val" in spec:
-            return train, ids_to_indices(table.ids, spec["val"]), test
-        train, val = split_off_validation(train, val_fraction, seed=seed)
-        return train, val, test
+        return _explicit_splits(table, split_file, val_fraction, seed)
     if protocol == "paper":
         return random_split(len(table), (1 - 2 * val_fraction, val_fraction, val_fraction), seed=seed + fold)
     if protocol == "matbench":
@@ -265,14 +275,82 @@ def make_splits(
     raise DataFormatError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 
+def _explicit_splits(table: data_io.Table, split_file, val_fraction: float, seed: int):
+    """:func:`make_splits` of a split file (or mapping): every id known and listed once, training apart."""
+    what = "the split" if isinstance(split_file, Mapping) else f"split file {split_file}"
+    spec = split_file
+    if not isinstance(split_file, Mapping):
+        try:
+            spec = json.loads(Path(split_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"{what}: expected JSON with 'train' and 'test' id lists ({exc})") from None
+    if not isinstance(spec, Mapping) or not {"train", "test"} <= spec.keys():
+        raise DataFormatError(f"{what}: expected JSON with 'train' and 'test' id lists (and optionally 'val')")
+    names = [name for name in ("train", "val", "test") if name in spec]
+    parts = {name: ids_to_indices(table.ids, spec[name], f"{what}, {name!r}") for name in names}
+    check_disjoint({name: spec[name] for name in names}, what)
+    if "val" in parts:
+        return parts["train"], parts["val"], parts["test"]
+    train, val = split_off_validation(parts["train"], val_fraction, seed=seed)
+    return train, val, parts["test"]
+
+
 def _truncate_log(path: Path, epochs: int) -> None:
-    """Keep the header and the first ``epochs`` rows of a CSV log (rows past a resume point are redone)."""
+    """Keep the header and the first ``epochs`` complete rows of a CSV log (rows past a resume point are redone)."""
     if path.is_file():
         from atomsets_tf.utils.io import atomic_path
 
-        lines = path.read_text().splitlines(keepends=True)
+        lines = [line for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
         with atomic_path(path) as tmp:
             tmp.write_text("".join(lines[: epochs + 1]))
+
+
+def _resume(model, keep, out_dir, config: TrainingConfig, fingerprint: Mapping | None):
+    """Restore ``out_dir``'s training state, if any, into ``model`` and ``keep``; the callbacks that save it.
+
+    Returns ``(epochs already done, [CSV log, checkpoint])``.
+    """
+    from atomsets_tf.training.callbacks import EpochLog, TrainingCheckpoint, load_training_state
+
+    state_path = Path(out_dir) / STATE_DIR / STATE_FILE
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state = load_training_state(str(state_path), model)
+    resumed = 0
+    if state is not None:
+        resumed = state["epochs_completed"]
+        keep.best_score, keep.best_epoch, keep.best_weights = (
+            state["best_score"], state["best_epoch"], state["best_weights"])
+        _truncate_log(Path(out_dir) / TRAINING_LOG, resumed)
+    # The log row is written before the state that counts its epoch, so a resume never loses a row.
+    checkpoint = TrainingCheckpoint(str(state_path), keep, config.checkpoint_interval_s,
+                                    None if fingerprint is None else dict(fingerprint),
+                                    str(state_path.with_name(RUN_FILE)))
+    return resumed, [EpochLog(Path(out_dir) / TRAINING_LOG, append=resumed > 0), checkpoint]
+
+
+def _interruption(checkpoint, out_dir) -> str:
+    """What an interrupted run kept, for :class:`~atomsets_tf.errors.TrainingInterrupted`'s message."""
+    if checkpoint is None:
+        return "interrupted; nothing was saved (no output folder)"
+    if checkpoint.saved_epochs is None:
+        return f"interrupted before the first epoch ended; nothing was saved in {out_dir}"
+    return (f"interrupted; the training state was saved in {Path(checkpoint.path).parent} (after epoch "
+            f"{checkpoint.saved_epochs}), run the same command to resume")
+
+
+def _compiled(model, config: TrainingConfig, task_type: str, optimizer=None):
+    """``model`` compiled with the task's loss and ``optimizer`` (default: ``config``'s at its learning rate)."""
+    from atomsets_tf.training.losses import REGRESSION_LOSSES, robust_l1
+    from atomsets_tf.training.transfer import make_optimizer
+
+    if config.loss not in REGRESSION_LOSSES:
+        raise AtomSetsError(f"loss must be one of {', '.join(REGRESSION_LOSSES)}, got {config.loss!r}")
+    loss = "binary_crossentropy" if task_type == "classification" else (
+        robust_l1 if config.loss == "robust_l1" else config.loss)
+    if optimizer is None:
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
+    model.compile(optimizer=optimizer, loss=loss)
+    return model
 
 
 def train(
@@ -286,6 +364,7 @@ def train(
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
     optimizer=None,
+    fingerprint: Mapping | None = None,
 ) -> dict:
     """Fit ``model`` on ``train_idx`` with early stopping on ``val_idx``; the model ends on its best weights.
 
@@ -294,48 +373,28 @@ def train(
     Adam at ``config.learning_rate``.
 
     With ``out_dir``, the training state is saved in ``out_dir/.training_state``
-    (see :class:`~atomsets_tf.training.callbacks.TrainingCheckpoint`) and a run
-    that finds one there resumes from it.
+    (see :class:`~atomsets_tf.training.callbacks.TrainingCheckpoint`), with the
+    run's ``fingerprint`` beside it, and a run that finds one there resumes
+    from it. SIGINT or SIGTERM (outside multi-worker training) stops at the end
+    of the epoch, saves the state and raises
+    :class:`~atomsets_tf.errors.TrainingInterrupted`.
 
     Returns a dict with ``epochs_run``, ``best_epoch`` and ``resumed_from_epoch``.
     """
-    import keras
-
-    from atomsets_tf.training.callbacks import (
-        BatchCounter,
-        EpochProgress,
-        KeepBest,
-        TrainingCheckpoint,
-        ValidationScore,
-        load_training_state,
-    )
-    from atomsets_tf.training.losses import REGRESSION_LOSSES, robust_l1
-    from atomsets_tf.training.transfer import make_optimizer
+    from atomsets_tf.training.callbacks import BatchCounter, EpochProgress, GracefulStop, KeepBest, ValidationScore
 
     train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
-    if config.loss not in REGRESSION_LOSSES:
-        raise AtomSetsError(f"loss must be one of {', '.join(REGRESSION_LOSSES)}, got {config.loss!r}")
-    loss = "binary_crossentropy" if task_type == "classification" else (
-        robust_l1 if config.loss == "robust_l1" else config.loss)
-    if optimizer is None:
-        optimizer = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
-    model.compile(optimizer=optimizer, loss=loss)
-
+    _compiled(model, config, task_type, optimizer)
     keep = KeepBest(config.patience)
-    callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type), keep]
-    resumed = 0
+    stop = GracefulStop()
+    callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type), keep,
+                       stop]
+    resumed, checkpoint = 0, None
     if out_dir is not None:
-        state_path = Path(out_dir) / STATE_DIR / "state.npz"
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        state = load_training_state(str(state_path), model)
-        if state is not None:
-            resumed = state["epochs_completed"]
-            keep.best_score, keep.best_epoch, keep.best_weights = (
-                state["best_score"], state["best_epoch"], state["best_weights"])
-            _truncate_log(Path(out_dir) / "training_log.csv", resumed)
-        # The log row is written before the state that counts its epoch, so a resume never loses a row.
-        callbacks.append(keras.callbacks.CSVLogger(str(Path(out_dir) / "training_log.csv"), append=resumed > 0))
-        callbacks.append(TrainingCheckpoint(str(state_path), keep, config.checkpoint_interval_s))
+        resumed, savers = _resume(model, keep, out_dir, config, fingerprint)
+        callbacks += savers
+        checkpoint = savers[-1]
+    stop.describe = partial(_interruption, checkpoint, out_dir)
     if config.schedule != "constant":
         from atomsets_tf.training.schedules import scheduler_callback
 
@@ -347,11 +406,15 @@ def train(
     counter = BatchCounter(steps, resumed)
     train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
                             epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
-    fit_fn = partial(fit_multi_worker, model) if is_multi_worker() else model.fit  # Keras' fit fails there
-    history = fit_fn(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=[counter, *callbacks],
-                     verbose=0, steps_per_epoch=steps, shuffle=False)
-    return {"epochs_run": resumed + len(history.epoch), "best_epoch": keep.best_epoch + 1,
-            "resumed_from_epoch": resumed}
+    multi_worker = is_multi_worker()
+    fit_fn = partial(fit_multi_worker, model) if multi_worker else model.fit  # Keras' fit fails there
+    with stop.handling_signals(enabled=not multi_worker):  # a signal to one worker would desynchronise them
+        history = fit_fn(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=[counter, *callbacks],
+                         verbose=0, steps_per_epoch=steps, shuffle=False)
+    epochs_run = resumed + len(history.epoch)
+    if stop.signum is not None and keep.stopped_epoch is None and epochs_run < config.epochs:
+        raise TrainingInterrupted(stop.describe(), stop.signum)
+    return {"epochs_run": epochs_run, "best_epoch": keep.best_epoch + 1, "resumed_from_epoch": resumed}
 
 
 def fit(
@@ -368,6 +431,7 @@ def fit(
     features_from: str | None = None,
     val_fraction: float = 0.1,
     split_file: str | os.PathLike | None = None,
+    restart: bool = False,
 ) -> FitResult:
     """Train an AtomSets model (Table 1 of the paper) on a data set and evaluate it on its test split.
 
@@ -384,7 +448,8 @@ def fit(
         training: optimisation settings.
         model_config: AtomSets hyperparameters.
         out_dir: where to write ``model.keras``, ``metrics.json``, ... (nothing
-            is written when ``None``).
+            is written when ``None``). An interrupted run in it resumes; a run
+            with other settings there is refused (see :mod:`~atomsets_tf.training.runs`).
         progress: print a line every few epochs.
         features_from: the MEGNet (checkpoint path or preset) that structural
             models tap, and that ``atomsets-v0`` may take V0 from.
@@ -392,19 +457,52 @@ def fit(
         strategy: a ``tf.distribute.Strategy`` (see
             :func:`~atomsets_tf.training.strategy.get_strategy`); the default
             strategy when ``None``. ``training.batch_size`` is the global batch.
+        restart: discard the run already in ``out_dir`` (its state and outputs) and start afresh.
+
+    Raises:
+        RunSettingsError: ``out_dir`` holds a run with other settings (and not ``restart``).
+        RunLockedError: another process is writing to ``out_dir``.
+        TrainingInterrupted: SIGINT or SIGTERM arrived; the state was saved.
     """
     training = training or TrainingConfig()
     require_point_loss(training, model)
+    check_model_name(model)
     table, targets, task_type = load_targets(data, task_type)
-    sets, element_table = featurize(table, model, features_from, progress)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
+    settings = run_settings(fit_model_settings(model, model_config, features_from), table, task_type, splits,
+                            protocol, fold, val_fraction, split_file, training)
+    with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
+        sets, element_table = featurize(table, model, features_from, progress)
 
-    def make():
-        net = build_model(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from)
-        return net, None
+        def make():
+            net = build_model(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from)
+            return net, None
 
-    extra = {"model": model, "protocol": protocol, "fold": fold, "model_config": asdict(model_config or ModelConfig())}
-    return run_training(table, sets, targets, task_type, splits, make, training, out_dir, progress, strategy, extra)
+        extra = {"model": model, "protocol": protocol, "fold": fold,
+                 "model_config": asdict(model_config or ModelConfig())}
+        return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
+                            extra, settings=settings)
+
+
+def fit_model_settings(model: str, model_config: ModelConfig | None = None, features_from: str | None = None) -> dict:
+    """What :func:`fit` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it."""
+    return {"model": model, "model_config": asdict(model_config or ModelConfig()), "features_from": features_from}
+
+
+def strategy_label(strategy) -> str:
+    """``strategy`` as ``--strategy`` names it: ``one-device``, ``mirrored``, ``multi-worker``, or
+    ``default`` (TensorFlow's default strategy); another strategy by its class name."""
+    import tensorflow as tf
+
+    if is_multi_worker(strategy):
+        return "multi-worker"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "mirrored"
+    if isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        return "one-device"
+    if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy():
+        return "default"  # outside any scope, get_strategy() is the default strategy
+    return type(strategy).__name__
 
 
 def require_point_loss(training: TrainingConfig, model: str) -> None:
@@ -436,16 +534,21 @@ def run_training(
     strategy=None,
     extra_metrics: dict | None = None,
     save_model=None,
+    settings: Mapping | None = None,
 ) -> FitResult:
     """Build (inside ``strategy``), train and evaluate a model; write its outputs.
 
     Args:
+        out_dir: the folder this process writes to (from
+            :func:`~atomsets_tf.training.runs.run_folder`, which locks and checks it).
         make_model: called inside the strategy's scope; returns ``(model,
             optimizer or None)``. ``model`` maps a padded batch of ``sets`` to
             ``[B, 1]`` predictions in target units.
         save_model: ``save_model(model, path)`` writes ``model.keras``; defaults
             to ``model.save(path)``.
         extra_metrics: recorded in ``metrics.json`` first.
+        settings: the run's :func:`~atomsets_tf.training.runs.run_settings`; their
+            fingerprint goes beside the training state and into ``metrics.json``.
     """
     import keras
     import tensorflow as tf
@@ -458,24 +561,37 @@ def run_training(
     start = time.perf_counter()
     keras.utils.set_random_seed(training.seed)
     strategy = strategy or tf.distribute.get_strategy()
-    # Under multi-worker training only the chief writes to out_dir; the others write to a temporary folder.
-    requested_out_dir, out_dir = out_dir, worker_output_dir(out_dir, strategy)
+    fingerprint = None if settings is None else run_fingerprint(settings)
     previous_policy = keras.config.dtype_policy()
     try:
         if training.mixed_precision:
             keras.config.set_dtype_policy(training.mixed_precision)
         with strategy.scope():
             net, optimizer = make_model()
-            run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress, optimizer)
+            run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress, optimizer,
+                        fingerprint)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    wall = time.perf_counter() - start
-
-    name = metric_name(task_type)
-    val_pred = predict_sets(net, sets.subset(val_idx))
+    run.update(strategy=strategy_label(strategy), replicas=int(strategy.num_replicas_in_sync),
+               wall_time_s=round(time.perf_counter() - start, 3))
     test_pred = predict_sets(net, sets.subset(test_idx))
+    metrics = run_metrics(table, targets, task_type, splits, predict_sets(net, sets.subset(val_idx)), test_pred,
+                          {**(extra_metrics or {})}, run, training, fingerprint)
+    test_ids = [table.ids[i] for i in test_idx]
+    if out_dir is not None:
+        write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model)
+        # The run is complete: its resume state must not leak into a later run in the same folder.
+        shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
+    return FitResult(net, metrics, test_ids, test_pred)
+
+
+def run_metrics(table, targets, task_type, splits, val_pred, test_pred, extra: dict, run: dict, training,
+                fingerprint: Mapping | None) -> dict:
+    """The ``metrics.json`` record of a trained run: ``extra``, the data, the scores, ``run``, the settings."""
+    train_idx, val_idx, test_idx = splits
+    name = metric_name(task_type)
     metrics = {
-        **(extra_metrics or {}),
+        **extra,
         "data": table.meta.get("task") or table.source,
         "task_type": task_type,
         "target": table.target_name,
@@ -485,19 +601,12 @@ def run_training(
         f"val_{name}": score(task_type, targets[val_idx], val_pred)[name],
         f"test_{name}": score(task_type, targets[test_idx], test_pred)[name],
         **run,
-        "strategy": strategy_name(strategy),
-        "replicas": int(strategy.num_replicas_in_sync),
-        "wall_time_s": round(wall, 3),
         "training": asdict(training),
         "versions": versions(),
     }
-    test_ids = [table.ids[i] for i in test_idx]
-    if out_dir is not None:
-        write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model)
-        # The run is complete: its resume state must not leak into a later run in the same folder.
-        shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
-        discard_worker_output_dir(out_dir, requested_out_dir)
-    return FitResult(net, metrics, test_ids, test_pred)
+    if fingerprint is not None:
+        metrics["fingerprint"] = dict(fingerprint)
+    return metrics
 
 
 def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save_model=None) -> None:

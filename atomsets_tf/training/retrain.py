@@ -28,6 +28,7 @@ from atomsets_tf.training.fit import (
     require_point_loss,
     run_training,
 )
+from atomsets_tf.training.runs import content_hash, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.transfer import TransferMode, apply_mode, backbone_variable_paths, make_optimizer
 
 
@@ -242,6 +243,7 @@ def retrain(
     backbone_lr_factor: float = 1.0,
     val_fraction: float = 0.1,
     split_file: str | os.PathLike | None = None,
+    restart: bool = False,
 ) -> FitResult:
     """Retrain a pretrained ``model`` on ``data`` in a transfer ``mode``.
 
@@ -254,12 +256,18 @@ def retrain(
         task_type: inferred from the targets when ``None``.
         protocol, fold: the split (see :func:`~atomsets_tf.training.fit.make_splits`).
         training: optimisation settings.
-        out_dir: where to write ``model.keras``, ``metrics.json``, ...
+        out_dir: where to write ``model.keras``, ``metrics.json``, ... (an
+            interrupted run resumes; a run with other settings is refused).
         progress: print a line every few epochs.
         strategy: a ``tf.distribute`` strategy.
         backbone_lr_factor: in ``full`` mode, the pretrained part's learning
             rate relative to the head's.
         val_fraction, split_file: see :func:`~atomsets_tf.training.fit.make_splits`.
+        restart: discard the run already in ``out_dir`` and start afresh.
+
+    Raises:
+        RunSettingsError: ``out_dir`` holds a run with other settings (and not ``restart``).
+        RunLockedError: another process is writing to ``out_dir``.
     """
     from atomsets_tf.models.loading import load_model, model_kind
 
@@ -270,14 +278,37 @@ def retrain(
     table, targets, task_type = load_targets(data, task_type)
     parent = load_model(model) if isinstance(model, (str, os.PathLike)) else model
     kind = model_kind(parent)
-    splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
     setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup, "cgat": _cgat_setup}
     if kind not in setups:
         raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
-    sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training, backbone_lr_factor)
-    parent_name = (str(model) if isinstance(model, (str, os.PathLike))
-                   else getattr(parent, "source", None) or getattr(parent, "name", None) or kind)
-    extra = {"model": kind, "parent": parent_name, "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
-             "protocol": protocol, "fold": fold}
-    return run_training(table, sets, targets, task_type, splits, make, training, out_dir, progress, strategy, extra,
-                        save)
+    splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
+    label = parent_label(model, parent)
+    settings = run_settings(retrain_model_settings(kind, label, mode, backbone_lr_factor), table, task_type, splits,
+                            protocol, fold, val_fraction, split_file, training)
+    with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
+        sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training,
+                                        backbone_lr_factor)
+        extra = {"model": kind, "parent": label, "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
+                 "protocol": protocol, "fold": fold}
+        return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
+                            extra, save, settings)
+
+
+def parent_label(model, parent) -> str:
+    """How a run names its parent: the path or preset given, the loaded model's source, or (a model built in
+    memory) its kind and a hash of its configuration."""
+    from atomsets_tf.models.loading import model_kind
+
+    if isinstance(model, (str, os.PathLike)):
+        return str(model)
+    source = getattr(parent, "source", None)
+    if source:
+        return str(source)
+    config = {k: v for k, v in parent.get_config().items() if k not in ("name", "trainable", "dtype")}
+    return f"{model_kind(parent)} built in memory (configuration {content_hash(config)})"
+
+
+def retrain_model_settings(kind: str, parent: str, mode: TransferMode | str, backbone_lr_factor: float = 1.0) -> dict:
+    """What :func:`retrain` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it."""
+    return {"model": kind, "parent": parent, "mode": TransferMode.parse(mode).value,
+            "backbone_lr_factor": float(backbone_lr_factor)}
