@@ -40,13 +40,9 @@ def embedding() -> ElementEmbedding:
 
 @pytest.fixture(scope="module")
 def structures() -> list[Structure]:
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    si = Structure(Lattice([[0, 2.73, 2.73], [2.73, 0, 2.73], [2.73, 2.73, 0]]), ["Si", "Si"],
-                   [[0, 0, 0], [0.25, 0.25, 0.25]])
-    sio2 = Structure(Lattice.hexagonal(4.9, 5.4), ["Si", "O", "O", "Si", "O"],
-                     [[0.47, 0, 0], [0.41, 0.27, 0.12], [0.73, 0.15, 0.45], [0.0, 0.47, 0.66], [0.27, 0.41, 0.79]])
-    cu = Structure(Lattice([[0, 1.8, 1.8], [1.8, 0, 1.8], [1.8, 1.8, 0]]), ["Cu"], [[0, 0, 0]])
-    return [nacl, si, sio2, cu]
+    from tests._tables import cgat_toy_crystals
+
+    return list(cgat_toy_crystals().values())
 
 
 def small_model(**kwargs) -> CGAT:
