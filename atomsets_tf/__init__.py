@@ -5,8 +5,8 @@ Subpackages:
 * :mod:`atomsets_tf.layers`: Keras 3 readout layers (``WeightedMeanReadout``, ``WeightedSet2Set``).
 * :mod:`atomsets_tf.models`: AtomSets heads.
 * :mod:`atomsets_tf.data`: matbench-layout data, splits and padded ``tf.data`` pipelines.
-* :mod:`atomsets_tf.megnet`: MEGNet in Keras 3, loading the published checkpoints.
-* :mod:`atomsets_tf.cgat`: a Keras 3 port of CGAT.
+* :mod:`atomsets_tf.models.megnet`: MEGNet in Keras 3, loading the published checkpoints.
+* :mod:`atomsets_tf.models.cgat`: a Keras 3 port of CGAT.
 """
 
 import os

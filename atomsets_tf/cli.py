@@ -13,14 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import click  # noqa: E402
 
 from atomsets_tf._version import __version__  # noqa: E402
+from atomsets_tf.models.registry import BENCHMARK_MODELS, FIT_MODELS  # noqa: E402  (plain data: no TensorFlow)
 from atomsets_tf.utils.startup import import_tensorflow_quietly  # noqa: E402
 
 EXIT_BAD_INPUT = 2
-#: Models ``fit`` trains (Table 1 of the AtomSets paper); kept here so --help needs no TensorFlow import.
-FIT_MODELS = ["atomsets", "atomsets-v0", "atomsets-v1", "atomsets-v2", "atomsets-v3", "mlp-f", "mlp-u1", "mlp-u2",
-              "mlp-u3", "mlp-v_r", "mlp-v0-stats"]
-#: Models ``benchmark`` trains: Table 1, MEGNet and CGAT from scratch or transferred, the dummy of Table S4.
-BENCHMARK_MODELS = [*FIT_MODELS, "megnet", "cgat", "dummy", "megnet-head", "megnet-full", "cgat-head", "cgat-full"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,8 +93,8 @@ def _head_options(command):
 
 
 def _model_config(opts: dict):
-    """The :class:`~atomsets_tf.training.fit.ModelConfig` of the ``_head_options``."""
-    from atomsets_tf.training.fit import ModelConfig
+    """The :class:`~atomsets_tf.workflows.fit.ModelConfig` of the ``_head_options``."""
+    from atomsets_tf.workflows.fit import ModelConfig
 
     readout = opts["readout"]
     return ModelConfig(n_layers_before_readout=opts["layers_before"], n_layers_after_readout=opts["layers_after"],
@@ -108,8 +104,8 @@ def _model_config(opts: dict):
 
 def _run_settings(opts: dict):
     """``(strategy, TrainingConfig, split kwargs)`` from the shared options; the strategy first (it may split the CPU)."""
-    from atomsets_tf.training.fit import TrainingConfig
     from atomsets_tf.training.strategy import get_strategy
+    from atomsets_tf.training.trainer import TrainingConfig
 
     strategy = get_strategy(opts["strategy_name"], opts["replicas"])
     training = TrainingConfig(
@@ -139,7 +135,7 @@ def fit(data, model_name, features_from, **opts) -> None:
     or a matbench task name such as matbench_steels (embedded in the package).
     A run killed midway and started again with the same -o resumes where it was.
     """
-    from atomsets_tf.training.fit import fit as run_fit
+    from atomsets_tf.workflows.fit import fit as run_fit
 
     strategy, training, common = _run_settings(opts)
     model_config = _model_config(opts)
@@ -162,7 +158,7 @@ def retrain(model, data, mode, backbone_lr_factor, **opts) -> None:
     MODEL is a megnet .hdf5, a CGAT .ckpt, a .keras MEGNet, CGAT or AtomSets model, or a preset.
     Writes OUTDIR/model.keras and OUTDIR/metrics.json; a killed run resumes.
     """
-    from atomsets_tf.training.retrain import retrain as run_retrain
+    from atomsets_tf.workflows.retrain import retrain as run_retrain
 
     strategy, training, common = _run_settings(opts)
     result = run_retrain(model, data, mode, training=training, backbone_lr_factor=backbone_lr_factor, **common)
@@ -203,8 +199,8 @@ def predict(model, data, out_csv, batch_size) -> None:
     """
     from atomsets_tf.data.io import load
     from atomsets_tf.models.loading import load_model, predict_table
-    from atomsets_tf.training.fit import write_predictions_csv
     from atomsets_tf.utils.io import check_writable
+    from atomsets_tf.workflows.outputs import write_predictions_csv
 
     check_writable(out_csv)  # before the work, not after it
     net = load_model(model)
@@ -227,25 +223,16 @@ def tap(model, data, layers, out_npz, batch_size) -> None:
     (total_atoms, d) with `L.offsets` int64 (n+1,): structure i owns rows
     offsets[i]:offsets[i+1], in site order. A structure-level layer is (n, d).
     """
-    import numpy as np
-
     from atomsets_tf.data.io import load
     from atomsets_tf.models.loading import load_model, tap_table
-    from atomsets_tf.utils.io import atomic_path, check_writable
+    from atomsets_tf.utils.io import check_writable
+    from atomsets_tf.workflows.outputs import write_taps_npz
 
     check_writable(out_npz, (".npz",))  # before the work, not after it
     net = load_model(model)
     table = load(data)
     out = tap_table(net, table, list(layers), batch_size, progress=True)
-    arrays = {"ids": np.array(table.ids)}
-    for name, value in out.items():
-        if isinstance(value, list):
-            arrays[f"{name}.offsets"] = np.cumsum([0] + [len(v) for v in value]).astype(np.int64)
-            arrays[name] = np.concatenate(value).astype(np.float32)
-        else:
-            arrays[name] = np.asarray(value, dtype=np.float32)
-    with atomic_path(out_npz) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+    write_taps_npz(out_npz, table.ids, out)
     click.echo(f"Wrote {', '.join(out)} for {len(table)} structures to {out_npz}")
 
 
@@ -276,7 +263,7 @@ def inspect(model) -> None:
               help="Output .keras file.")
 def convert(ckpt, out_path) -> None:
     """Convert a CGAT PyTorch Lightning checkpoint (CKPT) into a Keras model file (needs torch)."""
-    from atomsets_tf.cgat.convert import convert_checkpoint
+    from atomsets_tf.models.cgat.convert import convert_checkpoint
 
     convert_checkpoint(ckpt, out_path)
     click.echo(f"Wrote {out_path}")
@@ -292,7 +279,7 @@ def _folds(value: str | None) -> list[int] | None:
 
 
 def _benchmark_training(n_entries: int, opts: dict):
-    from atomsets_tf.benchmark.protocol import default_training
+    from atomsets_tf.evaluation.protocol import default_training
 
     return default_training(n_entries, opts["budget_epochs"], batch_size=opts["batch_size"],
                             patience=opts["patience"], learning_rate=opts["lr"], seed=opts["seed"])
@@ -337,8 +324,8 @@ def benchmark(task, model_name, folds, **opts) -> None:
     TASK is a matbench task name with local data (or a file). Each fold trains
     in OUTDIR/fold_<k>; a rerun skips finished folds and resumes an interrupted one.
     """
-    from atomsets_tf.benchmark.protocol import run_benchmark
-    from atomsets_tf.benchmark.runners import load_task
+    from atomsets_tf.evaluation.protocol import run_benchmark
+    from atomsets_tf.evaluation.runners import load_task
 
     table = load_task(task, model_name)
     summary = run_benchmark(table, model_name, opts["out_dir"], opts["protocol"], _folds(folds),
@@ -367,8 +354,8 @@ def grid(task, model_name, fold, cv_folds, max_configs, **opts) -> None:
     Prints every configuration's mean validation metric and the benchmark
     command that evaluates the best one on the official folds.
     """
-    from atomsets_tf.benchmark.grid import grid_search
-    from atomsets_tf.benchmark.runners import load_task
+    from atomsets_tf.evaluation.grid import grid_search
+    from atomsets_tf.evaluation.runners import load_task
 
     table = load_task(task, model_name)
     record = grid_search(table, model_name, opts["out_dir"], opts["protocol"], fold, cv_folds, max_configs,
@@ -418,7 +405,7 @@ def learning_curve_command(task, model_names, sizes, target, fold, **opts) -> No
     a rerun skips finished runs. Classification tasks are drawn as 1 - ROC-AUC.
     Writes OUTDIR/learning_curve.json and OUTDIR/learning_curve.png.
     """
-    from atomsets_tf.benchmark.learning_curve import format_learning_curve, learning_curve, parse_sizes
+    from atomsets_tf.evaluation.learning_curve import format_learning_curve, learning_curve, parse_sizes
 
     summary = learning_curve(task, list(model_names), opts["out_dir"], None if sizes is None else parse_sizes(sizes),
                              opts["protocol"], fold, target=target, **_experiment_options(opts))
@@ -442,7 +429,7 @@ def extrapolation_command(task, model_names, quantile, **opts) -> None:
     on the rest (--protocol does not apply). Each trains in OUTDIR/<model>;
     writes OUTDIR/extrapolation.json and OUTDIR/extrapolation.png.
     """
-    from atomsets_tf.benchmark.extrapolation import extrapolation, format_extrapolation
+    from atomsets_tf.evaluation.extrapolation import extrapolation, format_extrapolation
 
     summary = extrapolation(task, list(model_names), opts["out_dir"], quantile, **_experiment_options(opts))
     click.echo(format_extrapolation(summary))

@@ -24,10 +24,10 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from atomsets_tf.benchmark.learning_curve import nested_splits  # noqa: E402
 from atomsets_tf.data.io import load  # noqa: E402
+from atomsets_tf.evaluation.learning_curve import nested_splits  # noqa: E402
+from atomsets_tf.models.atomsets.features import DEFAULT_SOURCE  # noqa: E402
 from atomsets_tf.models.loading import load_model, predict_table  # noqa: E402
-from atomsets_tf.training.features import DEFAULT_SOURCE  # noqa: E402
 from atomsets_tf.utils.io import atomic_path, shared_dir  # noqa: E402
 
 

@@ -22,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from atomsets_tf.data.io import load  # noqa: E402
+from atomsets_tf.data.splits import make_splits  # noqa: E402
 from atomsets_tf.models.loading import load_model, predict_table  # noqa: E402
-from atomsets_tf.training.fit import make_splits  # noqa: E402
 from atomsets_tf.training.metrics import score  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

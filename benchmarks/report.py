@@ -19,9 +19,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from atomsets_tf.benchmark.reference import MATBENCH_LEADERBOARD, TASKS, reference_row, to_paper_units
-from atomsets_tf.cli import FIT_MODELS
-from atomsets_tf.training.fit import ModelConfig
+from atomsets_tf.evaluation.reference import MATBENCH_LEADERBOARD, TASKS, reference_row, to_paper_units
+from atomsets_tf.models.registry import FIT_MODELS
+from atomsets_tf.workflows.fit import ModelConfig
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -208,8 +208,8 @@ def commands(results: dict[str, dict]) -> list[str]:
 
 def curve_tables() -> list[str]:
     """Each learning-curve and extrapolation record: its plot, its command and its printed table."""
-    from atomsets_tf.benchmark.extrapolation import format_extrapolation
-    from atomsets_tf.benchmark.learning_curve import format_learning_curve
+    from atomsets_tf.evaluation.extrapolation import format_extrapolation
+    from atomsets_tf.evaluation.learning_curve import format_learning_curve
 
     lines = []
     for kind, formatter in (("learning_curve", format_learning_curve), ("extrapolation", format_extrapolation)):

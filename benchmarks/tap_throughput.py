@@ -37,7 +37,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from atomsets_tf.megnet.model import MEGNet  # noqa: E402
+from atomsets_tf.models.megnet.model import MEGNet  # noqa: E402
 from atomsets_tf.utils.io import shared_dir, write_json_atomic  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULTS / "tap_throughput.json"))
     args = ap.parse_args(argv)
 
-    from atomsets_tf.megnet.model import load_megnet
+    from atomsets_tf.models.megnet.model import load_megnet
 
     model = load_megnet(args.model)
     hdf5 = Path(model.source.split("(")[-1].rstrip(")")) if model.source.startswith("preset") else Path(args.model)

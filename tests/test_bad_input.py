@@ -213,7 +213,7 @@ def test_malformed_tf_config_from_the_cli(tmp_path, capsys, monkeypatch, tf_conf
 
 def test_convert_output_must_end_in_keras(tmp_path, capsys):
     missing_ckpt = tmp_path / "nothing_here.ckpt"  # the suffix is checked before the checkpoint is read
-    from atomsets_tf.cgat.convert import convert_checkpoint
+    from atomsets_tf.models.cgat.convert import convert_checkpoint
 
     with pytest.raises(OutputPathError, match="must end in .keras.*x.txt"):
         convert_checkpoint(missing_ckpt, tmp_path / "x.txt")
@@ -232,7 +232,7 @@ def _rewrite_keras(source, target, replace: dict) -> None:
 def cgat_files(tmp_path_factory):
     """Two tiny saved CGAT models of different widths, and a saved Keras model with a Lambda layer."""
     keras = pytest.importorskip("keras")
-    from atomsets_tf.cgat.model import CGAT
+    from atomsets_tf.models.cgat.model import CGAT
 
     folder = tmp_path_factory.mktemp("cgat_files")
     for width in (8, 16):
@@ -249,7 +249,7 @@ def test_keras_file_claiming_cgat_but_holding_a_lambda_model(tmp_path, capsys, c
     config = json.loads(zipfile.ZipFile(cgat_files / "lambda.keras").read("config.json"))
     config["class_name"] = "CGAT"
     if as_cgat != "class_name":
-        config.update(module="atomsets_tf.cgat.model", registered_name="atomsets_tf>CGAT")
+        config.update(module="atomsets_tf.models.cgat.model", registered_name="atomsets_tf>CGAT")
     fake = tmp_path / "fake_cgat.keras"
     _rewrite_keras(cgat_files / "lambda.keras", fake, {"config.json": json.dumps(config)})
     with pytest.raises(CheckpointError, match="fake_cgat.keras"):
@@ -299,7 +299,7 @@ def _published_efermi_json(shared) -> dict:
 
 @pytest.mark.parametrize("mutation", list(MEGNET_JSON_MUTATIONS))
 def test_megnet_json_with_non_numeric_fields(tmp_path, shared, mutation):
-    from atomsets_tf.megnet.checkpoint import parse_converter_json
+    from atomsets_tf.models.megnet.checkpoint import parse_converter_json
 
     mutate, what = MEGNET_JSON_MUTATIONS[mutation]
     data = _published_efermi_json(shared)

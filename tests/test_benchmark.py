@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from atomsets_tf.benchmark.protocol import default_batch_size, default_training, run_benchmark
-from atomsets_tf.benchmark.runners import benchmark_models, fit_dummy
 from atomsets_tf.cli import BENCHMARK_MODELS, main
 from atomsets_tf.data.io import load
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import ModelConfig, TrainingConfig
+from atomsets_tf.evaluation.protocol import default_batch_size, default_training, run_benchmark
+from atomsets_tf.evaluation.runners import benchmark_models, fit_dummy
+from atomsets_tf.training.trainer import TrainingConfig
+from atomsets_tf.workflows.fit import ModelConfig
 
 
 def test_cli_lists_every_benchmark_model():

@@ -13,14 +13,14 @@ import pytest
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
-from atomsets_tf.cgat.convert import (  # noqa: E402
+from atomsets_tf.errors import CheckpointError  # noqa: E402
+from atomsets_tf.models.cgat.convert import (  # noqa: E402
     convert_checkpoint,
     export_state_dict,
     read_checkpoint,
 )
-from atomsets_tf.cgat.data import ElementEmbedding, collate, structures_to_graphs  # noqa: E402
-from atomsets_tf.cgat.model import CGAT, load_cgat  # noqa: E402
-from atomsets_tf.errors import CheckpointError  # noqa: E402
+from atomsets_tf.models.cgat.data import ElementEmbedding, collate, structures_to_graphs  # noqa: E402
+from atomsets_tf.models.cgat.model import CGAT, load_cgat  # noqa: E402
 from atomsets_tf.utils.io import shared_dir  # noqa: E402
 
 SHARED = shared_dir()

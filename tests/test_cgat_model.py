@@ -14,13 +14,6 @@ tf = pytest.importorskip("tensorflow")
 
 from pymatgen.core import Lattice, Structure  # noqa: E402
 
-from atomsets_tf.cgat.data import (  # noqa: E402
-    ElementEmbedding,
-    collate,
-    structure_to_graph,
-    structures_to_graphs,
-)
-from atomsets_tf.cgat.model import CGAT, cgat_l1_loss  # noqa: E402
 from atomsets_tf.errors import (  # noqa: E402
     EmptyStructureError,
     IsolatedAtomError,
@@ -28,6 +21,13 @@ from atomsets_tf.errors import (  # noqa: E402
     UnknownElementError,
     UnknownTapError,
 )
+from atomsets_tf.models.cgat.data import (  # noqa: E402
+    ElementEmbedding,
+    collate,
+    structure_to_graph,
+    structures_to_graphs,
+)
+from atomsets_tf.models.cgat.model import CGAT, cgat_l1_loss  # noqa: E402
 
 SYMBOLS = ["O", "Na", "Si", "Cl", "Cu"]
 
@@ -234,8 +234,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from pymatgen.core import Lattice, Structure
-from atomsets_tf.cgat.data import ElementEmbedding, collate, structures_to_graphs
-from atomsets_tf.cgat.model import CGAT
+from atomsets_tf.models.cgat.data import ElementEmbedding, collate, structures_to_graphs
+from atomsets_tf.models.cgat.model import CGAT
 
 emb = ElementEmbedding(["Na", "Cl", "Cu"], np.random.default_rng(0).normal(size=(3, 200)).astype(np.float32))
 nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -266,7 +266,7 @@ def test_mirrored_strategy_splits_padded_batch():
 
 
 def test_graphs_are_memoised_by_structure_and_embedding_values(structures, embedding):
-    from atomsets_tf.cgat.data import structures_to_graphs
+    from atomsets_tf.models.cgat.data import structures_to_graphs
 
     first = structures_to_graphs(structures, embedding)
     same_values = ElementEmbedding(embedding.symbols, embedding.table.copy(), name="loaded again")

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from atomsets_tf.cgat.data import (
+from atomsets_tf.errors import DataFormatError, TooFewNeighboursError
+from atomsets_tf.models.cgat.data import (
     SHELL_TOL,
     ElementEmbedding,
     canonical_neighbour_pairs,
@@ -25,7 +26,6 @@ from atomsets_tf.cgat.data import (
     structure_to_graph,
     structures_to_graphs,
 )
-from atomsets_tf.errors import DataFormatError, TooFewNeighboursError
 from atomsets_tf.utils.io import shared_dir
 
 SHARED = shared_dir()

@@ -12,7 +12,7 @@ Two kinds of parity, kept apart so that each tests one thing:
   The golden graphs were made with pymatgen 2026.10.24 (README, "Provenance"): the original CGAT sorts
   ``get_all_neighbors`` by distance with a *stable* sort, so among equidistant neighbours its choice is
   pymatgen 2026.10.24's enumeration order, which is no property of the crystal. Ours is the canonical
-  order of :mod:`atomsets_tf.cgat.data` (distance shell, then neighbour index, then periodic image),
+  order of :mod:`atomsets_tf.models.cgat.data` (distance shell, then neighbour index, then periodic image),
   which no pymatgen version can change. The two agree exactly on the ranks and on the neighbours of
   every shell that is kept whole; where the 24th slot cuts a shell, the neighbours chosen from that
   last shell may differ (the test checks that both choices come from that shell and reports how many
@@ -65,7 +65,7 @@ def structures():
 @pytest.fixture(scope="module")
 def built_graphs(structures):
     """Our graphs, built from the structures (data-preparation parity)."""
-    from atomsets_tf.cgat.data import load_matscholar_embedding, structures_to_graphs
+    from atomsets_tf.models.cgat.data import load_matscholar_embedding, structures_to_graphs
 
     ids, structs = structures
     emb = load_matscholar_embedding(SHARED / "pretrained" / "cgat" / "matscholar-embedding.json")
@@ -89,13 +89,13 @@ def graphs(small_io):
 
 
 def graphs_from_golden(io: dict) -> list:
-    """The original's batch inputs (``in_*``, ``ids``) as :class:`~atomsets_tf.cgat.data.CGATGraph` objects.
+    """The original's batch inputs (``in_*``, ``ids``) as :class:`~atomsets_tf.models.cgat.data.CGATGraph` objects.
 
     Checks on the way that the flat layout is the one the conversion assumes: 24 consecutive edges per
     centre atom, neighbours inside the centre's crystal, and Roost pair lists = all ordered pairs of
     distinct elements of each crystal (our model forms those densely, so they carry nothing else).
     """
-    from atomsets_tf.cgat.data import CGATGraph
+    from atomsets_tf.models.cgat.data import CGATGraph
 
     ptr, k = io["in_ptr"], 24
     centre, nbr = io["in_edge_index"]
@@ -154,7 +154,7 @@ def forward_keys(io: dict) -> list[str]:
 
 
 def check_forward(model, graphs, io, report: dict | None = None) -> None:
-    from atomsets_tf.cgat.data import collate
+    from atomsets_tf.models.cgat.data import collate
 
     taps = model.compute_taps(collate(graphs), forward_keys(io))
     errors = {}
@@ -171,7 +171,7 @@ def check_forward(model, graphs, io, report: dict | None = None) -> None:
 
 def check_rezero_half(model, graphs, io) -> None:
     """The ``alt_rezero0p5_*`` keys: every ReZero alpha set to 0.5 (exercises the residual branches)."""
-    from atomsets_tf.cgat.data import collate
+    from atomsets_tf.models.cgat.data import collate
 
     for a in model.head.alphas:
         a.assign(np.full((1,), 0.5, np.float32))
@@ -185,8 +185,8 @@ def training_step(model, graphs, io) -> tuple[float, dict[str, float], list[str]
     """One L1 step as CGAT's ``training_step``: loss, per-torch-key gradient norms, keys without gradient."""
     import tensorflow as tf
 
-    from atomsets_tf.cgat.data import collate
-    from atomsets_tf.cgat.model import cgat_l1_loss
+    from atomsets_tf.models.cgat.data import collate
+    from atomsets_tf.models.cgat.model import cgat_l1_loss
 
     model.target_mean.assign(float(io["norm_mean"][0]))
     model.target_std.assign(float(io["norm_std"][0]))
@@ -211,7 +211,7 @@ def training_step(model, graphs, io) -> tuple[float, dict[str, float], list[str]
 
 
 def check_training_step(model, graphs, io, report: dict | None = None) -> dict:
-    from atomsets_tf.cgat.model import IGNORED_TORCH_KEYS
+    from atomsets_tf.models.cgat.model import IGNORED_TORCH_KEYS
 
     loss, norms, none_keys, extra = training_step(model, graphs, io)
     total = float(np.sqrt(sum(v * v for v in norms.values())))
@@ -352,7 +352,7 @@ def test_data_preparation_comparison_can_fail(structures, small_io):
 
 
 def test_small_forward_from_npz(graphs, small_io):
-    from atomsets_tf.cgat.model import CGAT
+    from atomsets_tf.models.cgat.model import CGAT
 
     model = CGAT.from_state_dict(small_state_dict())
     assert model.elem_fea_len == 32 and model.n_graph == 2 and model.msg_heads == 2
@@ -364,7 +364,7 @@ def test_small_forward_from_npz(graphs, small_io):
 
 def test_small_forward_from_ckpt(graphs, small_io):
     pytest.importorskip("torch")
-    from atomsets_tf.cgat.model import CGAT
+    from atomsets_tf.models.cgat.model import CGAT
 
     model = CGAT.from_checkpoint(str(GOLDEN / "cgat_random_seed0.ckpt"))
     # normalisation comes from the checkpoint's Lightning mean/std
@@ -376,7 +376,7 @@ def test_small_forward_from_ckpt(graphs, small_io):
 def test_small_training_step_and_adamw(graphs, small_io):
     import keras
 
-    from atomsets_tf.cgat.model import CGAT
+    from atomsets_tf.models.cgat.model import CGAT
 
     model = CGAT.from_state_dict(small_state_dict())
     extra = check_training_step(model, graphs, small_io)
@@ -408,7 +408,7 @@ def test_default_forward_and_training_step(default_io):
 
     One forward with taps and one forward+backward, to keep the test time down.
     """
-    from atomsets_tf.cgat.model import CGAT
+    from atomsets_tf.models.cgat.model import CGAT
 
     graphs = graphs_from_golden(default_io)
     model = CGAT.from_state_dict(default_state_dict())

@@ -14,7 +14,8 @@ import numpy as np
 from atomsets_tf.training.strategy import get_strategy
 strategy = get_strategy(sys.argv[1], int(sys.argv[2]))
 import keras
-from atomsets_tf.training.fit import ModelConfig, TrainingConfig, fit
+from atomsets_tf.training.trainer import TrainingConfig
+from atomsets_tf.workflows.fit import ModelConfig, fit
 from tests._tables import learnable_table
 
 result = fit(learnable_table(64), "atomsets", training=TrainingConfig(epochs=5, patience=5, batch_size=16, seed=3),

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from atomsets_tf.benchmark.extrapolation import extrapolation, extrapolation_split, format_extrapolation
 from atomsets_tf.cli import main
 from atomsets_tf.data.io import load
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import TrainingConfig
+from atomsets_tf.evaluation.extrapolation import extrapolation, extrapolation_split, format_extrapolation
+from atomsets_tf.training.trainer import TrainingConfig
 from tests.test_cli import error_lines
 
 

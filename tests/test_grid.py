@@ -7,10 +7,10 @@ import shlex
 
 import pytest
 
-from atomsets_tf.benchmark.grid import ATOMSETS_GRID, MLP_GRID, cv_splits, grid_configs
 from atomsets_tf.cli import main
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.evaluation.grid import ATOMSETS_GRID, MLP_GRID, cv_splits, grid_configs
 
 
 def test_table_s2_sizes_and_sampling():

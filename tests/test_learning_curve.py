@@ -8,8 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from atomsets_tf.benchmark import learning_curve as lc
-from atomsets_tf.benchmark.learning_curve import (
+from atomsets_tf.cli import main
+from atomsets_tf.data.io import load
+from atomsets_tf.data.splits import official_folds
+from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.evaluation import learning_curve as lc
+from atomsets_tf.evaluation.learning_curve import (
     PowerLawFit,
     default_sizes,
     fit_power_law,
@@ -17,11 +21,7 @@ from atomsets_tf.benchmark.learning_curve import (
     learning_curve,
     nested_splits,
 )
-from atomsets_tf.cli import main
-from atomsets_tf.data.io import load
-from atomsets_tf.data.splits import official_folds
-from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import TrainingConfig
+from atomsets_tf.training.trainer import TrainingConfig
 from tests.test_cli import error_lines
 
 # Noisy points of a decreasing curve, in log10 space: x = log10 N, y = log10 error.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from atomsets_tf.errors import CheckpointError
-from atomsets_tf.megnet.checkpoint import parse_converter_json, read_checkpoint
+from atomsets_tf.models.megnet.checkpoint import parse_converter_json, read_checkpoint
 from atomsets_tf.utils.io import shared_dir
 
 SHARED = shared_dir()
@@ -48,7 +48,7 @@ def _structures(n=6):
 @needs_pretrained
 @pytest.mark.parametrize("stem", ALL_MODELS)
 def test_all_published_checkpoints_load_and_predict(stem):
-    from atomsets_tf.megnet.model import MEGNet
+    from atomsets_tf.models.megnet.model import MEGNet
 
     ckpt = read_checkpoint(PRETRAINED / f"{stem}.hdf5")
     arch = ckpt.architecture
@@ -81,7 +81,7 @@ def test_scalers_are_read_as_megnet_does():
 
 @needs_pretrained
 def test_extensive_scaler_multiplies_by_n_atoms(tmp_path):
-    from atomsets_tf.megnet.model import MEGNet
+    from atomsets_tf.models.megnet.model import MEGNet
 
     h5 = tmp_path / "m.hdf5"
     shutil.copy(PRETRAINED / "mp-2019.4.1/formation_energy.hdf5", h5)
@@ -164,7 +164,7 @@ def _rename_to_megnet_v2(path):
 
 @needs_pretrained
 def test_megnet_v2_layer_names_load_identically(tmp_path):
-    from atomsets_tf.megnet.model import MEGNet
+    from atomsets_tf.models.megnet.model import MEGNet
 
     src = PRETRAINED / "mp-2019.4.1/formation_energy.hdf5"
     h5 = tmp_path / "renamed.hdf5"

@@ -20,9 +20,9 @@ from atomsets_tf.errors import (
     UnknownPresetError,
     UnknownTapError,
 )
-from atomsets_tf.megnet.activations import hard_sigmoid_keras2, keras2_activation, softplus2
-from atomsets_tf.megnet.graph import IsolatedAtomWarning, batch_graphs, structure_to_graph
-from atomsets_tf.megnet.layers import MEGNetBlock, MEGNetSet2Set
+from atomsets_tf.models.megnet.activations import hard_sigmoid_keras2, keras2_activation, softplus2
+from atomsets_tf.models.megnet.graph import IsolatedAtomWarning, batch_graphs, structure_to_graph
+from atomsets_tf.models.megnet.layers import MEGNetBlock, MEGNetSet2Set
 from atomsets_tf.utils.io import shared_dir
 from tests._tables import toy_crystals
 
@@ -42,7 +42,7 @@ def _structures():
 def model():
     if PRETRAINED is None or not PRETRAINED.is_dir():
         pytest.skip("shared/pretrained/megnet not found")
-    from atomsets_tf.megnet.model import MEGNet
+    from atomsets_tf.models.megnet.model import MEGNet
 
     return MEGNet.from_preset(PARENT, download=False)
 
@@ -175,7 +175,7 @@ def test_results_do_not_depend_on_the_batch(model):
 
 def test_plan_batches_covers_everything_within_budget():
     from atomsets_tf.data.padding import padded_length
-    from atomsets_tf.megnet.model import plan_batches
+    from atomsets_tf.models.megnet.model import plan_batches
 
     rng = np.random.default_rng(3)
     sizes = rng.integers(1, 3000, size=500)
@@ -201,7 +201,7 @@ def test_batch_layout(model):
 
 
 def test_save_and_load_keras_safe_mode(model, tmp_path):
-    from atomsets_tf.megnet.model import MEGNet
+    from atomsets_tf.models.megnet.model import MEGNet
 
     path = tmp_path / "parent.keras"
     model.save(path)
@@ -301,7 +301,7 @@ def test_preset_resolution_order_env_and_download(tmp_path, monkeypatch):
 
 @needs_pretrained
 def test_load_megnet_accepts_path_or_preset(tmp_path):
-    from atomsets_tf.megnet.model import load_megnet
+    from atomsets_tf.models.megnet.model import load_megnet
 
     a = load_megnet(PRETRAINED / "mp-2018.6.1/log10K.hdf5")
     b = load_megnet("megnet-mp-2018.6.1-log10K")

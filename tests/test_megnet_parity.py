@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from atomsets_tf.errors import IsolatedAtomError
-from atomsets_tf.megnet.graph import IsolatedAtomWarning, structure_to_graph
-from atomsets_tf.megnet.layers import GaussianExpansion, gaussian_expand_numpy
+from atomsets_tf.models.megnet.graph import IsolatedAtomWarning, structure_to_graph
+from atomsets_tf.models.megnet.layers import GaussianExpansion, gaussian_expand_numpy
 from tests._megnet_golden import (
     GOLDEN_MODELS,
     GOLDEN_SETS,
@@ -48,7 +48,7 @@ _MODELS: dict = {}
 
 
 def _model(tag: str):
-    from atomsets_tf.megnet.model import MEGNet
+    from atomsets_tf.models.megnet.model import MEGNet
 
     if tag not in _MODELS:
         _MODELS[tag] = MEGNet.from_checkpoint(pretrained_dir() / GOLDEN_MODELS[tag])

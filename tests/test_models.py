@@ -10,9 +10,11 @@ import pytest
 
 from atomsets_tf.data.io import Table, load
 from atomsets_tf.models import AtomSets
-from atomsets_tf.models.predict import load_keras_model, predict_atomsets
-from atomsets_tf.training.fit import ModelConfig, TrainingConfig, fit
+from atomsets_tf.models.base import load_keras_model
+from atomsets_tf.models.loading import predict_table
 from atomsets_tf.training.metrics import mae, roc_auc
+from atomsets_tf.training.trainer import TrainingConfig
+from atomsets_tf.workflows.fit import ModelConfig, fit
 from tests._tables import learnable_table
 
 X = {
@@ -85,7 +87,7 @@ def test_fit_learns_and_writes_outputs(tmp_path, shared, model_name):
     dummy = mae(y[test_idx], np.full(len(test_idx), y[train_idx].mean()))
     assert m["test_mae"] < 0.5 * dummy
     loaded = load_keras_model(tmp_path / "model.keras")
-    pred = predict_atomsets(loaded, table.subset(test_idx))
+    pred = predict_table(loaded, table.subset(test_idx))
     np.testing.assert_allclose(pred, result.test_predictions, rtol=1e-5)
     assert not (tmp_path / ".training_state").exists()
 
@@ -110,7 +112,7 @@ def test_v0_embedding_stays_fixed(tmp_path, shared):
 
 
 def test_v0_from_the_parent_checkpoint(shared):
-    from atomsets_tf.megnet.model import load_megnet
+    from atomsets_tf.models.megnet.model import load_megnet
 
     preset = "megnet-mp-2019.4.1-formation_energy"
     result = fit(small_steels(40), "atomsets-v0", features_from=preset,
@@ -150,8 +152,8 @@ def test_cyclical_schedule_and_mixed_precision_in_training(tmp_path):
 
 
 def test_split_file_and_val_fraction(tmp_path):
+    from atomsets_tf.data.splits import make_splits
     from atomsets_tf.errors import DataFormatError
-    from atomsets_tf.training.fit import make_splits
 
     table = learnable_table(40)
     spec = tmp_path / "split.json"

@@ -21,7 +21,8 @@ import json, os, sys
 from atomsets_tf.training.strategy import get_strategy
 strategy = get_strategy(sys.argv[1])
 from atomsets_tf.training import callbacks
-from atomsets_tf.training.fit import ModelConfig, TrainingConfig, fit
+from atomsets_tf.training.trainer import TrainingConfig
+from atomsets_tf.workflows.fit import ModelConfig, fit
 if os.environ.get("KILL_AFTER_EPOCH"):  # simulate a crash right after the resume state of that epoch is saved
     save = callbacks.TrainingCheckpoint.on_epoch_end
     def save_then_die(self, epoch, logs=None):

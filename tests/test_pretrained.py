@@ -53,7 +53,7 @@ def test_from_preset_predicts_like_the_benchmark_fold():
 
 
 def test_a_preset_of_another_kind_is_refused():
-    from atomsets_tf.cgat.model import CGAT
+    from atomsets_tf.models.cgat.model import CGAT
 
     with pytest.raises(UnknownPresetError, match="is of kind .atomsets., not .cgat."):
         CGAT.from_preset("atomsets-v0-steels")

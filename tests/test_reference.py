@@ -1,4 +1,4 @@
-"""Consistency of the published reference numbers in :mod:`atomsets_tf.benchmark.reference`."""
+"""Consistency of the published reference numbers in :mod:`atomsets_tf.evaluation.reference`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from atomsets_tf.benchmark import reference as ref
+from atomsets_tf.evaluation import reference as ref
 from atomsets_tf.utils.io import shared_dir
 
 SHARED = shared_dir()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from atomsets_tf.cli import main
-from atomsets_tf.training.fit import TrainingConfig
-from atomsets_tf.training.retrain import retrain
+from atomsets_tf.training.trainer import TrainingConfig
+from atomsets_tf.workflows.retrain import retrain
 from tests._tables import write_matbench_json
 
 PRESET = "megnet-mp-2019.4.1-formation_energy"
@@ -68,7 +68,7 @@ def test_full_and_scratch_modes_cli(tmp_path, perovskites, mode):
 
 def test_atomsets_parent_to_classification(tmp_path, shared):
     from atomsets_tf.data.io import load
-    from atomsets_tf.training.fit import ModelConfig, fit
+    from atomsets_tf.workflows.fit import ModelConfig, fit
 
     parent_dir = tmp_path / "parent"
     fit(load("matbench_expt_gap").subset(range(200)), "atomsets", training=TrainingConfig(epochs=2, patience=2),

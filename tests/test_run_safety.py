@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atomsets_tf.benchmark.protocol import run_benchmark
 from atomsets_tf.cli import main
 from atomsets_tf.data.io import load
+from atomsets_tf.data.splits import make_splits
 from atomsets_tf.errors import CheckpointError, DataFormatError, OutputPathError, RunLockedError, RunSettingsError
+from atomsets_tf.evaluation.protocol import run_benchmark
 from atomsets_tf.training import callbacks
-from atomsets_tf.training.fit import ModelConfig, TrainingConfig, fit, make_splits, strategy_label
 from atomsets_tf.training.runs import STATE_DIR, STATE_FILE
+from atomsets_tf.training.trainer import TrainingConfig, strategy_label
 from atomsets_tf.utils.io import LOCK_FILE, atomic_path, check_writable, output_lock
+from atomsets_tf.workflows.fit import ModelConfig, fit
 from tests._tables import learnable_table, write_csv
 
 CONFIG = TrainingConfig(epochs=3, patience=3, batch_size=64)
@@ -227,7 +229,7 @@ def test_epoch_log_writes_whole_lines_and_a_resume_drops_a_partial_one(tmp_path,
     resumed.on_epoch_end(2, {"loss": 0.25, "val_mae": 0.5})
     assert path.read_text() == "epoch,loss,val_mae\n0,1.5,2.0\n1,0.5,1.0\n2,0.25,0.5\n"
 
-    from atomsets_tf.training.fit import _truncate_log
+    from atomsets_tf.training.trainer import _truncate_log
 
     path.write_text("epoch,loss\n0,1.5\n1,0.5\n2,0.2")  # the last row cut short
     _truncate_log(path, 3)

@@ -1,8 +1,5 @@
-"""Benchmarks that reproduce the AtomSets and CGAT papers: Matbench protocol, grids, learning curves, transfer.
+"""Alias of :mod:`atomsets_tf.evaluation`, where this package now lives (kept so that old imports work)."""
 
-* :mod:`~atomsets_tf.benchmark.runners`: the models a benchmark can name, trained on one split;
-* :mod:`~atomsets_tf.benchmark.protocol`: one model on one task over all folds (``atomsets-tf benchmark``);
-* :mod:`~atomsets_tf.benchmark.reference`: the papers' and the Matbench leaderboard's figures;
-* :mod:`~atomsets_tf.benchmark.learning_curve`: error against data size, power-law fits (``atomsets-tf learning-curve``);
-* :mod:`~atomsets_tf.benchmark.extrapolation`: the top-10 % extrapolation test (``atomsets-tf extrapolation``).
-"""
+from atomsets_tf.utils.aliases import alias_package
+
+alias_package(__name__, "atomsets_tf.evaluation")

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from atomsets_tf.data import io as data_io
+from atomsets_tf.data.io import task_name
 from atomsets_tf.errors import DataFormatError
+from atomsets_tf.utils.io import shared_dir
 
 _RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 VALIDATION_FILE = "matbench_v0.1_validation.json.gz"
 
 
 def _validation_files() -> list[Path]:
-    from atomsets_tf.utils.io import shared_dir
-
     files = []
     try:
-        import importlib.util
-
         spec = importlib.util.find_spec("matbench")
         if spec is not None and spec.origin:
             files.append(Path(spec.origin).parent / "matbench_v0.1_validation.json")
@@ -42,8 +44,6 @@ def official_folds(task: str) -> list[tuple[list[str], list[str]]]:
     Raises:
         DataFormatError: no split file that knows ``task``.
     """
-    from atomsets_tf.data.io import task_name
-
     task = task_name(task)
     for f in _validation_files():
         if not f.is_file():
@@ -130,3 +130,61 @@ def split_off_validation(train: np.ndarray, fraction: float = 0.1, seed: int = 0
     perm = np.random.default_rng(seed).permutation(len(train))
     n_val = max(1, int(round(fraction * len(train))))
     return np.sort(train[perm[n_val:]]), np.sort(train[perm[:n_val]])
+
+
+PROTOCOLS = ("paper", "matbench")
+
+
+def make_splits(
+    table: data_io.Table,
+    protocol: str = "paper",
+    fold: int = 0,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    split_file: str | os.PathLike | Mapping | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, validation and test indices.
+
+    ``paper``: a random split drawn from ``seed + fold``, ``val_fraction`` each for
+    validation and test (80/10/10 by default).
+    ``matbench``: the official fold ``fold``; validation is ``val_fraction`` of its
+    training part.
+    ``split_file`` (any protocol): a JSON file ``{"train": [ids], "val": [ids],
+    "test": [ids]}``, or that mapping itself; without ``"val"``, validation is
+    ``val_fraction`` of ``train``.
+    """
+    if not 0 < val_fraction < 0.5:
+        raise DataFormatError(f"the validation fraction must be in (0, 0.5), got {val_fraction}")
+    if split_file is not None:
+        return _explicit_splits(table, split_file, val_fraction, seed)
+    if protocol == "paper":
+        return random_split(len(table), (1 - 2 * val_fraction, val_fraction, val_fraction), seed=seed + fold)
+    if protocol == "matbench":
+        task = table.meta.get("task") or Path(table.source).name.split(".")[0]
+        folds = official_folds(task)
+        if not 0 <= fold < len(folds):
+            raise DataFormatError(f"fold must be in 0..{len(folds) - 1}, got {fold}")
+        train_ids, test_ids = folds[fold]
+        train, val = split_off_validation(ids_to_indices(table.ids, train_ids), val_fraction, seed=seed)
+        return train, val, ids_to_indices(table.ids, test_ids)
+    raise DataFormatError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+
+
+def _explicit_splits(table: data_io.Table, split_file, val_fraction: float, seed: int):
+    """:func:`make_splits` of a split file (or mapping): every id known and listed once, training apart."""
+    what = "the split" if isinstance(split_file, Mapping) else f"split file {split_file}"
+    spec = split_file
+    if not isinstance(split_file, Mapping):
+        try:
+            spec = json.loads(Path(split_file).read_text())
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"{what}: expected JSON with 'train' and 'test' id lists ({exc})") from None
+    if not isinstance(spec, Mapping) or not {"train", "test"} <= spec.keys():
+        raise DataFormatError(f"{what}: expected JSON with 'train' and 'test' id lists (and optionally 'val')")
+    names = [name for name in ("train", "val", "test") if name in spec]
+    parts = {name: ids_to_indices(table.ids, spec[name], f"{what}, {name!r}") for name in names}
+    check_disjoint({name: spec[name] for name in names}, what)
+    if "val" in parts:
+        return parts["train"], parts["val"], parts["test"]
+    train, val = split_off_validation(parts["train"], val_fraction, seed=seed)
+    return train, val, parts["test"]

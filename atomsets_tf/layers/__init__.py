@@ -6,8 +6,10 @@
 """
 
 from atomsets_tf.layers.activations import hard_sigmoid_keras2, softplus2
+from atomsets_tf.layers.optimizers import PartRateAdam, PartRateAdamW
 from atomsets_tf.layers.target_scaler import TargetScaler
 from atomsets_tf.layers.weighted_mean import WeightedMeanReadout
 from atomsets_tf.layers.weighted_set2set import WeightedSet2Set
 
-__all__ = ["WeightedMeanReadout", "WeightedSet2Set", "TargetScaler", "softplus2", "hard_sigmoid_keras2"]
+__all__ = ["WeightedMeanReadout", "WeightedSet2Set", "TargetScaler", "softplus2", "hard_sigmoid_keras2", "PartRateAdam",
+           "PartRateAdamW"]

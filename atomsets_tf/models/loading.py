@@ -1,8 +1,9 @@
 """One entry point for every model the package reads: AtomSets, MEGNet and CGAT.
 
 :func:`load_model` takes a path (``.keras``, megnet ``.hdf5``, CGAT Lightning
-``.ckpt``) or a preset name; :func:`predict_table` and :func:`tap_table` run
-whatever it returned on a data table.
+``.ckpt``) or a preset name; :func:`predict_table`, :func:`tap_table` and
+:func:`describe` run whatever it returned on a data table. Each goes through the
+model's family (:mod:`~atomsets_tf.models.base`, :mod:`~atomsets_tf.models.registry`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
+from atomsets_tf import presets
 from atomsets_tf.data.io import Table
-from atomsets_tf.errors import AtomSetsError, CheckpointError
+from atomsets_tf.errors import CheckpointError
+from atomsets_tf.models.base import load_keras_model
+from atomsets_tf.models.registry import FAMILY_MODULES, families, family, family_of
+
+#: Suffixes of the files :func:`load_model` reads.
+MODEL_SUFFIXES = (".keras", ".hdf5", ".h5", ".ckpt")
 
 
-def _keras_class_name(path: Path) -> str:
-    """The top-level class name in a ``.keras`` file's ``config.json`` (read as data, nothing executed)."""
+def keras_file_config(path: Path) -> dict:
+    """The top-level ``config.json`` of a ``.keras`` file, read as data (nothing is deserialised).
+
+    Raises:
+        CheckpointError: not a ``.keras`` file, or one whose ``config.json`` is not an object.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
             config = json.loads(zf.read("config.json"))
@@ -27,21 +38,26 @@ def _keras_class_name(path: Path) -> str:
         raise CheckpointError(f"{path.name} is not a .keras model file ({exc})") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path.name} is not a .keras model file (its config.json is not an object)")
-    name = str(config.get("class_name", ""))
-    inner = config.get("config")
-    layers = inner.get("layers") if isinstance(inner, dict) else None
-    if name == "Functional" and isinstance(layers, list):
-        configs = [layer.get("config") for layer in layers if isinstance(layer, dict)]
-        if any(isinstance(c, dict) and c.get("name") == "gaussian_expansion" for c in configs):
-            return "MEGNet"
-    return name
+    return config
+
+
+def _load_file(p: Path):
+    suffix = p.suffix.lower()
+    if suffix == ".keras":
+        config = keras_file_config(p)
+        owner = next((f for f in families() if f.recognises_keras(config)), None)
+        return owner.load(p) if owner is not None else load_keras_model(p)
+    owner = next((f for f in families() if suffix in f.suffixes), None)
+    if owner is None:
+        raise CheckpointError(f"{p.name}: unknown model format (expected .keras, megnet .hdf5 or CGAT .ckpt)")
+    return owner.load(p)
 
 
 def load_model(spec: str | os.PathLike):
     """Load a model by path or preset name.
 
     Returns an :class:`~atomsets_tf.models.AtomSets`, a
-    :class:`~atomsets_tf.megnet.model.MEGNet` or a :class:`~atomsets_tf.cgat.model.CGAT`.
+    :class:`~atomsets_tf.models.megnet.model.MEGNet` or a :class:`~atomsets_tf.models.cgat.model.CGAT`.
 
     Raises:
         CheckpointError: an unreadable, corrupt or foreign file.
@@ -49,90 +65,35 @@ def load_model(spec: str | os.PathLike):
     """
     p = Path(os.fspath(spec))
     if p.is_file():
-        suffix = p.suffix.lower()
-        if suffix in (".hdf5", ".h5"):
-            from atomsets_tf.megnet.model import MEGNet
-
-            return MEGNet.from_checkpoint(p)
-        if suffix == ".ckpt":
-            from atomsets_tf.cgat.model import load_cgat
-
-            return load_cgat(p)
-        if suffix == ".keras":
-            kind = _keras_class_name(p)
-            if kind == "MEGNet":
-                from atomsets_tf.megnet.model import MEGNet
-
-                return MEGNet.load(p)
-            if kind == "CGAT":
-                from atomsets_tf.cgat.model import load_cgat
-
-                return load_cgat(p)
-            from atomsets_tf.models.predict import load_keras_model
-
-            return load_keras_model(p)
-        raise CheckpointError(f"{p.name}: unknown model format (expected .keras, megnet .hdf5 or CGAT .ckpt)")
-    if any(sep in os.fspath(spec) for sep in (os.sep, "/")) or p.suffix in (".keras", ".hdf5", ".h5", ".ckpt"):
+        return _load_file(p)
+    if any(sep in os.fspath(spec) for sep in (os.sep, "/")) or p.suffix in MODEL_SUFFIXES:
         raise CheckpointError(f"no such model file: {p}")
-    from atomsets_tf import presets
-
     preset = presets.get_preset(str(spec))
-    if preset.kind == "megnet":
-        from atomsets_tf.megnet.model import MEGNet
-
-        return MEGNet.from_preset(preset.name)
-    paths = presets.resolve(preset.name)
-    return load_model(next(iter(paths.values())))
+    if preset.kind in FAMILY_MODULES:
+        return family(preset.kind).from_preset(preset.name)
+    raise CheckpointError(f"preset {preset.name!r} is a {preset.kind}, not a model")
 
 
 def model_kind(model) -> str:
-    """``"atomsets"``, ``"megnet"`` or ``"cgat"``."""
-    name = type(model).__name__
-    return {"AtomSets": "atomsets", "MEGNet": "megnet", "CGAT": "cgat"}.get(name, name.lower())
-
-
-def _require_structures(table: Table, what: str) -> None:
-    if table.kind != "structure":
-        raise AtomSetsError(f"{what} needs structures, but {table.source or 'the data'} holds compositions")
+    """The family of ``model``: ``"atomsets"``, ``"megnet"`` or ``"cgat"``."""
+    return family_of(model).name
 
 
 def predict_table(model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
     """Predictions (in target units) of any loaded model for every entry of ``table``, in order."""
-    kind = model_kind(model)
-    if kind == "atomsets":
-        from atomsets_tf.models.predict import predict_atomsets
-
-        return predict_atomsets(model, table, max(batch_size, 256))
-    _require_structures(table, f"a {kind.upper()} model")
-    if kind == "megnet":
-        return np.asarray(model.predict(table.inputs, batch_size=batch_size, progress=progress, ids=table.ids))
-    return np.asarray(model.predict_structures(table.inputs, batch_size=batch_size))
+    return family_of(model).predict_table(model, table, batch_size, progress)
 
 
 def tap_table(model, table: Table, names, batch_size: int = 32, progress: bool = False) -> dict:
     """Intermediate features of a MEGNet or CGAT model (see their ``tap``)."""
-    kind = model_kind(model)
-    _require_structures(table, "tapping")
-    if kind == "megnet":
-        return model.tap(table.inputs, list(names), batch_size=batch_size, progress=progress, ids=table.ids)
-    if kind == "cgat":
-        from atomsets_tf.errors import UnknownTapError
+    return family_of(model).tap_table(model, table, list(names), batch_size, progress)
 
-        valid = model.tap_names()
-        unknown = [n for n in names if n not in valid]
-        if unknown:
-            raise UnknownTapError(f"unknown tap {unknown[0]!r}; valid taps: {', '.join(valid)}")
-        return model.tap(table.inputs, list(names), batch_size=batch_size)
-    raise AtomSetsError("only MEGNet and CGAT models have taps")
+
+def tap_names(model) -> list[str]:
+    """The names ``model`` can be tapped at (empty for a model without taps)."""
+    return list(family_of(model).tap_names(model))
 
 
 def describe(model) -> str:
     """A text description of any loaded model."""
-    kind = model_kind(model)
-    if kind == "megnet":
-        return model.describe()
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, **_: lines.append(line))
-    if kind == "cgat":
-        lines.append("taps: " + ", ".join(model.tap_names()))
-    return "\n".join(lines)
+    return family_of(model).describe(model)

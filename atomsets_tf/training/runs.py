@@ -74,8 +74,8 @@ def run_settings(
 
     Args:
         trained: what is trained: ``{"model": ..., "model_config": ..., ...}``
-            (:func:`~atomsets_tf.training.fit.fit_model_settings`,
-            :func:`~atomsets_tf.training.retrain.retrain_model_settings`).
+            (:func:`~atomsets_tf.workflows.fit.fit_model_settings`,
+            :func:`~atomsets_tf.workflows.retrain.retrain_model_settings`).
         table: the data (its ids and targets are hashed).
         splits: the ``(train, val, test)`` indices (the ids of each part are hashed).
         protocol, fold, val_fraction, split_file: how the split was made.

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable
 
 import keras
 
+from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.layers.optimizers import PartRateAdam, PartRateAdamW
+
 
 class TransferMode(str, enum.Enum):
     """How a pretrained model is retrained on new data."""
@@ -60,55 +63,6 @@ def backbone_variable_paths(model: keras.Model, is_head: Callable[[keras.layers.
     return [v.path for layer in model.layers if not is_head(layer) for v in layer.trainable_weights]
 
 
-class _PartRateMixin:
-    """Scales the learning rate of some variables (the pretrained part) by a constant factor."""
-
-    def _init_part_rate(self, backbone_paths: Iterable[str], backbone_lr_factor: float) -> None:
-        self.backbone_paths = sorted(set(backbone_paths))
-        self.backbone_lr_factor = float(backbone_lr_factor)
-        self._factors = None
-
-    def build(self, var_list):
-        super().build(var_list)
-        paths = set(self.backbone_paths)
-        self._factors = [self.backbone_lr_factor if v.path in paths else 1.0 for v in var_list]
-
-    def update_step(self, gradient, variable, learning_rate):
-        factor = self._factors[self._get_variable_index(variable)]
-        if factor == 1.0:
-            return super().update_step(gradient, variable, learning_rate)
-        if factor == 0.0:
-            return None  # frozen at this rate: no update at all
-        return super().update_step(gradient, variable, learning_rate * factor)
-
-    def _part_rate_config(self) -> dict:
-        return {"backbone_paths": self.backbone_paths, "backbone_lr_factor": self.backbone_lr_factor}
-
-
-@keras.saving.register_keras_serializable(package="atomsets_tf")
-class PartRateAdam(_PartRateMixin, keras.optimizers.Adam):
-    """Adam whose learning rate is ``backbone_lr_factor`` times lower for ``backbone_paths``."""
-
-    def __init__(self, backbone_paths=(), backbone_lr_factor: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self._init_part_rate(backbone_paths, backbone_lr_factor)
-
-    def get_config(self):
-        return {**super().get_config(), **self._part_rate_config()}
-
-
-@keras.saving.register_keras_serializable(package="atomsets_tf")
-class PartRateAdamW(_PartRateMixin, keras.optimizers.AdamW):
-    """AdamW whose learning rate is ``backbone_lr_factor`` times lower for ``backbone_paths``."""
-
-    def __init__(self, backbone_paths=(), backbone_lr_factor: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self._init_part_rate(backbone_paths, backbone_lr_factor)
-
-    def get_config(self):
-        return {**super().get_config(), **self._part_rate_config()}
-
-
 OPTIMIZERS = ("adam", "adamw")
 
 
@@ -124,8 +78,6 @@ def make_optimizer(
     Without a lower rate this is Keras' own optimizer, so a saved model loads
     anywhere; with one, the ``PartRate`` variant (registered, serialisable).
     """
-    from atomsets_tf.errors import AtomSetsError
-
     backbone_paths = list(backbone_paths)
     if backbone_lr_factor == 1.0 or not backbone_paths:
         if name == "adam":

@@ -23,13 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.benchmark.protocol import data_name, default_training, finished_run
-from atomsets_tf.benchmark.runners import expected_fingerprint, load_task, run_model
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import ModelConfig, TrainingConfig, load_targets, versions
+from atomsets_tf.evaluation.protocol import data_name, default_training, finished_run
+from atomsets_tf.evaluation.runners import expected_fingerprint, load_task, run_model
+from atomsets_tf.models.registry import entry
 from atomsets_tf.training.metrics import metric_name
+from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
+from atomsets_tf.workflows.fit import ModelConfig, load_targets
+from atomsets_tf.workflows.outputs import versions
 
 #: Table S2, AtomSets models.
 ATOMSETS_GRID = {
@@ -50,9 +53,10 @@ GRID_FILE = "grid.json"
 
 def grid_for(model: str) -> dict[str, tuple]:
     """The Table S2 grid of ``model``: the MLP grid for ``mlp-*`` models, else the AtomSets grid."""
-    if model in ("megnet", "cgat", "dummy") or model.startswith(("megnet-", "cgat-")):
+    grid = entry(model).grid
+    if grid is None:
         raise AtomSetsError(f"Table S2 has no grid for {model}; the grid covers AtomSets and MLP models")
-    return MLP_GRID if model.startswith("mlp-") else ATOMSETS_GRID
+    return MLP_GRID if grid == "mlp" else ATOMSETS_GRID
 
 
 def grid_configs(model: str, max_configs: int | None = None, seed: int = 0) -> dict[int, ModelConfig]:

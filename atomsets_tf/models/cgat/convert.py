@@ -1,4 +1,4 @@
-"""PyTorch Lightning CGAT checkpoints (``.ckpt``) -> the Keras :class:`~atomsets_tf.cgat.model.CGAT`.
+"""PyTorch Lightning CGAT checkpoints (``.ckpt``) -> the Keras :class:`~atomsets_tf.models.cgat.model.CGAT`.
 
 torch is an optional dependency, imported only here. Checkpoints are read with
 ``torch.load(..., weights_only=True)``: the restricted unpickler builds tensors and plain
@@ -109,7 +109,7 @@ def _count(state: dict[str, np.ndarray], pattern: str) -> int:
 
 
 def config_from_state_dict(state: dict[str, np.ndarray], hparams: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Infer :class:`~atomsets_tf.cgat.model.CGAT` keyword arguments from a ``CGAtNet`` state_dict.
+    """Infer :class:`~atomsets_tf.models.cgat.model.CGAT` keyword arguments from a ``CGAtNet`` state_dict.
 
     Raises:
         CheckpointError: missing tensors, or a CGAT variant the port does not implement
@@ -153,14 +153,14 @@ def config_from_state_dict(state: dict[str, np.ndarray], hparams: dict[str, Any]
 
 
 def load_state_dict(model: Any, state: dict[str, np.ndarray], strict: bool = True) -> None:
-    """Assign a numpy ``CGAtNet`` state_dict to a :class:`~atomsets_tf.cgat.model.CGAT`.
+    """Assign a numpy ``CGAtNet`` state_dict to a :class:`~atomsets_tf.models.cgat.model.CGAT`.
 
     ``mean`` / ``std`` entries (Lightning's normalisation) set the stored target normalisation.
 
     Raises:
         CheckpointError: a missing tensor, a shape mismatch, or (``strict``) an unknown key.
     """
-    from atomsets_tf.cgat.model import IGNORED_TORCH_KEYS
+    from atomsets_tf.models.cgat.model import IGNORED_TORCH_KEYS
 
     buffers: dict[int, np.ndarray] = {}
     variables: dict[int, Any] = {}
@@ -216,8 +216,8 @@ def export_state_dict(model: Any, include_normalisation: bool = True) -> dict[st
 
 def model_from_state_dict(state: dict[str, np.ndarray], hparams: dict[str, Any] | None = None,
                           **overrides: Any) -> Any:
-    """Build a :class:`~atomsets_tf.cgat.model.CGAT` from a numpy ``CGAtNet`` state_dict and load it."""
-    from atomsets_tf.cgat.model import CGAT
+    """Build a :class:`~atomsets_tf.models.cgat.model.CGAT` from a numpy ``CGAtNet`` state_dict and load it."""
+    from atomsets_tf.models.cgat.model import CGAT
 
     cfg = config_from_state_dict(state, hparams)
     cfg.update(overrides)
@@ -227,9 +227,9 @@ def model_from_state_dict(state: dict[str, np.ndarray], hparams: dict[str, Any] 
 
 
 def model_from_checkpoint(path: str | os.PathLike, embedding: Any | None = None) -> Any:
-    """Read a Lightning ``.ckpt`` (safely) into a :class:`~atomsets_tf.cgat.model.CGAT`.
+    """Read a Lightning ``.ckpt`` (safely) into a :class:`~atomsets_tf.models.cgat.model.CGAT`.
 
-    With ``embedding`` (an :class:`~atomsets_tf.cgat.data.ElementEmbedding`), its table is stored in
+    With ``embedding`` (an :class:`~atomsets_tf.models.cgat.data.ElementEmbedding`), its table is stored in
     the model so that the saved ``.keras`` file is self-contained for structures.
     """
     state, hparams = read_checkpoint(path)
@@ -254,7 +254,7 @@ def convert_checkpoint(ckpt_path: str | os.PathLike, out_path: str | os.PathLike
         CheckpointError: ``ckpt_path`` is not a loadable CGAT checkpoint.
         FileNotFoundError: no such checkpoint (or embedding, when ``embedding_path`` is given).
     """
-    from atomsets_tf.cgat.data import load_matscholar_embedding
+    from atomsets_tf.models.cgat.data import load_matscholar_embedding
 
     out_path = Path(out_path)
     if out_path.suffix != ".keras":

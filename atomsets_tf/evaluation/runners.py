@@ -6,7 +6,7 @@ name                   what is trained
 ``atomsets``           AtomSets on compositions, trainable element embedding (Table 1)
 ``atomsets-v0``        AtomSets on compositions, MEGNet's V0 element embedding, fixed
 ``atomsets-v1..v3``,   AtomSets heads / MLPs on features tapped from the MEGNet parent
-``mlp-*``              (see :data:`~atomsets_tf.training.features.STRUCTURAL_MODELS`)
+``mlp-*``              (see :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`)
 ``megnet``             MEGNet with the parent's architecture, trained from scratch
 ``cgat``               a CPU-sized CGAT (:data:`CGAT_BENCHMARK_CONFIG`), trained from scratch
 ``megnet-head``,       the MEGNet parent (``features_from``, default the paper's) retrained:
@@ -18,8 +18,8 @@ name                   what is trained
 =====================  ====================================================================
 
 Every runner takes the same split description (see
-:func:`~atomsets_tf.training.fit.make_splits`) and returns a
-:class:`~atomsets_tf.training.fit.FitResult` whose ``metrics`` hold
+:func:`~atomsets_tf.workflows.fit.make_splits`) and returns a
+:class:`~atomsets_tf.workflows.fit.FitResult` whose ``metrics`` hold
 ``val_<metric>`` and ``test_<metric>``.
 """
 
@@ -32,21 +32,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from atomsets_tf.data import io as data_io
+from atomsets_tf.data.splits import make_splits
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import (
-    COMPOSITIONAL_MODELS,
-    FitResult,
-    ModelConfig,
-    TrainingConfig,
-    fit,
-    fit_model_settings,
-    load_targets,
-    make_splits,
-    versions,
-    write_outputs,
-)
+from atomsets_tf.models.cgat.model import CGAT
+from atomsets_tf.models.registry import BENCHMARK_MODELS, DEFAULT_SOURCE, TRANSFER_MODELS, entry
 from atomsets_tf.training.metrics import metric_name, score
 from atomsets_tf.training.runs import run_fingerprint, run_folder, run_settings
+from atomsets_tf.training.trainer import TrainingConfig
+from atomsets_tf.workflows.fit import FitResult, ModelConfig, fit, fit_model_settings, load_targets
+from atomsets_tf.workflows.outputs import versions, write_outputs
+from atomsets_tf.workflows.retrain import parent_label, retrain, retrain_model_settings
 
 #: The CGAT that ``cgat`` trains: the paper's layout (ReZero, vector attention, hypernetwork updates),
 #: narrowed to train on a CPU and to save in a few MB (about 0.8M parameters; the paper's default has 62M).
@@ -58,22 +53,16 @@ CGAT_BENCHMARK_CONFIG = {
     "n_graph_roost": 2,
     "out_hidden": (128, 64, 32),
 }
-OTHER_MODELS = ("megnet", "cgat", "dummy")
-#: Transfer models: name -> (parent kind, mode).
-TRANSFER_MODELS = {"megnet-head": ("megnet", "head"), "megnet-full": ("megnet", "full"),
-                   "cgat-head": ("cgat", "head"), "cgat-full": ("cgat", "full")}
 
 
 def benchmark_models() -> tuple[str, ...]:
-    """Every model name :func:`run_model` accepts."""
-    from atomsets_tf.training.features import STRUCTURAL_MODELS
-
-    return (*COMPOSITIONAL_MODELS, *STRUCTURAL_MODELS, *OTHER_MODELS, *TRANSFER_MODELS)
+    """Every model name :func:`run_model` accepts (the registry's :data:`~atomsets_tf.models.registry.BENCHMARK_MODELS`)."""
+    return BENCHMARK_MODELS
 
 
 def needs_structures(model: str) -> bool:
     """Whether ``model`` trains on structures (else on compositions)."""
-    return model not in (*COMPOSITIONAL_MODELS, "dummy")
+    return entry(model).inputs == "structure"
 
 
 def load_task(data: str | os.PathLike | data_io.Table, model: str) -> data_io.Table:
@@ -102,38 +91,31 @@ def run_model(
     ``split`` overrides ``protocol``/``fold`` with explicit ids (``{"train", "val", "test"}``).
     ``restart`` discards a run already in ``out_dir`` (else one with other settings is refused).
     """
-    from atomsets_tf.training.retrain import retrain
-
     training = training or TrainingConfig()
     _check_runnable(table, model)
     common = {"protocol": protocol, "fold": fold, "training": training, "out_dir": out_dir, "progress": progress,
               "val_fraction": val_fraction, "split_file": split, "restart": restart}
     if model == "dummy":
         return fit_dummy(table, protocol, fold, training.seed, out_dir, split, val_fraction, restart)
-    if model in ("megnet", "cgat", *TRANSFER_MODELS):
+    if entry(model).family in ("megnet", "cgat"):
         return retrain(_parent(model, features_from), table, mode=_retrain_mode(model), **common)
     return fit(table, model, model_config=model_config, features_from=features_from, **common)
 
 
 def _check_runnable(table: data_io.Table, model: str) -> None:
-    if model not in benchmark_models():
-        raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(benchmark_models())}")
+    entry(model)  # an unknown name is refused, listing the known ones
     if needs_structures(model) and table.kind != "structure":
         raise AtomSetsError(f"{model} needs structures, but {table.meta.get('task') or table.source or 'the data'} "
                             "holds compositions")
 
 
 def _retrain_mode(model: str) -> str:
-    return TRANSFER_MODELS[model][1] if model in TRANSFER_MODELS else "scratch"
+    return entry(model).mode
 
 
 def _parent(model: str, features_from: str | None):
-    """The parent :func:`~atomsets_tf.training.retrain.retrain` starts ``model`` (megnet, cgat or a transfer model) from."""
-    from atomsets_tf.training.features import DEFAULT_SOURCE
-
+    """The parent :func:`~atomsets_tf.workflows.retrain.retrain` starts ``model`` (megnet, cgat or a transfer model) from."""
     if model == "cgat":
-        from atomsets_tf.cgat.model import CGAT
-
         return CGAT(**CGAT_BENCHMARK_CONFIG)
     if model in TRANSFER_MODELS and TRANSFER_MODELS[model][0] == "cgat" and features_from is None:
         raise AtomSetsError(f"{model} needs a pretrained CGAT: pass its file as features_from (--features-from)")
@@ -153,18 +135,16 @@ def expected_fingerprint(
 ) -> dict:
     """The fingerprint that :func:`run_model` with these arguments records, without training anything.
 
-    What :func:`~atomsets_tf.benchmark.protocol.finished_run` compares a finished run with.
+    What :func:`~atomsets_tf.evaluation.protocol.finished_run` compares a finished run with.
     """
-    from atomsets_tf.training.retrain import parent_label, retrain_model_settings
-
     training = training or TrainingConfig()
     _check_runnable(table, model)
     table, _, task_type = load_targets(table)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split)
     if model == "dummy":
         trained, training = {"model": "dummy"}, None
-    elif model in ("megnet", "cgat", *TRANSFER_MODELS):
-        kind = TRANSFER_MODELS[model][0] if model in TRANSFER_MODELS else model
+    elif entry(model).family in ("megnet", "cgat"):
+        kind = entry(model).family
         parent = _parent(model, features_from)
         trained = retrain_model_settings(kind, parent_label(parent, parent), _retrain_mode(model))
     else:

@@ -6,7 +6,7 @@ test set. An equal number of entries drawn at random from below the quantile
 is the *interpolation* half. Training and validation (10 %, at least one
 entry) share the rest, all below the quantile. Each model trains once on that
 split, in ``OUTDIR/<model>`` (resumable, as in
-:mod:`~atomsets_tf.benchmark.learning_curve`), and is scored by its MAE on
+:mod:`~atomsets_tf.evaluation.learning_curve`), and is scored by its MAE on
 each half. ``OUTDIR/extrapolation.json`` holds the figures and
 ``OUTDIR/extrapolation.png`` the absolute error against the target value, a
 panel per model, with the quantile drawn as a vertical line (as Fig. S3).
@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.benchmark.learning_curve import (
+from atomsets_tf.data import io as data_io
+from atomsets_tf.data.splits import split_off_validation
+from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.evaluation.learning_curve import (
     TARGET_UNITS,
     TrainingSpec,
     check_models,
@@ -34,13 +37,10 @@ from atomsets_tf.benchmark.learning_curve import (
     train_on_split,
     training_for,
 )
-from atomsets_tf.benchmark.protocol import _fold_predictions, data_name
-from atomsets_tf.data import io as data_io
-from atomsets_tf.data.splits import split_off_validation
-from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import ModelConfig, load_targets
+from atomsets_tf.evaluation.protocol import _fold_predictions, data_name
 from atomsets_tf.training.metrics import mae
 from atomsets_tf.utils.io import output_lock, write_json_atomic
+from atomsets_tf.workflows.fit import ModelConfig, load_targets
 
 EXTRAPOLATION_JSON = "extrapolation.json"
 EXTRAPOLATION_PNG = "extrapolation.png"
@@ -110,11 +110,11 @@ def extrapolation(
 
     Args:
         data: a matbench task name with local data, a data file, or a table (regression).
-        models: names of :func:`~atomsets_tf.benchmark.runners.benchmark_models`.
+        models: names of :func:`~atomsets_tf.evaluation.runners.benchmark_models`.
         out_dir: where the runs, ``extrapolation.json`` and ``extrapolation.png`` go.
         quantile: targets above this quantile form the extrapolation test half.
         training: settings, or a function of the number of training + validation
-            entries; default :func:`~atomsets_tf.benchmark.protocol.default_training`.
+            entries; default :func:`~atomsets_tf.evaluation.protocol.default_training`.
         budget_epochs: cap on epochs.
         seed: seed of the split (the weights' seed is ``training.seed``).
         report: called with one line per finished model.

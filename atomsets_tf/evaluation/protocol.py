@@ -28,13 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.benchmark.runners import benchmark_models, expected_fingerprint, load_task, run_model
 from atomsets_tf.data import io as data_io
+from atomsets_tf.data.splits import PROTOCOLS
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import PROTOCOLS, ModelConfig, TrainingConfig, versions
+from atomsets_tf.evaluation.runners import benchmark_models, expected_fingerprint, load_task, run_model
 from atomsets_tf.training.metrics import metric_name
 from atomsets_tf.training.runs import METRICS_FILE, check_run_folder, is_finished
+from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
+from atomsets_tf.workflows.fit import ModelConfig
+from atomsets_tf.workflows.outputs import versions
 
 N_FOLDS = 5
 SUMMARY = "summary.json"
@@ -81,7 +84,7 @@ def run_benchmark(
     Args:
         task: a matbench task name with local data, or a data file (``paper``
             protocol, or a file that names a matbench task's ids).
-        model: a name of :func:`~atomsets_tf.benchmark.runners.benchmark_models`.
+        model: a name of :func:`~atomsets_tf.evaluation.runners.benchmark_models`.
         out_dir: where the folds and ``summary.json`` go (locked while this runs).
         protocol: ``"matbench"`` or ``"paper"``.
         budget_epochs: cap on epochs (stated in the summary), for tasks too large to train in full.
@@ -145,7 +148,7 @@ def finished_run(path: str | os.PathLike, fingerprint: dict) -> dict | None:
     """A finished run's metrics (``metrics.json`` and no state to resume from), else None.
 
     ``fingerprint`` is the run a caller wants (see
-    :func:`~atomsets_tf.benchmark.runners.expected_fingerprint`).
+    :func:`~atomsets_tf.evaluation.runners.expected_fingerprint`).
 
     Raises:
         RunSettingsError: ``path`` holds a run (finished or interrupted) with other settings
@@ -160,7 +163,7 @@ def finished_run(path: str | os.PathLike, fingerprint: dict) -> dict | None:
 
 def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command) -> dict:
     """The ``summary.json`` record: per-fold metrics, mean ± std, the reference figures, the command."""
-    from atomsets_tf.benchmark.reference import reference_row, to_paper_units
+    from atomsets_tf.evaluation.reference import reference_row, to_paper_units
 
     values = np.array([r["test"] for r in runs], dtype=np.float64)
     task = data_name(table)

@@ -204,6 +204,6 @@ class AtomSets(keras.Model):
             UnknownPresetError: an unknown name, or a preset that is not an AtomSets model.
         """
         from atomsets_tf import presets
-        from atomsets_tf.models.predict import load_keras_model
+        from atomsets_tf.models.base import load_keras_model
 
         return load_keras_model(presets.preset_file(name, "atomsets", download))

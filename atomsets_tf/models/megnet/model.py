@@ -21,7 +21,7 @@ model), with their level and, in brackets, the key of the same tensor in
 * ``prediction`` (structure): de-scaled, as megnet's ``predict_structure`` [``prediction``].
 
 The underlying :attr:`MEGNet.keras_model` maps the padded batch layout of
-:mod:`atomsets_tf.megnet.graph` (``atoms``, ``atom_mask``, ``distance``,
+:mod:`atomsets_tf.models.megnet.graph` (``atoms``, ``atom_mask``, ``distance``,
 ``bond_mask``, ``index1``, ``index2``, ``state``) to a dict of every tap.
 
 Numerics: on one machine, every tap up to the residual adds is bit-identical to
@@ -45,8 +45,8 @@ import numpy as np
 
 from atomsets_tf.data.padding import padded_length, size_bucketed_batches
 from atomsets_tf.errors import CheckpointError, DataFormatError, UnknownTapError
-from atomsets_tf.megnet.activations import keras2_activation
-from atomsets_tf.megnet.checkpoint import (
+from atomsets_tf.models.megnet.activations import keras2_activation
+from atomsets_tf.models.megnet.checkpoint import (
     BRANCHES,
     GraphConverterConfig,
     MEGNetArchitecture,
@@ -54,8 +54,8 @@ from atomsets_tf.megnet.checkpoint import (
     ScalerConfig,
     read_checkpoint,
 )
-from atomsets_tf.megnet.graph import MEGNetGraph, batch_graphs, structure_to_graph
-from atomsets_tf.megnet.layers import ExtensiveTargetScaler, GaussianExpansion, MEGNetBlock, MEGNetSet2Set
+from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs, structure_to_graph
+from atomsets_tf.models.megnet.layers import ExtensiveTargetScaler, GaussianExpansion, MEGNetBlock, MEGNetSet2Set
 
 #: Default cap on a batch's padded bond count (batch rows x padded bonds per row).
 MAX_PADDED_BONDS = 16384
@@ -285,7 +285,7 @@ class MEGNet:
 
     @classmethod
     def from_checkpoint_data(cls, ckpt: MEGNetCheckpoint) -> MEGNet:
-        """Build from an already read :class:`~atomsets_tf.megnet.checkpoint.MEGNetCheckpoint`."""
+        """Build from an already read :class:`~atomsets_tf.models.megnet.checkpoint.MEGNetCheckpoint`."""
         model, taps, layer_map = build_keras_model(ckpt.architecture, ckpt.converter, ckpt.scaler)
         load_weights(model, layer_map, ckpt.weights, ckpt.path)
         return cls(model, ckpt.converter.cutoff, taps, ckpt.path, ckpt.metadata, ckpt.architecture)
@@ -315,7 +315,7 @@ class MEGNet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> MEGNet:
         """Load a ``.keras`` file written by :meth:`save` (safe mode on)."""
-        import atomsets_tf.megnet.layers  # noqa: F401  (registers the layers)
+        import atomsets_tf.models.megnet.layers  # noqa: F401  (registers the layers)
 
         try:
             model = keras.models.load_model(os.fspath(path), safe_mode=True, compile=False)
@@ -402,7 +402,7 @@ class MEGNet:
 
     # ------------------------------------------------------------------ graphs
     def graph(self, structure: Any, label: str | None = None) -> MEGNetGraph:
-        """megnet's crystal graph of one structure (see :func:`~atomsets_tf.megnet.graph.structure_to_graph`)."""
+        """megnet's crystal graph of one structure (see :func:`~atomsets_tf.models.megnet.graph.structure_to_graph`)."""
         return structure_to_graph(
             structure, self.cutoff, state=np.zeros(self.n_state), max_z=self.n_vocab - 1, label=label
         )

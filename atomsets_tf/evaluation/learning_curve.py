@@ -37,15 +37,23 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.benchmark.protocol import _optional_versions, data_name, default_training, finished_run
-from atomsets_tf.benchmark.reference import TASKS
-from atomsets_tf.benchmark.runners import benchmark_models, expected_fingerprint, load_task, needs_structures, run_model
 from atomsets_tf.data import io as data_io
-from atomsets_tf.data.splits import split_off_validation
+from atomsets_tf.data.splits import PROTOCOLS, make_splits, split_off_validation
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.training.fit import PROTOCOLS, ModelConfig, TrainingConfig, load_targets, make_splits, versions
+from atomsets_tf.evaluation.protocol import _optional_versions, data_name, default_training, finished_run
+from atomsets_tf.evaluation.reference import TASKS
+from atomsets_tf.evaluation.runners import (
+    benchmark_models,
+    expected_fingerprint,
+    load_task,
+    needs_structures,
+    run_model,
+)
 from atomsets_tf.training.metrics import metric_name
+from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import atomic_path, output_lock, write_json_atomic
+from atomsets_tf.workflows.fit import ModelConfig, load_targets
+from atomsets_tf.workflows.outputs import versions
 
 LEARNING_CURVE_JSON = "learning_curve.json"
 LEARNING_CURVE_PNG = "learning_curve.png"
@@ -326,14 +334,14 @@ def learning_curve(
 
     Args:
         data: a matbench task name with local data, a data file, or a table.
-        models: names of :func:`~atomsets_tf.benchmark.runners.benchmark_models`;
+        models: names of :func:`~atomsets_tf.evaluation.runners.benchmark_models`;
             the first is the reference of the improvement figures.
         out_dir: where the runs, ``learning_curve.json`` and ``learning_curve.png`` go.
         sizes: data sizes N (training + validation entries); default
             :func:`default_sizes` of the entries outside the test set.
         protocol, fold: which test set (see :func:`nested_splits`).
         training: settings for every size, or a function of N; default
-            :func:`~atomsets_tf.benchmark.protocol.default_training` (batch size by N).
+            :func:`~atomsets_tf.evaluation.protocol.default_training` (batch size by N).
         budget_epochs: cap on epochs of every run.
         seed: seed of the subsets and validation parts (the weights' seed is ``training.seed``).
         target: an error to reach (MAE in target units, or 1 - ROC-AUC): the

@@ -8,7 +8,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from atomsets_tf.cgat._common import TorchWeight, layer_norm_no_params, t_identity, t_linear, torch_uniform
+from atomsets_tf.models.cgat._common import TorchWeight, layer_norm_no_params, t_identity, t_linear, torch_uniform
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")

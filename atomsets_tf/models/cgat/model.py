@@ -15,13 +15,13 @@ concatenated. Documented quirks of the original, reproduced where they change nu
    function of the rank alone and are held as a ``[25, 128]`` table. The last step's edge update
    never reaches the output: that layer is frozen (``trainable=False``) and only evaluated for taps.
 5. Messages are aggregated at the neighbour (``edge_index[1]``), see
-   :class:`~atomsets_tf.cgat.attention.NodeAttentionUpdate`.
+   :class:`~atomsets_tf.models.cgat.attention.NodeAttentionUpdate`.
 6. Hypernetwork update ``H_Net_0`` / ``H_Net`` with the clamped damping, see
-   :class:`~atomsets_tf.cgat.hypernet.HyperNetworkUpdate`.
+   :class:`~atomsets_tf.models.cgat.hypernet.HyperNetworkUpdate`.
 7. ReZero alphas start at 0 (linear head at init).
 11. The original crashes when the last crystal of a batch is elemental; fixed here (tested).
 
-Inputs: the padded layout of :mod:`atomsets_tf.cgat.data` (a dict with ``atom_fea``, ``atom_mask``,
+Inputs: the padded layout of :mod:`atomsets_tf.models.cgat.data` (a dict with ``atom_fea``, ``atom_mask``,
 ``nbr_idx``, ``nbr_rank``, ``elem_fea``, ``elem_weights``). Output ``[B, 2]``: normalised value and
 log-std. The target normalisation (mean, std) is stored in the model.
 """
@@ -38,18 +38,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from atomsets_tf.cgat._common import TorchWeight, t_identity, t_linear, torch_uniform
-from atomsets_tf.cgat.attention import EdgeUpdate, NodeAttentionUpdate
-from atomsets_tf.cgat.data import (
+from atomsets_tf.errors import CheckpointError, UnknownTapError
+from atomsets_tf.models.cgat._common import TorchWeight, t_identity, t_linear, torch_uniform
+from atomsets_tf.models.cgat.attention import EdgeUpdate, NodeAttentionUpdate
+from atomsets_tf.models.cgat.data import (
     CGATGraph,
     ElementEmbedding,
     collate,
     load_matscholar_embedding,
     structures_to_graphs,
 )
-from atomsets_tf.cgat.pooling import CrystalAttentionPool, RezeroResidualHead
-from atomsets_tf.cgat.roost import RoostEncoder
-from atomsets_tf.errors import CheckpointError, UnknownTapError
+from atomsets_tf.models.cgat.pooling import CrystalAttentionPool, RezeroResidualHead
+from atomsets_tf.models.cgat.roost import RoostEncoder
 
 #: torch state_dict keys the port does not use (the discarded edge attention, surprise 4).
 IGNORED_TORCH_KEYS = re.compile(r"^graphs\.\d+\.Edge\.MH_[AM]\.")
@@ -425,22 +425,22 @@ class CGAT(keras.Model):
         return out
 
     def load_torch_state_dict(self, state_dict: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Assign a (numpy) ``CGAtNet`` state_dict. See :func:`atomsets_tf.cgat.convert.load_state_dict`."""
-        from atomsets_tf.cgat.convert import load_state_dict
+        """Assign a (numpy) ``CGAtNet`` state_dict. See :func:`atomsets_tf.models.cgat.convert.load_state_dict`."""
+        from atomsets_tf.models.cgat.convert import load_state_dict
 
         load_state_dict(self, state_dict, strict=strict)
 
     @classmethod
     def from_state_dict(cls, state_dict: dict[str, np.ndarray], **overrides: Any) -> CGAT:
         """Build a model whose configuration is inferred from a ``CGAtNet`` state_dict and load it."""
-        from atomsets_tf.cgat.convert import model_from_state_dict
+        from atomsets_tf.models.cgat.convert import model_from_state_dict
 
         return model_from_state_dict(state_dict, **overrides)
 
     @classmethod
     def from_checkpoint(cls, path: str, embedding: ElementEmbedding | None = None) -> CGAT:
         """Load a PyTorch Lightning CGAT checkpoint (``.ckpt``; needs torch, loaded with ``weights_only=True``)."""
-        from atomsets_tf.cgat.convert import model_from_checkpoint
+        from atomsets_tf.models.cgat.convert import model_from_checkpoint
 
         return model_from_checkpoint(path, embedding=embedding)
 

@@ -7,8 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from atomsets_tf.cgat._common import TorchWeight, t_identity, t_linear, torch_uniform
-from atomsets_tf.cgat.attention import MultiHeadMLP, segment_softmax_aggregate
+from atomsets_tf.models.cgat._common import TorchWeight, t_identity, t_linear, torch_uniform
+from atomsets_tf.models.cgat.attention import MultiHeadMLP, segment_softmax_aggregate
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")

@@ -2,7 +2,7 @@
 
 Edges are held as a flat list of the *real* atoms' neighbour lists: atom ``r`` (the centre) has
 ``K`` neighbours ``recv[r, k]`` with distance-shell rank ``rank[r, k]``. The padded batch layout
-of the package is turned into this compact form inside :class:`~atomsets_tf.cgat.model.CGAT`.
+of the package is turned into this compact form inside :class:`~atomsets_tf.models.cgat.model.CGAT`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from atomsets_tf.cgat._common import (
+from atomsets_tf.models.cgat._common import (
     TorchWeight,
     leaky_relu,
     t_conv_in,
@@ -22,7 +22,7 @@ from atomsets_tf.cgat._common import (
     t_linear,
     torch_uniform,
 )
-from atomsets_tf.cgat.hypernet import HyperNetworkUpdate
+from atomsets_tf.models.cgat.hypernet import HyperNetworkUpdate
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")

@@ -33,7 +33,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from atomsets_tf.megnet.activations import hard_sigmoid_keras2, serialize_activation, softplus2
+from atomsets_tf.models.megnet.activations import hard_sigmoid_keras2, serialize_activation, softplus2
 
 
 def _get_activation(identifier):

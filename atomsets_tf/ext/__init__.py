@@ -1,1 +1,0 @@
-"""atomsets_tf.ext."""

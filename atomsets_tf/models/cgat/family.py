@@ -1,0 +1,112 @@
+"""The CGAT family: how the package loads, runs, taps and retrains :class:`CGAT` models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from atomsets_tf.data.io import Table
+from atomsets_tf.models.base import ModelFamily, check_tap_names, require_structures
+from atomsets_tf.models.cgat.data import CGATGraph, collate, structures_to_graphs
+from atomsets_tf.models.cgat.model import CGAT, load_cgat
+
+#: CGAT's head: the ReZero residual output network (the CGAT paper's "only regression head").
+HEAD_LAYER = "output_nn"
+
+
+class CGATSet:
+    """CGAT crystal graphs as a padded-examples collection (the interface of
+    :class:`~atomsets_tf.data.pipeline.WeightedSets`)."""
+
+    def __init__(self, graphs: Sequence[CGATGraph]):
+        self.graphs = list(graphs)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def sizes(self) -> np.ndarray:
+        return np.array([g.n_atoms for g in self.graphs], dtype=np.int64)
+
+    def subset(self, indices) -> CGATSet:
+        return CGATSet([self.graphs[i] for i in indices])
+
+    def padded(self, indices, pad_multiple: int = 8) -> dict[str, np.ndarray]:
+        return collate([self.graphs[i] for i in indices], atom_multiple=pad_multiple)
+
+    def tensor_spec(self) -> dict:
+        g = self.graphs[0]
+        d, k = g.atom_fea.shape[1], g.nbr_idx.shape[1]
+        return {
+            "atom_fea": tf.TensorSpec((None, None, d), tf.float32),
+            "atom_mask": tf.TensorSpec((None, None), tf.float32),
+            "nbr_idx": tf.TensorSpec((None, None, k), tf.int32),
+            "nbr_rank": tf.TensorSpec((None, None, k), tf.int32),
+            "elem_fea": tf.TensorSpec((None, None, d), tf.float32),
+            "elem_weights": tf.TensorSpec((None, None), tf.float32),
+        }
+
+
+class CGATValue(keras.Model):
+    """A CGAT's de-normalised value ``[B, 1]`` in target units (with ``with_log_std``, also its log-std in
+    target units, ``[B, 2]``, for the ``robust_l1`` loss): what retraining fits.
+
+    Args:
+        cgat: the :class:`CGAT` whose output it reads.
+        with_log_std: also return the log-std column.
+    """
+
+    def __init__(self, cgat: CGAT, with_log_std: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.cgat = cgat
+        self.with_log_std = bool(with_log_std)
+
+    def call(self, inputs, training=None):
+        out = self.cgat(inputs, training=training)
+        value = self.cgat.denormalise(out[:, 0:1])
+        if not self.with_log_std:
+            return value
+        # log-std in target units: the loss differs from CGAT's normalised one by a constant only.
+        return keras.ops.concatenate([value, out[:, 1:2] + keras.ops.log(self.cgat.target_std)], axis=1)
+
+
+class CGATFamily(ModelFamily):
+    """The Keras port of CGAT: PyTorch Lightning ``.ckpt`` files and ``.keras`` files."""
+
+    name = "cgat"
+    model_class = CGAT
+    suffixes = (".ckpt",)
+
+    def load(self, path: Path) -> CGAT:
+        return load_cgat(path)
+
+    def from_preset(self, name: str) -> CGAT:
+        return CGAT.from_preset(name)
+
+    def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        require_structures(table, "a CGAT model")
+        return np.asarray(model.predict_structures(table.inputs, batch_size=batch_size))
+
+    def tap_names(self, model) -> list[str]:
+        return list(model.tap_names())
+
+    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int = 32,
+                  progress: bool = False) -> dict:
+        require_structures(table, "tapping")
+        check_tap_names(names, self.tap_names(model))
+        return model.tap(table.inputs, list(names), batch_size=batch_size)
+
+    def is_head(self, layer) -> bool:
+        return layer.name == HEAD_LAYER
+
+    def sets(self, model: CGAT, table: Table) -> CGATSet:
+        """The crystal graphs of ``table``'s structures, built with ``model``'s graph settings and element
+        embedding, as a padded-examples collection."""
+        return CGATSet(structures_to_graphs(table.inputs, model.element_embedding(), model.radius,
+                                            model.neighbor_number, ids=table.ids))
+
+
+FAMILY = CGATFamily()

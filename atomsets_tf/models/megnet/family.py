@@ -1,0 +1,94 @@
+"""The MEGNet family: how the package loads, runs, taps and retrains :class:`MEGNet` models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from atomsets_tf.data.io import Table
+from atomsets_tf.models.base import ModelFamily, require_structures
+from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs
+from atomsets_tf.models.megnet.model import MEGNet
+
+#: Layers of a MEGNet that ``head`` transfer mode retrains: the final MLP, a new classifier, the target scaler.
+HEAD_PREFIXES = ("readout_", "classifier", "target_scaler")
+#: The layer that marks a ``.keras`` file written by :meth:`MEGNet.save` (a Keras functional model, whose
+#: ``class_name`` is ``Functional``): MEGNet's Gaussian distance expansion, which no other family has.
+MARKER_LAYER = "gaussian_expansion"
+
+
+class GraphSet:
+    """MEGNet graphs as a padded-examples collection (the interface of
+    :class:`~atomsets_tf.data.pipeline.WeightedSets`), for training and :func:`~atomsets_tf.models.base.predict_sets`."""
+
+    def __init__(self, graphs: Sequence[MEGNetGraph], n_state: int = 2):
+        self.graphs = list(graphs)
+        self.n_state = int(n_state)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def sizes(self) -> np.ndarray:
+        return np.array([g.n_bonds for g in self.graphs], dtype=np.int64)
+
+    def subset(self, indices) -> GraphSet:
+        return GraphSet([self.graphs[i] for i in indices], self.n_state)
+
+    def padded(self, indices, pad_multiple: int = 8) -> dict[str, np.ndarray]:
+        return batch_graphs([self.graphs[i] for i in indices], pad_multiple)
+
+    def tensor_spec(self) -> dict:
+        spec = {name: tf.TensorSpec((None, None), tf.float32) for name in ("atom_mask", "distance", "bond_mask")}
+        spec.update({name: tf.TensorSpec((None, None), tf.int32) for name in ("atoms", "index1", "index2")})
+        spec["state"] = tf.TensorSpec((None, self.n_state), tf.float32)
+        return spec
+
+
+class MEGNetFamily(ModelFamily):
+    """The published MEGNet checkpoints (megnet ``.hdf5`` + ``.hdf5.json``) and MEGNets saved as ``.keras``."""
+
+    name = "megnet"
+    model_class = MEGNet
+    suffixes = (".hdf5", ".h5")
+
+    def recognises_keras(self, config: dict) -> bool:
+        inner = config.get("config")
+        layers = inner.get("layers") if isinstance(inner, dict) else None
+        if config.get("class_name") != "Functional" or not isinstance(layers, list):
+            return False
+        configs = [layer.get("config") for layer in layers if isinstance(layer, dict)]
+        return any(isinstance(c, dict) and c.get("name") == MARKER_LAYER for c in configs)
+
+    def load(self, path: Path) -> MEGNet:
+        return MEGNet.from_checkpoint(path) if path.suffix.lower() in self.suffixes else MEGNet.load(path)
+
+    def from_preset(self, name: str) -> MEGNet:
+        return MEGNet.from_preset(name)
+
+    def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        require_structures(table, "a MEGNet model")
+        return np.asarray(model.predict(table.inputs, batch_size=batch_size, progress=progress, ids=table.ids))
+
+    def tap_names(self, model) -> list[str]:
+        return list(model.tap_names)
+
+    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int = 32,
+                  progress: bool = False) -> dict:
+        require_structures(table, "tapping")
+        return model.tap(table.inputs, list(names), batch_size=batch_size, progress=progress, ids=table.ids)
+
+    def describe(self, model) -> str:
+        return model.describe()
+
+    def is_head(self, layer) -> bool:
+        return layer.name.startswith(HEAD_PREFIXES)
+
+    def sets(self, model: MEGNet, table: Table) -> GraphSet:
+        """The graphs of ``table``'s structures, built with ``model``'s cutoff, as a padded-examples collection."""
+        return GraphSet(model.graphs(table.inputs, table.ids), model.n_state)
+
+
+FAMILY = MEGNetFamily()

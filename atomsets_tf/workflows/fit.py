@@ -1,0 +1,319 @@
+"""Training AtomSets models: featurise, split, fit with early stopping, evaluate.
+
+:func:`fit` is what ``atomsets-tf fit`` runs. It writes, in its output folder:
+
+* ``model.keras``: the best model (lowest validation MAE, or highest ROC-AUC);
+* ``metrics.json``: validation and test metrics, epochs run, wall time, ...;
+* ``test_predictions.csv``: ``id,target,prediction`` on the test set;
+* ``training_log.csv``: one row per epoch.
+
+Every file is written atomically. An interrupted run started again with the
+same output folder resumes from its last saved epoch (saved after the first
+epoch, then every ``checkpoint_interval_s``, and on SIGINT/SIGTERM at the end
+of the epoch). A run with other settings in that folder is refused unless it
+is asked to ``restart``, and two processes cannot write to one folder at once
+(see :mod:`~atomsets_tf.training.runs`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from atomsets_tf.data import io as data_io
+from atomsets_tf.data.elements import ElementTable, megnet_element_table
+from atomsets_tf.data.pipeline import WeightedSets
+from atomsets_tf.data.splits import make_splits
+from atomsets_tf.errors import AtomSetsError, DataFormatError
+from atomsets_tf.models.atomsets.features import composition_sets, structural_sets
+from atomsets_tf.models.atomsets.model import AtomSets
+from atomsets_tf.models.base import predict_sets
+from atomsets_tf.models.megnet.model import load_megnet
+from atomsets_tf.models.registry import DEFAULT_SOURCE, FIT_MODELS, STRUCTURAL_MODELS
+from atomsets_tf.training.metrics import metric_name, score
+from atomsets_tf.training.runs import STATE_DIR, run_fingerprint, run_folder, run_settings
+from atomsets_tf.training.trainer import TrainingConfig, require_point_loss, strategy_label, train
+from atomsets_tf.workflows.outputs import versions, write_outputs, write_predictions_csv
+
+#: Re-exported: the names users import from here (the README, the tutorials).
+__all__ = ["FitResult", "ModelConfig", "TrainingConfig", "build_model", "featurize", "fit", "load_targets",
+           "make_splits", "predict_sets", "run_training", "versions", "write_outputs", "write_predictions_csv"]
+
+
+
+@dataclass
+class ModelConfig:
+    """Hyperparameters of an AtomSets head (Table S2 of the paper)."""
+
+    n_layers_before_readout: int = 2
+    n_layers_after_readout: int = 2
+    units: int = 64
+    readout: str | list[str] = "mean"
+    activation: str = "relu"
+    embedding_dim: int = 32
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model and its metrics."""
+
+    model: object
+    metrics: dict
+    test_ids: list[str] = field(default_factory=list)
+    test_predictions: np.ndarray | None = None
+
+
+def featurize(
+    table: data_io.Table, model: str, features_from: str | None = None, progress: bool = False
+) -> tuple[WeightedSets, object | None]:
+    """A table's entries as the weighted sets ``model`` trains on, and its fixed element table (if any).
+
+    Compositional models (``atomsets``, ``atomsets-v0``) see compositions
+    (structures are reduced to theirs); ``atomsets-v0`` looks its elements up in
+    MEGNet's V0 table: the JSON table megnet ships, or the embedding layer of
+    ``features_from`` (a MEGNet checkpoint or preset). Structural models (see
+    :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`) see features
+    tapped from ``features_from`` (default: the paper's parent model).
+    """
+    check_model_name(model)
+    if model in STRUCTURAL_MODELS:
+        return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress), None
+    element_table = None
+    if model == "atomsets-v0":
+        if features_from is None:
+            element_table = megnet_element_table()
+        else:
+            rows = load_megnet(features_from).embedding_table()
+            known = np.ones(len(rows), dtype=bool)
+            known[0] = False
+            element_table = ElementTable(rows, known, name=f"{features_from} embedding")
+    return composition_sets(table, element_table), element_table
+
+
+def check_model_name(model: str) -> None:
+    """Refuse a name that is not a model :func:`fit` trains."""
+    if model not in FIT_MODELS:
+        raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(FIT_MODELS)}")
+
+
+def build_model(
+    model: str,
+    task_type: str,
+    train_targets: np.ndarray,
+    element_table=None,
+    config: ModelConfig | None = None,
+    sets: WeightedSets | None = None,
+    features_from: str | None = None,
+):
+    """An untrained :class:`~atomsets_tf.models.AtomSets` for ``model``, standardised on ``train_targets``.
+
+    Structural models need ``sets`` (for the feature width); MLP models are
+    AtomSets heads on a set of one element with no layer before the readout.
+    """
+    config = config or ModelConfig()
+    feature_dim = n_before = source = None
+    if model in STRUCTURAL_MODELS:
+        tap, use = STRUCTURAL_MODELS[model]
+        feature_dim = int(sets.values[0].shape[1])
+        n_before = 0 if use != "atom" else None
+        source = {"model": model, "source": str(features_from or DEFAULT_SOURCE), "tap": tap}
+    mean, std = 0.0, 1.0
+    if task_type == "regression":
+        mean = float(np.mean(train_targets))
+        std = float(np.std(train_targets)) or 1.0
+    return AtomSets(
+        feature_dim=feature_dim,
+        feature_source=source,
+        element_table=None if element_table is None else element_table.table,
+        known_elements=None if element_table is None else np.flatnonzero(element_table.known).tolist(),
+        trainable_embedding=model != "atomsets-v0",
+        embedding_dim=config.embedding_dim,
+        n_layers_before_readout=config.n_layers_before_readout if n_before is None else n_before,
+        n_layers_after_readout=config.n_layers_after_readout,
+        units=config.units,
+        readout=config.readout if n_before is None else "mean",
+        activation=config.activation,
+        task_type=task_type,
+        target_mean=mean,
+        target_std=std,
+        name=model.replace("-", "_"),
+    )
+
+
+
+
+def fit(
+    data: str | os.PathLike | data_io.Table,
+    model: str = "atomsets",
+    task_type: str | None = None,
+    protocol: str = "paper",
+    fold: int = 0,
+    training: TrainingConfig | None = None,
+    model_config: ModelConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    strategy=None,
+    features_from: str | None = None,
+    val_fraction: float = 0.1,
+    split_file: str | os.PathLike | None = None,
+    restart: bool = False,
+) -> FitResult:
+    """Train an AtomSets model (Table 1 of the paper) on a data set and evaluate it on its test split.
+
+    Args:
+        data: a file, a matbench task name, or a :class:`~atomsets_tf.data.io.Table`.
+        model: ``"atomsets"`` (trainable element embedding), ``"atomsets-v0"``
+            (MEGNet's V0 element embedding, fixed), or a structural model of
+            :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`
+            (``atomsets-v1``, ``mlp-f``, ...).
+        task_type: ``"regression"`` or ``"classification"``; inferred from the
+            targets when ``None``.
+        protocol: ``"paper"`` (random 80/10/10) or ``"matbench"`` (official fold).
+        fold: which random split or official fold.
+        training: optimisation settings.
+        model_config: AtomSets hyperparameters.
+        out_dir: where to write ``model.keras``, ``metrics.json``, ... (nothing
+            is written when ``None``). An interrupted run in it resumes; a run
+            with other settings there is refused (see :mod:`~atomsets_tf.training.runs`).
+        progress: print a line every few epochs.
+        features_from: the MEGNet (checkpoint path or preset) that structural
+            models tap, and that ``atomsets-v0`` may take V0 from.
+        val_fraction, split_file: see :func:`make_splits`.
+        strategy: a ``tf.distribute.Strategy`` (see
+            :func:`~atomsets_tf.training.strategy.get_strategy`); the default
+            strategy when ``None``. ``training.batch_size`` is the global batch.
+        restart: discard the run already in ``out_dir`` (its state and outputs) and start afresh.
+
+    Raises:
+        RunSettingsError: ``out_dir`` holds a run with other settings (and not ``restart``).
+        RunLockedError: another process is writing to ``out_dir``.
+        TrainingInterrupted: SIGINT or SIGTERM arrived; the state was saved.
+    """
+    training = training or TrainingConfig()
+    require_point_loss(training, model)
+    check_model_name(model)
+    table, targets, task_type = load_targets(data, task_type)
+    splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
+    settings = run_settings(fit_model_settings(model, model_config, features_from), table, task_type, splits,
+                            protocol, fold, val_fraction, split_file, training)
+    with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
+        sets, element_table = featurize(table, model, features_from, progress)
+
+        def make():
+            net = build_model(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from)
+            return net, None
+
+        extra = {"model": model, "protocol": protocol, "fold": fold,
+                 "model_config": asdict(model_config or ModelConfig())}
+        return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
+                            extra, settings=settings)
+
+
+def fit_model_settings(model: str, model_config: ModelConfig | None = None, features_from: str | None = None) -> dict:
+    """What :func:`fit` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it."""
+    return {"model": model, "model_config": asdict(model_config or ModelConfig()), "features_from": features_from}
+
+
+def load_targets(data, task_type: str | None = None) -> tuple[data_io.Table, np.ndarray, str]:
+    """The table, its checked targets and its task type (inferred when ``None``)."""
+    table = data if isinstance(data, data_io.Table) else data_io.load(data)
+    targets = table.require_targets()
+    task_type = task_type or table.task_type()
+    if task_type == "classification" and not np.isin(targets, (0.0, 1.0)).all():
+        raise DataFormatError("classification needs targets that are 0/1 or true/false")
+    return table, targets, task_type
+
+
+def run_training(
+    table: data_io.Table,
+    sets,
+    targets: np.ndarray,
+    task_type: str,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    make_model,
+    training: TrainingConfig,
+    out_dir=None,
+    progress: bool = True,
+    strategy=None,
+    extra_metrics: dict | None = None,
+    save_model=None,
+    settings: Mapping | None = None,
+) -> FitResult:
+    """Build (inside ``strategy``), train and evaluate a model; write its outputs.
+
+    Args:
+        out_dir: the folder this process writes to (from
+            :func:`~atomsets_tf.training.runs.run_folder`, which locks and checks it).
+        make_model: called inside the strategy's scope; returns ``(model,
+            optimizer or None)``. ``model`` maps a padded batch of ``sets`` to
+            ``[B, 1]`` predictions in target units.
+        save_model: ``save_model(model, path)`` writes ``model.keras``; defaults
+            to ``model.save(path)``.
+        extra_metrics: recorded in ``metrics.json`` first.
+        settings: the run's :func:`~atomsets_tf.training.runs.run_settings`; their
+            fingerprint goes beside the training state and into ``metrics.json``.
+    """
+    train_idx, val_idx, test_idx = splits
+    if len(train_idx) == 0 or len(val_idx) == 0 or len(test_idx) == 0:
+        raise DataFormatError(f"too few entries ({len(table)}) for a train/validation/test split")
+    if training.mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
+        raise AtomSetsError(f"mixed_precision must be mixed_float16 or mixed_bfloat16, got {training.mixed_precision!r}")
+    start = time.perf_counter()
+    keras.utils.set_random_seed(training.seed)
+    strategy = strategy or tf.distribute.get_strategy()
+    fingerprint = None if settings is None else run_fingerprint(settings)
+    previous_policy = keras.config.dtype_policy()
+    try:
+        if training.mixed_precision:
+            keras.config.set_dtype_policy(training.mixed_precision)
+        with strategy.scope():
+            net, optimizer = make_model()
+            run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress, optimizer,
+                        fingerprint)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    run.update(strategy=strategy_label(strategy), replicas=int(strategy.num_replicas_in_sync),
+               wall_time_s=round(time.perf_counter() - start, 3))
+    test_pred = predict_sets(net, sets.subset(test_idx))
+    metrics = run_metrics(table, targets, task_type, splits, predict_sets(net, sets.subset(val_idx)), test_pred,
+                          {**(extra_metrics or {})}, run, training, fingerprint)
+    test_ids = [table.ids[i] for i in test_idx]
+    if out_dir is not None:
+        write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model)
+        # The run is complete: its resume state must not leak into a later run in the same folder.
+        shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
+    return FitResult(net, metrics, test_ids, test_pred)
+
+
+def run_metrics(table, targets, task_type, splits, val_pred, test_pred, extra: dict, run: dict, training,
+                fingerprint: Mapping | None) -> dict:
+    """The ``metrics.json`` record of a trained run: ``extra``, the data, the scores, ``run``, the settings."""
+    train_idx, val_idx, test_idx = splits
+    name = metric_name(task_type)
+    metrics = {
+        **extra,
+        "data": table.meta.get("task") or table.source,
+        "task_type": task_type,
+        "target": table.target_name,
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "n_test": int(len(test_idx)),
+        f"val_{name}": score(task_type, targets[val_idx], val_pred)[name],
+        f"test_{name}": score(task_type, targets[test_idx], test_pred)[name],
+        **run,
+        "training": asdict(training),
+        "versions": versions(),
+    }
+    if fingerprint is not None:
+        metrics["fingerprint"] = dict(fingerprint)
+    return metrics
+
+
