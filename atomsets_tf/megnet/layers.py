@@ -64,14 +64,29 @@ class GaussianExpansion(keras.layers.Layer):
     Computed in float64 and cast to float32, which reproduces megnet's NumPy
     converter bit for bit (up to the last float32 ulp).
 
-    Input: float ``[B, M]`` distances in Å. Output: float32 ``[B, M, len(centers)]``.
-
     Args:
         centers: the Gaussian centres (megnet: ``linspace(0, 5, 100)`` for the 4 Å
             models, ``linspace(0, 6, 100)`` for the 5 Å ones).
         width: the width ``w``.
         cutoff: the graph's neighbour cutoff in Å. Not used in the computation; kept
             in the config so that a saved model knows how to build its graphs.
+
+    Call arguments:
+        distances: bond lengths in Å.
+
+    Input shape:
+        float ``(batch, n_bonds)``.
+
+    Output shape:
+        float32 ``(batch, n_bonds, len(centers))``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = GaussianExpansion(centers=[0.0, 1.0, 2.0], width=0.5, cutoff=4.0)
+    >>> out = np.asarray(layer(np.array([[1.0, 2.0]], "float32")))
+    >>> out.shape, float(out[0, 0, 1]), float(out[0, 1, 2])
+    ((1, 2, 3), 1.0, 1.0)
     """
 
     def __init__(self, centers: Sequence[float], width: float, cutoff: float | None = None, **kwargs):
@@ -159,15 +174,6 @@ class MEGNetBlock(keras.layers.Layer):
 
     There is no residual connection inside the layer (megnet adds it outside).
 
-    Called on ``[v, e, u, index1, index2, atom_mask, bond_mask]``:
-
-    * ``v``: float ``[B, N, d_v]``; ``e``: float ``[B, M, d_e]``; ``u``: float ``[B, d_u]``;
-    * ``index1``, ``index2``: int ``[B, M]``, atom indices local to each graph;
-    * ``atom_mask``: ``[B, N]``, ``bond_mask``: ``[B, M]`` (1 real, 0 padding).
-
-    Returns ``[v' [B, N, units_v[-1]], e' [B, M, units_e[-1]], u' [B, units_u[-1]]]``.
-    Padding rows of ``v'`` and ``e'`` hold finite values that carry no meaning.
-
     Weights are named as in megnet (``weight_e_0``, ``bias_e_0``, ...), so a
     checkpoint's arrays load by name.
 
@@ -177,6 +183,31 @@ class MEGNetBlock(keras.layers.Layer):
         activation: activation of the hidden layers (megnet: ``softplus2``).
         pool_method: ``"mean"`` (megnet's default) or ``"sum"``.
         kernel_initializer, bias_initializer: initialisers for training from scratch.
+
+    Call arguments:
+        inputs: ``[v, e, u, index1, index2, atom_mask, bond_mask]``: atom, bond and
+            state features, each bond's centre and neighbour atom (indices local to
+            each graph), and the masks (1 real, 0 padding).
+
+    Input shape:
+        ``v``: float ``(batch, n_atoms, d_v)``; ``e``: float ``(batch, n_bonds, d_e)``;
+        ``u``: float ``(batch, d_u)``; ``index1``, ``index2``: int ``(batch, n_bonds)``;
+        ``atom_mask``: ``(batch, n_atoms)``; ``bond_mask``: ``(batch, n_bonds)``.
+
+    Output shape:
+        ``[v' (batch, n_atoms, units_v[-1]), e' (batch, n_bonds, units_e[-1]),
+        u' (batch, units_u[-1])]``. Padding rows of ``v'`` and ``e'`` hold finite
+        values that carry no meaning.
+
+    Example:
+
+    >>> import numpy as np
+    >>> block = MEGNetBlock([4, 3], [4, 2], [4, 5])
+    >>> v, e, u = np.ones((1, 2, 3), "float32"), np.ones((1, 2, 6), "float32"), np.zeros((1, 2), "float32")
+    >>> index1, index2 = np.array([[0, 1]], "int32"), np.array([[1, 0]], "int32")
+    >>> outs = block([v, e, u, index1, index2, np.ones((1, 2), "float32"), np.ones((1, 2), "float32")])
+    >>> [tuple(t.shape) for t in outs]
+    [(1, 2, 3), (1, 2, 2), (1, 5)]
     """
 
     def __init__(

@@ -268,6 +268,50 @@ class MEGNet:
         cutoff: the graph cutoff in Å.
         source: where the model came from.
         metadata: the checkpoint's metadata (name, unit, description...).
+
+    Args:
+        keras_model: the functional model (see :func:`build_keras_model`).
+        cutoff: the graph cutoff in Å.
+        taps: per-tap info (``level``, ``dim``, ``source``, ``description``);
+            default: levels and widths read from the model's outputs.
+        source: where the model came from, for messages.
+        metadata: the checkpoint's metadata.
+        architecture: the checkpoint's architecture, for :meth:`describe`.
+
+    Call arguments:
+        Not a Keras layer: :meth:`predict` and :meth:`tap` take pymatgen
+        structures (or their ``as_dict()``), build megnet's graphs and run the
+        padded batches; :attr:`keras_model` takes the padded batch itself.
+
+    Input shape:
+        :attr:`keras_model`'s inputs, a dict: ``atoms``, ``atom_mask``
+        ``(batch, n_atoms)``; ``distance``, ``bond_mask``, ``index1``, ``index2``
+        ``(batch, n_bonds)``; ``state`` ``(batch, n_state)``.
+
+    Output shape:
+        A dict of every tap: ``(batch, n_atoms, d)`` atom level, ``(batch, n_bonds, d)``
+        bond level, ``(batch, d)`` structure level (``prediction``: ``(batch, 1)``).
+
+    Example (a tiny randomly initialised MEGNet; the published ones come from
+    :meth:`from_preset` or :meth:`from_checkpoint`):
+
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from atomsets_tf.megnet.checkpoint import BlockSpec, DenseSpec, Set2SetSpec
+    >>> none = {b: [] for b in BRANCHES}
+    >>> block = BlockSpec("block", none, [4, 4], [4, 4], [4, 4], "softplus2", "mean", {b: f"add_{b}" for b in BRANCHES})
+    >>> arch = MEGNetArchitecture(
+    ...     n_vocab=95, embedding_dim=4, embedding_source="embedding", n_bond_features=10, n_state_features=2,
+    ...     preblock={b: [DenseSpec(f"pre_{b}", 4, "softplus2")] for b in BRANCHES}, blocks=[block],
+    ...     set2set={b: Set2SetSpec(f"set2set_{b}", 2, 4, "tanh", "hard_sigmoid") for b in ("atom", "bond")},
+    ...     concat_order=["atom", "bond", "state"], readout=[DenseSpec("output", 1, None)])
+    >>> converter = GraphConverterConfig(cutoff=4.0, centers=list(np.linspace(0.0, 5.0, 10)), width=0.5)
+    >>> keras_model, taps, _ = build_keras_model(arch, converter, ScalerConfig())
+    >>> megnet = MEGNet(keras_model, converter.cutoff, taps, architecture=arch)
+    >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> megnet.predict([cscl]).shape
+    (1,)
+    >>> megnet.tap([cscl], ["V1", "f"])["V1"][0].shape
+    (2, 4)
     """
 
     def __init__(

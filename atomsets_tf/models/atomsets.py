@@ -82,19 +82,6 @@ class AtomSets(keras.Model):
 
     ``inputs -> [embedding] -> per-atom MLP -> readout(s) -> MLP -> output``
 
-    Inputs, a dict (the package's padded layout, see
-    :mod:`atomsets_tf.data.padding`):
-
-    * ``"atoms"``: int32 ``[batch, n_atoms]`` atomic numbers (when
-      ``feature_dim`` is ``None``), or ``"features"``: float32
-      ``[batch, n_atoms, feature_dim]`` precomputed per-atom features
-      (AtomSets-V1..V3 taps);
-    * ``"weights"``: float32 ``[batch, n_atoms]`` atom fractions or site
-      occupancies, 0 on padding.
-
-    Output: float32 ``[batch, 1]``, the target in its own units (regression;
-    the standardisation is inside the model) or a probability (classification).
-
     Args:
         feature_dim: width of precomputed features; ``None`` means atomic-number
             inputs with an element embedding.
@@ -123,6 +110,32 @@ class AtomSets(keras.Model):
         feature_source: for precomputed features, where they come from (e.g.
             ``{"model": "atomsets-v1", "source": "megnet-...", "tap": "V1"}``), so
             that the saved model can featurise new structures the same way.
+
+    Call arguments:
+        inputs: a dict in the package's padded layout (see
+            :mod:`atomsets_tf.data.padding`): ``"atoms"`` (atomic numbers, when
+            ``feature_dim`` is ``None``) or ``"features"`` (precomputed per-atom
+            features, AtomSets-V1..V3 taps), and ``"weights"`` (atom fractions or
+            site occupancies, 0 on padding).
+        training: whether dropout is active.
+
+    Input shape:
+        ``"atoms"``: int32 ``(batch, n_atoms)``, or ``"features"``: float32
+        ``(batch, n_atoms, feature_dim)``; ``"weights"``: float32 ``(batch, n_atoms)``.
+
+    Output shape:
+        float32 ``(batch, 1)``: the target in its own units (regression; the
+        standardisation is inside the model) or a probability (classification).
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = AtomSets(embedding_dim=4, units=8, readout=["mean", "set2set"], target_mean=1.0, target_std=2.0)
+    >>> batch = {"atoms": np.array([[8, 12, 0]], "int32"), "weights": np.array([[0.5, 0.5, 0.0]], "float32")}
+    >>> tuple(model(batch).shape)
+    (1, 1)
+    >>> AtomSets.from_config(model.get_config()).count_params() == model.count_params()
+    True
     """
 
     def __init__(
