@@ -12,16 +12,31 @@ class WeightedMeanReadout(keras.layers.Layer):
 
     .. math:: \bar{x} = \frac{\sum_i w_i x_i}{\sum_i w_i}
 
-    Called on ``[features, weights]``:
+    An example whose weights are all 0 gives zeros. The result is invariant to
+    permuting atoms, to padding rows, to splitting an atom of weight ``w`` into
+    copies that sum to ``w``, and to scaling all weights by a constant.
 
-    * ``features``: float ``[batch, n_atoms, d]``;
-    * ``weights``: float ``[batch, n_atoms]``, atom fractions or site
-      occupancies; 0 marks a padding row.
+    Args:
+        **kwargs: standard Keras layer arguments (``name``, ``dtype``...); the
+            layer has no weights and no options.
 
-    Returns ``[batch, d]``. An example whose weights are all 0 gives zeros.
-    The result is invariant to permuting atoms, to padding rows, to splitting an
-    atom of weight ``w`` into copies that sum to ``w``, and to scaling all
-    weights by a constant.
+    Call arguments:
+        inputs: ``[features, weights]``; ``weights`` are atom fractions or site
+            occupancies, 0 marking a padding row.
+
+    Input shape:
+        ``features``: float ``(batch, n_atoms, d)``; ``weights``: float ``(batch, n_atoms)``.
+
+    Output shape:
+        ``(batch, d)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.array([[[1.0, 2.0], [3.0, 6.0], [9.0, 9.0]]], "float32")
+    >>> w = np.array([[0.75, 0.25, 0.0]], "float32")
+    >>> np.asarray(WeightedMeanReadout()([x, w])).tolist()
+    [[1.5, 3.0]]
     """
 
     def build(self, input_shape):

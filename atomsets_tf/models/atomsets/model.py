@@ -7,8 +7,11 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from atomsets_tf import presets
+from atomsets_tf.data.elements import check_known
 from atomsets_tf.layers import TargetScaler, WeightedMeanReadout, WeightedSet2Set
 from atomsets_tf.layers import activations as act
+from atomsets_tf.models.base import load_keras_model
 
 READOUTS = ("mean", "set2set")
 TASK_TYPES = ("regression", "classification")
@@ -16,24 +19,68 @@ TASK_TYPES = ("regression", "classification")
 N_ELEMENTS = 95
 
 
+def _check_choices(readout: str | Sequence[str], task_type: str) -> list[str]:
+    """The readouts as a list, after checking them and ``task_type``."""
+    readouts = [readout] if isinstance(readout, str) else list(readout)
+    bad = [r for r in readouts if r not in READOUTS]
+    if bad or not readouts:
+        raise ValueError(f"readout must be one or more of {READOUTS}, got {readout!r}")
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
+    return readouts
+
+
+def _atom_inputs(feature_dim, embedding_dim, element_table, trainable_embedding, n_elements):
+    """The model's inputs and its per-atom features: the element embedding of ``atoms``, or ``features``."""
+    weights_in = keras.Input(shape=(None,), dtype="float32", name="weights")
+    if feature_dim is not None:
+        features_in = keras.Input(shape=(None, int(feature_dim)), dtype="float32", name="features")
+        return {"features": features_in, "weights": weights_in}, features_in
+    atoms_in = keras.Input(shape=(None,), dtype="int32", name="atoms")
+    initializer = "uniform"
+    if element_table is not None:
+        table = np.zeros((n_elements, embedding_dim), dtype=np.float32)
+        table[: element_table.shape[0]] = element_table
+        initializer = keras.initializers.Constant(table)
+    x = keras.layers.Embedding(
+        n_elements, embedding_dim, embeddings_initializer=initializer,
+        trainable=trainable_embedding, name="element_embedding",
+    )(atoms_in)
+    return {"atoms": atoms_in, "weights": weights_in}, x
+
+
+def _readouts(x, weights_in, readouts: list[str], set2set_units: int, set2set_steps: int, carry_cell_state: bool):
+    """The readouts of the per-atom features ``x``, concatenated when there are several."""
+    pooled = []
+    for r in readouts:
+        if r == "mean":
+            pooled.append(WeightedMeanReadout(name="mean_readout")([x, weights_in]))
+        else:
+            pooled.append(
+                WeightedSet2Set(
+                    set2set_units, steps=set2set_steps, carry_cell_state=carry_cell_state, name="set2set_readout",
+                )([x, weights_in])
+            )
+    return pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="readout_concat")(pooled)
+
+
+def _output_layer(h, task_type: str, target_mean: float, target_std: float):
+    """The output: a sigmoid probability, or a linear output de-standardised by a :class:`TargetScaler`.
+
+    The output layers stay float32 under a mixed-precision policy: targets such as yield strengths
+    (~1000 MPa) would lose their last digits in (b)float16.
+    """
+    if task_type == "classification":
+        return keras.layers.Dense(1, activation="sigmoid", name="output", dtype="float32")(h)
+    out = keras.layers.Dense(1, name="output", dtype="float32")(h)
+    return TargetScaler(target_mean, target_std, name="target_scaler", dtype="float32")(out)
+
+
 @keras.saving.register_keras_serializable(package="atomsets_tf")
 class AtomSets(keras.Model):
     """An AtomSets head (Chen & Ong 2021, Fig. 1c), as a Keras functional model.
 
     ``inputs -> [embedding] -> per-atom MLP -> readout(s) -> MLP -> output``
-
-    Inputs, a dict (the package's padded layout, see
-    :mod:`atomsets_tf.data.padding`):
-
-    * ``"atoms"``: int32 ``[batch, n_atoms]`` atomic numbers (when
-      ``feature_dim`` is ``None``), or ``"features"``: float32
-      ``[batch, n_atoms, feature_dim]`` precomputed per-atom features
-      (AtomSets-V1..V3 taps);
-    * ``"weights"``: float32 ``[batch, n_atoms]`` atom fractions or site
-      occupancies, 0 on padding.
-
-    Output: float32 ``[batch, 1]``, the target in its own units (regression;
-    the standardisation is inside the model) or a probability (classification).
 
     Args:
         feature_dim: width of precomputed features; ``None`` means atomic-number
@@ -63,6 +110,32 @@ class AtomSets(keras.Model):
         feature_source: for precomputed features, where they come from (e.g.
             ``{"model": "atomsets-v1", "source": "megnet-...", "tap": "V1"}``), so
             that the saved model can featurise new structures the same way.
+
+    Call arguments:
+        inputs: a dict in the package's padded layout (see
+            :mod:`atomsets_tf.data.padding`): ``"atoms"`` (atomic numbers, when
+            ``feature_dim`` is ``None``) or ``"features"`` (precomputed per-atom
+            features, AtomSets-V1..V3 taps), and ``"weights"`` (atom fractions or
+            site occupancies, 0 on padding).
+        training: whether dropout is active.
+
+    Input shape:
+        ``"atoms"``: int32 ``(batch, n_atoms)``, or ``"features"``: float32
+        ``(batch, n_atoms, feature_dim)``; ``"weights"``: float32 ``(batch, n_atoms)``.
+
+    Output shape:
+        float32 ``(batch, 1)``: the target in its own units (regression; the
+        standardisation is inside the model) or a probability (classification).
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = AtomSets(embedding_dim=4, units=8, readout=["mean", "set2set"], target_mean=1.0, target_std=2.0)
+    >>> batch = {"atoms": np.array([[8, 12, 0]], "int32"), "weights": np.array([[0.5, 0.5, 0.0]], "float32")}
+    >>> tuple(model(batch).shape)
+    (1, 1)
+    >>> AtomSets.from_config(model.get_config()).count_params() == model.count_params()
+    True
     """
 
     def __init__(
@@ -88,62 +161,21 @@ class AtomSets(keras.Model):
         feature_source: dict | None = None,
         **kwargs,
     ):
-        readouts = [readout] if isinstance(readout, str) else list(readout)
-        bad = [r for r in readouts if r not in READOUTS]
-        if bad or not readouts:
-            raise ValueError(f"readout must be one or more of {READOUTS}, got {readout!r}")
-        if task_type not in TASK_TYPES:
-            raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
+        readouts = _check_choices(readout, task_type)
         if element_table is not None:
             element_table = np.asarray(element_table, dtype=np.float32)
             n_elements = max(n_elements, element_table.shape[0])
             embedding_dim = int(element_table.shape[1])
-
-        weights_in = keras.Input(shape=(None,), dtype="float32", name="weights")
-        if feature_dim is None:
-            atoms_in = keras.Input(shape=(None,), dtype="int32", name="atoms")
-            initializer = "uniform"
-            if element_table is not None:
-                table = np.zeros((n_elements, embedding_dim), dtype=np.float32)
-                table[: element_table.shape[0]] = element_table
-                initializer = keras.initializers.Constant(table)
-            x = keras.layers.Embedding(
-                n_elements, embedding_dim, embeddings_initializer=initializer,
-                trainable=trainable_embedding, name="element_embedding",
-            )(atoms_in)
-            inputs = {"atoms": atoms_in, "weights": weights_in}
-        else:
-            features_in = keras.Input(shape=(None, int(feature_dim)), dtype="float32", name="features")
-            x = features_in
-            inputs = {"features": features_in, "weights": weights_in}
-
+        inputs, x = _atom_inputs(feature_dim, embedding_dim, element_table, trainable_embedding, n_elements)
         hidden = act.get(activation)
         for k in range(n_layers_before_readout):
             x = keras.layers.Dense(units, activation=hidden, name=f"atom_dense_{k + 1}")(x)
-        pooled = []
-        for r in readouts:
-            if r == "mean":
-                pooled.append(WeightedMeanReadout(name="mean_readout")([x, weights_in]))
-            else:
-                pooled.append(
-                    WeightedSet2Set(
-                        set2set_units or units, steps=set2set_steps, carry_cell_state=carry_cell_state,
-                        name="set2set_readout",
-                    )([x, weights_in])
-                )
-        h = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="readout_concat")(pooled)
+        h = _readouts(x, inputs["weights"], readouts, set2set_units or units, set2set_steps, carry_cell_state)
         for k in range(n_layers_after_readout):
             h = keras.layers.Dense(units, activation=hidden, name=f"head_dense_{k + 1}")(h)
             if dropout:
                 h = keras.layers.Dropout(dropout, name=f"head_dropout_{k + 1}")(h)
-        # The output layers stay float32 under a mixed-precision policy: targets such as yield strengths
-        # (~1000 MPa) would lose their last digits in (b)float16.
-        if task_type == "classification":
-            out = keras.layers.Dense(1, activation="sigmoid", name="output", dtype="float32")(h)
-        else:
-            out = keras.layers.Dense(1, name="output", dtype="float32")(h)
-            out = TargetScaler(target_mean, target_std, name="target_scaler", dtype="float32")(out)
-
+        out = _output_layer(h, task_type, target_mean, target_std)
         super().__init__(inputs=inputs, outputs=out, **kwargs)
         self._atomsets_config = {
             "feature_dim": None if feature_dim is None else int(feature_dim),
@@ -181,8 +213,6 @@ class AtomSets(keras.Model):
 
     def check_elements(self, atomic_numbers, entry: str = "") -> None:
         """Raise :class:`~atomsets_tf.errors.UnknownElementError` for an element the model has no row for."""
-        from atomsets_tf.data.elements import check_known
-
         known = self._atomsets_config["known_elements"]
         n = self._atomsets_config["n_elements"]
         mask = np.zeros(n, dtype=bool)
@@ -203,7 +233,4 @@ class AtomSets(keras.Model):
         Raises:
             UnknownPresetError: an unknown name, or a preset that is not an AtomSets model.
         """
-        from atomsets_tf import presets
-        from atomsets_tf.models.base import load_keras_model
-
         return load_keras_model(presets.preset_file(name, "atomsets", download))

@@ -160,7 +160,7 @@ def read_hdf5(path: str | os.PathLike) -> tuple[MEGNetArchitecture, dict[str, di
     Raises:
         CheckpointError: unreadable, truncated, or not a MEGNet model.
     """
-    import h5py
+    import h5py  # deferred: h5py is only needed to read a checkpoint, not to import the package
 
     path = Path(path)
     if not path.is_file():
@@ -211,169 +211,215 @@ def _weighted_layers(arch: MEGNetArchitecture) -> list[str]:
     return names
 
 
-def parse_model_config(config: dict, path: str | os.PathLike = "<config>") -> MEGNetArchitecture:
-    """Turn a Keras 2 functional ``model_config`` of a megnet model into a :class:`MEGNetArchitecture`.
+Source = tuple[str, int]  # (layer name, output index) of a tensor in a Keras 2 config
 
-    The graph is followed by connections; layer names only serve as keys.
-    """
-    if not isinstance(config, dict) or config.get("class_name") not in ("Model", "Functional"):
-        raise _fail(path, "model_config is not a Keras functional model")
-    cfg = config.get("config", {})
-    layer_list = cfg.get("layers", [])
-    layers: dict[str, dict] = {}
-    for entry in layer_list:
-        cls = entry.get("class_name")
-        name = entry.get("name") or entry.get("config", {}).get("name")
-        if cls not in ALLOWED_LAYER_CLASSES:
-            raise _fail(path, f"layer {name!r} has class {cls!r}, which a MEGNet model does not contain")
-        layers[name] = entry
-    if not any(e["class_name"] == "MEGNetLayer" for e in layers.values()):
-        raise _fail(path, "not a MEGNet checkpoint: the model has no MEGNetLayer")
 
-    def inbound(name: str) -> list[tuple[str, int]]:
-        nodes = layers[name].get("inbound_nodes", [])
+class _ConfigGraph:
+    """A Keras 2 functional ``model_config``'s layers, with queries that follow their connections."""
+
+    def __init__(self, config: Any, path: str | os.PathLike):
+        self.path = path
+        if not isinstance(config, dict) or config.get("class_name") not in ("Model", "Functional"):
+            raise _fail(path, "model_config is not a Keras functional model")
+        self.config = config.get("config", {})
+        self.layers: dict[str, dict] = {}
+        for entry in self.config.get("layers", []):
+            cls = entry.get("class_name")
+            name = entry.get("name") or entry.get("config", {}).get("name")
+            if cls not in ALLOWED_LAYER_CLASSES:
+                raise _fail(path, f"layer {name!r} has class {cls!r}, which a MEGNet model does not contain")
+            self.layers[name] = entry
+        if not any(e["class_name"] == "MEGNetLayer" for e in self.layers.values()):
+            raise _fail(path, "not a MEGNet checkpoint: the model has no MEGNetLayer")
+
+    def inbound(self, name: str) -> list[Source]:
+        """The tensors layer ``name`` reads (it must be called exactly once)."""
+        nodes = self.layers[name].get("inbound_nodes", [])
         if len(nodes) != 1:
-            raise _fail(path, f"layer {name!r} is called {len(nodes)} times; expected once")
+            raise _fail(self.path, f"layer {name!r} is called {len(nodes)} times; expected once")
         node = nodes[0]
         if isinstance(node, dict):
-            raise _fail(path, "model_config uses the Keras 3 node format; expected a Keras 2 megnet file")
+            raise _fail(self.path, "model_config uses the Keras 3 node format; expected a Keras 2 megnet file")
         return [(str(t[0]), int(t[2])) for t in node]
 
-    def cls_of(name: str) -> str:
-        return layers[name]["class_name"]
+    def cls_of(self, name: str) -> str:
+        return self.layers[name]["class_name"]
 
-    def lcfg(name: str) -> dict:
-        return layers[name].get("config", {})
+    def lcfg(self, name: str) -> dict:
+        return self.layers[name].get("config", {})
 
-    def trace(src: tuple[str, int]) -> tuple[str, int]:
+    def trace(self, src: Source) -> Source:
         """Skip Dropout layers (identity at inference)."""
-        while cls_of(src[0]) == "Dropout":
-            src = inbound(src[0])[0]
+        while self.cls_of(src[0]) == "Dropout":
+            src = self.inbound(src[0])[0]
         return src
 
-    def dense_chain(src: tuple[str, int]) -> tuple[list[DenseSpec], tuple[str, int]]:
+    def dense_chain(self, src: Source) -> tuple[list[DenseSpec], Source]:
+        """The Dense layers ending at ``src``, in call order, and the tensor they start from."""
         chain: list[DenseSpec] = []
-        src = trace(src)
-        while cls_of(src[0]) == "Dense":
-            c = lcfg(src[0])
+        src = self.trace(src)
+        while self.cls_of(src[0]) == "Dense":
+            c = self.lcfg(src[0])
             chain.insert(0, DenseSpec(src[0], int(c["units"]), c.get("activation")))
-            src = trace(inbound(src[0])[0])
+            src = self.trace(self.inbound(src[0])[0])
         return chain, src
 
-    def input_shape(name: str) -> list:
-        c = lcfg(name)
-        return list(c.get("batch_input_shape") or c.get("batch_shape") or [])
+    def input_width(self, name: str) -> int:
+        """The last dimension of input layer ``name`` (0 if unknown)."""
+        c = self.lcfg(name)
+        shape = list(c.get("batch_input_shape") or c.get("batch_shape") or [])
+        return int(shape[-1] or 0)
 
-    # topological order (the config's list order is not relied upon)
-    order: list[str] = []
-    state: dict[str, int] = {}
+    def topological_order(self) -> list[str]:
+        """Layer names, every layer after the layers it reads (the config's list order is not relied upon)."""
+        order: list[str] = []
+        state: dict[str, int] = {}
 
-    def visit(name: str) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            raise _fail(path, f"the model graph has a cycle at {name!r}")
-        state[name] = 1
-        if cls_of(name) != "InputLayer":
-            for src, _ in inbound(name):
-                if src not in layers:
-                    raise _fail(path, f"layer {name!r} reads from unknown layer {src!r}")
-                visit(src)
-        state[name] = 2
-        order.append(name)
+        def visit(name: str) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                raise _fail(self.path, f"the model graph has a cycle at {name!r}")
+            state[name] = 1
+            if self.cls_of(name) != "InputLayer":
+                for src, _ in self.inbound(name):
+                    if src not in self.layers:
+                        raise _fail(self.path, f"layer {name!r} reads from unknown layer {src!r}")
+                    visit(src)
+            state[name] = 2
+            order.append(name)
 
-    for name in layers:
-        visit(name)
-    meg_names = [n for n in order if cls_of(n) == "MEGNetLayer"]
-    consumers: dict[tuple[str, int], list[str]] = {}
-    for n in layers:
-        if cls_of(n) == "InputLayer":
-            continue
-        for src in inbound(n):
-            consumers.setdefault(trace(src), []).append(n)
+        for name in self.layers:
+            visit(name)
+        return order
 
-    preblock: dict[str, list[DenseSpec]] = {}
-    blocks: list[BlockSpec] = []
-    streams: dict[str, tuple[str, int]] = {}
-    embedding_source = ""
-    n_vocab = embedding_dim = n_bond = n_state = 0
-    index_inputs: list[tuple[str, int]] | None = None
+    def consumers(self) -> dict[Source, list[str]]:
+        """For each tensor (Dropouts skipped), the layers that read it."""
+        out: dict[Source, list[str]] = {}
+        for n in self.layers:
+            if self.cls_of(n) == "InputLayer":
+                continue
+            for src in self.inbound(n):
+                out.setdefault(self.trace(src), []).append(n)
+        return out
+
+
+@dataclass
+class _BlockWalk:
+    """What walking the graph blocks finds: the pre-block stacks, the blocks, the streams and the inputs' sizes."""
+
+    preblock: dict[str, list[DenseSpec]] = field(default_factory=dict)
+    blocks: list[BlockSpec] = field(default_factory=list)
+    streams: dict[str, Source] = field(default_factory=dict)
+    embedding_source: str = ""
+    n_vocab: int = 0
+    embedding_dim: int = 0
+    n_bond: int = 0
+    n_state: int = 0
+
+
+def _read_branch_origin(g: _ConfigGraph, walk: _BlockWalk, branch: str, origin: Source) -> None:
+    """Check where the first block's ``branch`` starts (embedding or input) and record its size."""
+    oc = g.cls_of(origin[0])
+    if branch == "atom":
+        if oc != "Embedding":
+            raise _fail(g.path, f"the atom branch starts at a {oc}; only atomic-number embeddings are supported")
+        ec = g.lcfg(origin[0])
+        walk.embedding_source = origin[0]
+        walk.n_vocab, walk.embedding_dim = int(ec["input_dim"]), int(ec["output_dim"])
+    elif branch == "bond":
+        if oc != "InputLayer":
+            raise _fail(g.path, f"the bond branch starts at a {oc}; expected Gaussian-expanded distances")
+        walk.n_bond = g.input_width(origin[0])
+    else:
+        if oc != "InputLayer":
+            raise _fail(g.path, f"the state branch starts at a {oc}; expected a state input")
+        walk.n_state = g.input_width(origin[0])
+
+
+def _residual_add(g: _ConfigGraph, consumers: dict[Source, list[str]], meg: str, j: int, branch: str,
+                  stream_in: Source) -> str:
+    """The Add layer that adds block ``meg``'s output ``j`` to its input stream."""
+    adds = [c for c in consumers.get((meg, j), []) if g.cls_of(c) == "Add"]
+    if len(adds) != 1:
+        raise _fail(g.path, f"block {meg!r}: expected one residual Add on its {branch} output, found {len(adds)}")
+    add = adds[0]
+    add_in = [g.trace(s) for s in g.inbound(add)]
+    if sorted(add_in) != sorted([stream_in, (meg, j)]):
+        raise _fail(g.path, f"residual {add!r} does not add block {meg!r}'s input and output")
+    return add
+
+
+def _read_block(g: _ConfigGraph, walk: _BlockWalk, consumers: dict[Source, list[str]], k: int, meg: str) -> None:
+    """Read graph block ``meg`` (the ``k``-th): its Dense pre-layers, widths and residual adds."""
+    inb = g.inbound(meg)
+    ff: dict[str, list[DenseSpec]] = {}
+    residual_sources: dict[str, str] = {}
+    for j, branch in enumerate(BRANCHES):
+        chain, origin = g.dense_chain(inb[j])
+        if k == 0:
+            walk.preblock[branch] = chain
+            ff[branch] = []
+            stream_in = g.trace(inb[j])
+            _read_branch_origin(g, walk, branch, origin)
+        else:
+            ff[branch] = chain
+            stream_in = walk.streams[branch]
+            if origin != stream_in:
+                raise _fail(g.path, f"block {meg!r}: the {branch} branch does not start from the previous block")
+        add = _residual_add(g, consumers, meg, j, branch, stream_in)
+        walk.streams[branch] = (add, 0)
+        residual_sources[branch] = add
+    c = g.lcfg(meg)
+    walk.blocks.append(
+        BlockSpec(
+            source=meg,
+            ff=ff,
+            units_v=[int(x) for x in c["units_v"]],
+            units_e=[int(x) for x in c["units_e"]],
+            units_u=[int(x) for x in c["units_u"]],
+            activation=c.get("activation"),
+            pool_method=c.get("pool_method", "mean"),
+            residual_sources=residual_sources,
+        )
+    )
+
+
+def _walk_blocks(g: _ConfigGraph) -> _BlockWalk:
+    """Every MEGNetLayer in graph order, checked to share the index inputs and to chain by residual adds."""
+    walk = _BlockWalk()
+    meg_names = [n for n in g.topological_order() if g.cls_of(n) == "MEGNetLayer"]  # checks the graph first
+    consumers = g.consumers()
+    index_inputs: list[Source] | None = None
     for k, meg in enumerate(meg_names):
-        inb = inbound(meg)
+        inb = g.inbound(meg)
         if len(inb) != 7:
-            raise _fail(path, f"MEGNetLayer {meg!r} has {len(inb)} inputs; expected 7")
+            raise _fail(g.path, f"MEGNetLayer {meg!r} has {len(inb)} inputs; expected 7")
         if index_inputs is None:
             index_inputs = inb[3:]
         elif inb[3:] != index_inputs:
-            raise _fail(path, f"MEGNetLayer {meg!r} uses different index inputs from the first block")
-        ff: dict[str, list[DenseSpec]] = {}
-        residual_sources: dict[str, str] = {}
-        for j, branch in enumerate(BRANCHES):
-            chain, origin = dense_chain(inb[j])
-            if k == 0:
-                preblock[branch] = chain
-                ff[branch] = []
-                stream_in = trace(inb[j])
-                oc = cls_of(origin[0])
-                if branch == "atom":
-                    if oc != "Embedding":
-                        raise _fail(
-                            path, f"the atom branch starts at a {oc}; only atomic-number embeddings are supported"
-                        )
-                    ec = lcfg(origin[0])
-                    embedding_source = origin[0]
-                    n_vocab, embedding_dim = int(ec["input_dim"]), int(ec["output_dim"])
-                elif branch == "bond":
-                    if oc != "InputLayer":
-                        raise _fail(path, f"the bond branch starts at a {oc}; expected Gaussian-expanded distances")
-                    n_bond = int(input_shape(origin[0])[-1] or 0)
-                else:
-                    if oc != "InputLayer":
-                        raise _fail(path, f"the state branch starts at a {oc}; expected a state input")
-                    n_state = int(input_shape(origin[0])[-1] or 0)
-            else:
-                ff[branch] = chain
-                stream_in = streams[branch]
-                if origin != stream_in:
-                    raise _fail(path, f"block {meg!r}: the {branch} branch does not start from the previous block")
-            adds = [c for c in consumers.get((meg, j), []) if cls_of(c) == "Add"]
-            if len(adds) != 1:
-                raise _fail(path, f"block {meg!r}: expected one residual Add on its {branch} output, found {len(adds)}")
-            add = adds[0]
-            add_in = [trace(s) for s in inbound(add)]
-            if sorted(add_in) != sorted([stream_in, (meg, j)]):
-                raise _fail(path, f"residual {add!r} does not add block {meg!r}'s input and output")
-            streams[branch] = (add, 0)
-            residual_sources[branch] = add
-        c = lcfg(meg)
-        blocks.append(
-            BlockSpec(
-                source=meg,
-                ff=ff,
-                units_v=[int(x) for x in c["units_v"]],
-                units_e=[int(x) for x in c["units_e"]],
-                units_u=[int(x) for x in c["units_u"]],
-                activation=c.get("activation"),
-                pool_method=c.get("pool_method", "mean"),
-                residual_sources=residual_sources,
-            )
-        )
+            raise _fail(g.path, f"MEGNetLayer {meg!r} uses different index inputs from the first block")
+        _read_block(g, walk, consumers, k, meg)
+    return walk
 
-    outputs = cfg.get("output_layers", [])
+
+def _read_readout(g: _ConfigGraph, streams: dict[str, Source]):
+    """The output Dense stack, its Concatenate, the Set2Set readouts by branch and the concatenation order."""
+    outputs = g.config.get("output_layers", [])
     if len(outputs) != 1:
-        raise _fail(path, f"the model has {len(outputs)} outputs; expected 1")
-    readout, concat = dense_chain((str(outputs[0][0]), int(outputs[0][2])))
-    if cls_of(concat[0]) != "Concatenate" or not readout:
-        raise _fail(path, "the output is not a Dense stack on a Concatenate readout")
+        raise _fail(g.path, f"the model has {len(outputs)} outputs; expected 1")
+    readout, concat = g.dense_chain((str(outputs[0][0]), int(outputs[0][2])))
+    if g.cls_of(concat[0]) != "Concatenate" or not readout:
+        raise _fail(g.path, "the output is not a Dense stack on a Concatenate readout")
     set2set: dict[str, Set2SetSpec] = {}
     concat_order: list[str] = []
-    for src in (trace(s) for s in inbound(concat[0])):
-        if cls_of(src[0]) == "Set2Set":
-            feat = trace(inbound(src[0])[0])
+    for src in (g.trace(s) for s in g.inbound(concat[0])):
+        if g.cls_of(src[0]) == "Set2Set":
+            feat = g.trace(g.inbound(src[0])[0])
             branch = next((b for b in ("atom", "bond") if streams[b] == feat), None)
             if branch is None or branch in set2set:
-                raise _fail(path, f"Set2Set {src[0]!r} does not read the final atom or bond features")
-            sc = lcfg(src[0])
+                raise _fail(g.path, f"Set2Set {src[0]!r} does not read the final atom or bond features")
+            sc = g.lcfg(src[0])
             set2set[branch] = Set2SetSpec(
                 src[0],
                 int(sc["T"]),
@@ -385,22 +431,33 @@ def parse_model_config(config: dict, path: str | os.PathLike = "<config>") -> ME
         elif src == streams["state"]:
             concat_order.append("state")
         else:
-            raise _fail(path, f"the readout concatenates {src[0]!r}, which is not a Set2Set or the final state")
+            raise _fail(g.path, f"the readout concatenates {src[0]!r}, which is not a Set2Set or the final state")
     if sorted(concat_order) != ["atom", "bond", "state"]:
-        raise _fail(path, f"the readout concatenates {concat_order}; expected atom and bond Set2Set and the state")
-    naming = "megnet>=1.2" if any(b.source.startswith("megnet_") for b in blocks) else "keras-2.2.4"
+        raise _fail(g.path, f"the readout concatenates {concat_order}; expected atom and bond Set2Set and the state")
+    return readout, concat[0], set2set, concat_order
+
+
+def parse_model_config(config: dict, path: str | os.PathLike = "<config>") -> MEGNetArchitecture:
+    """Turn a Keras 2 functional ``model_config`` of a megnet model into a :class:`MEGNetArchitecture`.
+
+    The graph is followed by connections; layer names only serve as keys.
+    """
+    g = _ConfigGraph(config, path)
+    walk = _walk_blocks(g)
+    readout, concat_source, set2set, concat_order = _read_readout(g, walk.streams)
+    naming = "megnet>=1.2" if any(b.source.startswith("megnet_") for b in walk.blocks) else "keras-2.2.4"
     return MEGNetArchitecture(
-        n_vocab=n_vocab,
-        embedding_dim=embedding_dim,
-        embedding_source=embedding_source,
-        n_bond_features=n_bond,
-        n_state_features=n_state,
-        preblock=preblock,
-        blocks=blocks,
+        n_vocab=walk.n_vocab,
+        embedding_dim=walk.embedding_dim,
+        embedding_source=walk.embedding_source,
+        n_bond_features=walk.n_bond,
+        n_state_features=walk.n_state,
+        preblock=walk.preblock,
+        blocks=walk.blocks,
         set2set=set2set,
         concat_order=concat_order,
         readout=readout,
-        concat_source=concat[0],
+        concat_source=concat_source,
         naming=naming,
     )
 

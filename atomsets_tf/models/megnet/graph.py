@@ -76,7 +76,8 @@ class MEGNetGraph:
 
 
 def _as_structure(structure: Any) -> Structure:
-    from pymatgen.core import Structure
+    """``structure`` as a pymatgen ``Structure`` (from itself or its ``as_dict()``)."""
+    from pymatgen.core import Structure  # deferred: pymatgen is slow to import
 
     if isinstance(structure, Structure):
         return structure
@@ -86,6 +87,33 @@ def _as_structure(structure: Any) -> Structure:
         except Exception as exc:  # pymatgen raises many kinds
             raise DataFormatError(f"cannot read a structure from this dict: {exc}") from exc
     raise DataFormatError(f"expected a pymatgen Structure (or its as_dict()), got {type(structure).__name__}")
+
+
+def _atomic_numbers(structure: Structure, name: str, max_z: int | None) -> np.ndarray:
+    """int32 atomic numbers of the sites, after checking the structure is non-empty, ordered and covered."""
+    if len(structure) == 0:
+        raise EmptyStructureError(f"{name} has no sites")
+    if not structure.is_ordered:
+        raise DataFormatError(f"{name} has a disordered site; MEGNet needs one element per site")
+    atoms = np.array([site.specie.Z for site in structure], dtype=np.int32)
+    if max_z is not None and (atoms.max() > max_z or atoms.min() < 1):
+        bad = int(atoms.max() if atoms.max() > max_z else atoms.min())
+        raise UnknownElementError(f"{name} has atomic number {bad}; the model's embedding covers Z = 1..{max_z}")
+    return atoms
+
+
+def _bonds(structure: Structure, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """megnet's directed bonds within ``cutoff``: ``(index1, index2, distance)``, self pairs dropped."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres  # deferred: pymatgen is slow to import
+
+    lattice = np.ascontiguousarray(np.array(structure.lattice.matrix), dtype=float)
+    cart = np.ascontiguousarray(np.array(structure.cart_coords), dtype=float)
+    center, neighbor, _images, dist = find_points_in_spheres(
+        cart, cart, r=float(cutoff), pbc=np.array([1, 1, 1], dtype=np.int64), lattice=lattice, tol=NUMERICAL_TOL
+    )
+    dist = dist.astype(np.float32)
+    keep = (center != neighbor) | (dist > NUMERICAL_TOL)
+    return center[keep].astype(np.int32), neighbor[keep].astype(np.int32), dist[keep]
 
 
 def structure_to_graph(
@@ -111,29 +139,10 @@ def structure_to_graph(
     Raises:
         EmptyStructureError, IsolatedAtomError, UnknownElementError, DataFormatError.
     """
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
     structure = _as_structure(structure)
     name = f"structure {label!r}" if label is not None else "structure"
-    if len(structure) == 0:
-        raise EmptyStructureError(f"{name} has no sites")
-    if not structure.is_ordered:
-        raise DataFormatError(f"{name} has a disordered site; MEGNet needs one element per site")
-    atoms = np.array([site.specie.Z for site in structure], dtype=np.int32)
-    if max_z is not None and (atoms.max() > max_z or atoms.min() < 1):
-        bad = int(atoms.max() if atoms.max() > max_z else atoms.min())
-        raise UnknownElementError(f"{name} has atomic number {bad}; the model's embedding covers Z = 1..{max_z}")
-
-    lattice = np.ascontiguousarray(np.array(structure.lattice.matrix), dtype=float)
-    cart = np.ascontiguousarray(np.array(structure.cart_coords), dtype=float)
-    center, neighbor, _images, dist = find_points_in_spheres(
-        cart, cart, r=float(cutoff), pbc=np.array([1, 1, 1], dtype=np.int64), lattice=lattice, tol=NUMERICAL_TOL
-    )
-    dist = dist.astype(np.float32)
-    keep = (center != neighbor) | (dist > NUMERICAL_TOL)
-    index1 = center[keep].astype(np.int32)
-    index2 = neighbor[keep].astype(np.int32)
-    dist = dist[keep]
+    atoms = _atomic_numbers(structure, name, max_z)
+    index1, index2, dist = _bonds(structure, cutoff)
     if len(index1) == 0:
         raise IsolatedAtomError(
             f"{name} has no bonds within the {cutoff:g} Å cutoff (megnet: 'The cutoff is too small, "

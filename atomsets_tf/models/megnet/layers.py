@@ -18,11 +18,13 @@ The layers reproduce megnet 1.3.2 (Keras 2) numerically:
   then cast to float32, as megnet's ``GaussianDistance`` converter does in NumPy.
 * :class:`MEGNetBlock`: megnet's ``MEGNetLayer`` (edge, node and state updates,
   mean aggregation, last layer of each MLP linear).
-* :class:`ExtensiveTargetScaler`: megnet's ``StandardScaler.inverse_transform``
-  (intensive or extensive).
-
 * :class:`MEGNetSet2Set`: megnet's ``Set2Set`` (LSTM cell state re-zeroed at
-  every step, Keras 2 ``hard_sigmoid`` gates, attention over projected memories).
+  every step, Keras 2 ``hard_sigmoid`` gates, attention over projected memories),
+  the package's one set2set core
+  (:class:`~atomsets_tf.layers.weighted_set2set.Set2SetCore`) with megnet's
+  summation order.
+* :class:`ExtensiveTargetScaler`: megnet's ``StandardScaler.inverse_transform``
+  (intensive or extensive), the package's :class:`~atomsets_tf.layers.TargetScaler`.
 """
 
 from __future__ import annotations
@@ -33,18 +35,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from atomsets_tf.models.megnet.activations import hard_sigmoid_keras2, serialize_activation, softplus2
-
-
-def _get_activation(identifier):
-    """An activation callable; accepts this package's names (``softplus2``, ``hard_sigmoid_keras2``)."""
-    if identifier == "softplus2":
-        return softplus2
-    if identifier == "hard_sigmoid_keras2":
-        return hard_sigmoid_keras2
-    if isinstance(identifier, dict):
-        return keras.activations.deserialize(identifier)
-    return keras.activations.get(identifier)
+from atomsets_tf.layers import activations
+from atomsets_tf.layers.target_scaler import TargetScaler
+from atomsets_tf.layers.weighted_set2set import Set2SetCore, ordered_set_sum
+from atomsets_tf.models.megnet.activations import serialize_activation
 
 
 def gaussian_expand_numpy(distances: np.ndarray, centers: Sequence[float], width: float) -> np.ndarray:
@@ -70,14 +64,29 @@ class GaussianExpansion(keras.layers.Layer):
     Computed in float64 and cast to float32, which reproduces megnet's NumPy
     converter bit for bit (up to the last float32 ulp).
 
-    Input: float ``[B, M]`` distances in Å. Output: float32 ``[B, M, len(centers)]``.
-
     Args:
         centers: the Gaussian centres (megnet: ``linspace(0, 5, 100)`` for the 4 Å
             models, ``linspace(0, 6, 100)`` for the 5 Å ones).
         width: the width ``w``.
         cutoff: the graph's neighbour cutoff in Å. Not used in the computation; kept
             in the config so that a saved model knows how to build its graphs.
+
+    Call arguments:
+        distances: bond lengths in Å.
+
+    Input shape:
+        float ``(batch, n_bonds)``.
+
+    Output shape:
+        float32 ``(batch, n_bonds, len(centers))``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = GaussianExpansion(centers=[0.0, 1.0, 2.0], width=0.5, cutoff=4.0)
+    >>> out = np.asarray(layer(np.array([[1.0, 2.0]], "float32")))
+    >>> out.shape, float(out[0, 0, 1]), float(out[0, 1, 2])
+    ((1, 2, 3), 1.0, 1.0)
     """
 
     def __init__(self, centers: Sequence[float], width: float, cutoff: float | None = None, **kwargs):
@@ -112,10 +121,24 @@ class GaussianExpansion(keras.layers.Layer):
 def _gather_rows(x, index):
     """``x[b, index[b, k]]`` for ``x`` ``[B, N, d]`` and ``index`` ``[B, M]``: ``[B, M, d]``."""
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # optional: only the TensorFlow backend has a batched gather
 
         return tf.gather(x, index, batch_dims=1)
     return ops.take_along_axis(x, index[..., None], axis=1)
+
+
+def _masked_segment_sum(data, segment_ids, mask, n_segments_per_graph):
+    """Sum of ``data`` ``[B, M, d]`` grouped by local ``segment_ids`` ``[B, M]``, entries with ``mask`` 1 only.
+
+    Returns ``[B, S, d]`` (``S = n_segments_per_graph``); a segment with no entry gets 0.
+    """
+    shape = ops.shape(data)
+    batch, d = shape[0], shape[-1]
+    offsets = ops.arange(batch, dtype=segment_ids.dtype)[:, None] * ops.cast(n_segments_per_graph, segment_ids.dtype)
+    flat_ids = ops.reshape(segment_ids + offsets, (-1,))
+    flat = ops.reshape(data * mask[..., None], (-1, d))
+    sums = ops.segment_sum(flat, flat_ids, num_segments=batch * n_segments_per_graph)
+    return ops.reshape(sums, (batch, n_segments_per_graph, d))
 
 
 def _masked_segment_mean(data, segment_ids, mask, n_segments_per_graph):
@@ -124,58 +147,15 @@ def _masked_segment_mean(data, segment_ids, mask, n_segments_per_graph):
     Only entries with ``mask`` 1 count; a segment with no entry gets 0
     (megnet's behaviour for an isolated atom). Returns ``[B, S, d]``.
     """
-    shape = ops.shape(data)
-    batch, d = shape[0], shape[2]
-    offsets = ops.arange(batch, dtype=segment_ids.dtype)[:, None] * ops.cast(n_segments_per_graph, segment_ids.dtype)
-    flat_ids = ops.reshape(segment_ids + offsets, (-1,))
-    n_total = batch * n_segments_per_graph
-    masked = data * mask[..., None]
-    sums = ops.segment_sum(ops.reshape(masked, (-1, d)), flat_ids, num_segments=n_total)
-    counts = ops.segment_sum(ops.reshape(mask, (-1,)), flat_ids, num_segments=n_total)
-    means = sums / ops.maximum(counts, 1.0)[:, None]
-    return ops.reshape(means, (batch, n_segments_per_graph, d))
-
-
-def _graph_sum(data, mask):
-    """Sum of ``data`` ``[B, K, d]`` over its real rows (``mask`` ``[B, K]``): ``[B, d]``.
-
-    Accumulates row by row in order (an unsorted segment sum), so appended padding
-    rows (zeros) leave the result bit-for-bit unchanged; this reproduces megnet's
-    graph-level means bit for bit.
-    """
-    shape = ops.shape(data)
-    batch, k, d = shape[0], shape[1], shape[2]
-    ids = ops.reshape(ops.repeat(ops.arange(batch, dtype="int32")[:, None], k, axis=1), (-1,))
-    flat = ops.reshape(data * mask[..., None], (-1, d))
-    return ops.segment_sum(flat, ids, num_segments=batch)
-
-
-def _graph_sum_sorted(data, mask):
-    """Sum of ``data`` ``[B, K, d]`` over each graph's real rows, as megnet's sorted ``segment_sum``.
-
-    megnet's Set2Set reduces each graph's rows with TensorFlow's *sorted*
-    ``segment_sum``, whose float32 summation order differs from a row-by-row
-    accumulation. Here a graph's real rows form segment ``2b`` and its padding rows
-    segment ``2b + 1``, so each graph's real rows are reduced exactly as megnet
-    reduces them, whatever the padding. Requires padding rows to follow the real
-    rows (the package's layout).
-    """
-    if keras.backend.backend() != "tensorflow":
-        return _graph_sum(data, mask)
-    import tensorflow as tf
-
-    shape = tf.shape(data)
-    batch, d = shape[0], shape[2]
-    pad = tf.cast(mask <= 0, tf.int32)
-    ids = tf.reshape(2 * tf.range(batch, dtype=tf.int32)[:, None] + pad, [-1])
-    sums = tf.math.segment_sum(tf.reshape(data * mask[..., None], [-1, d]), ids)
-    return sums[::2]
+    sums = _masked_segment_sum(data, segment_ids, mask, n_segments_per_graph)
+    counts = _masked_segment_sum(ops.ones_like(data[..., :1]), segment_ids, mask, n_segments_per_graph)
+    return sums / ops.maximum(counts, 1.0)
 
 
 def _masked_mean(data, mask):
     """Mean of ``data`` ``[B, K, d]`` over its real rows (``mask`` ``[B, K]``): ``[B, d]``."""
-    total = _graph_sum(data, mask)
-    count = ops.maximum(_graph_sum(ops.ones_like(data[..., :1]), mask), 1.0)
+    total = ordered_set_sum(data, mask)
+    count = ops.maximum(ordered_set_sum(ops.ones_like(data[..., :1]), mask), 1.0)
     return total / count
 
 
@@ -194,15 +174,6 @@ class MEGNetBlock(keras.layers.Layer):
 
     There is no residual connection inside the layer (megnet adds it outside).
 
-    Called on ``[v, e, u, index1, index2, atom_mask, bond_mask]``:
-
-    * ``v``: float ``[B, N, d_v]``; ``e``: float ``[B, M, d_e]``; ``u``: float ``[B, d_u]``;
-    * ``index1``, ``index2``: int ``[B, M]``, atom indices local to each graph;
-    * ``atom_mask``: ``[B, N]``, ``bond_mask``: ``[B, M]`` (1 real, 0 padding).
-
-    Returns ``[v' [B, N, units_v[-1]], e' [B, M, units_e[-1]], u' [B, units_u[-1]]]``.
-    Padding rows of ``v'`` and ``e'`` hold finite values that carry no meaning.
-
     Weights are named as in megnet (``weight_e_0``, ``bias_e_0``, ...), so a
     checkpoint's arrays load by name.
 
@@ -212,6 +183,31 @@ class MEGNetBlock(keras.layers.Layer):
         activation: activation of the hidden layers (megnet: ``softplus2``).
         pool_method: ``"mean"`` (megnet's default) or ``"sum"``.
         kernel_initializer, bias_initializer: initialisers for training from scratch.
+
+    Call arguments:
+        inputs: ``[v, e, u, index1, index2, atom_mask, bond_mask]``: atom, bond and
+            state features, each bond's centre and neighbour atom (indices local to
+            each graph), and the masks (1 real, 0 padding).
+
+    Input shape:
+        ``v``: float ``(batch, n_atoms, d_v)``; ``e``: float ``(batch, n_bonds, d_e)``;
+        ``u``: float ``(batch, d_u)``; ``index1``, ``index2``: int ``(batch, n_bonds)``;
+        ``atom_mask``: ``(batch, n_atoms)``; ``bond_mask``: ``(batch, n_bonds)``.
+
+    Output shape:
+        ``[v' (batch, n_atoms, units_v[-1]), e' (batch, n_bonds, units_e[-1]),
+        u' (batch, units_u[-1])]``. Padding rows of ``v'`` and ``e'`` hold finite
+        values that carry no meaning.
+
+    Example:
+
+    >>> import numpy as np
+    >>> block = MEGNetBlock([4, 3], [4, 2], [4, 5])
+    >>> v, e, u = np.ones((1, 2, 3), "float32"), np.ones((1, 2, 6), "float32"), np.zeros((1, 2), "float32")
+    >>> index1, index2 = np.array([[0, 1]], "int32"), np.array([[1, 0]], "int32")
+    >>> outs = block([v, e, u, index1, index2, np.ones((1, 2), "float32"), np.ones((1, 2), "float32")])
+    >>> [tuple(t.shape) for t in outs]
+    [(1, 2, 3), (1, 2, 2), (1, 5)]
     """
 
     def __init__(
@@ -232,7 +228,7 @@ class MEGNetBlock(keras.layers.Layer):
         if pool_method not in ("mean", "sum"):
             raise ValueError(f"pool_method must be 'mean' or 'sum', got {pool_method!r}")
         self.pool_method = pool_method
-        self.activation = _get_activation(activation)
+        self.activation = activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
@@ -281,7 +277,7 @@ class MEGNetBlock(keras.layers.Layer):
         if self.pool_method == "mean":
             b = _masked_segment_mean(e_new, index1, bond_mask, n_atoms)
         else:
-            b = self._segment_sum(e_new, index1, bond_mask, n_atoms)
+            b = _masked_segment_sum(e_new, index1, bond_mask, n_atoms)
         u_atoms = ops.broadcast_to(u[:, None, :], (ops.shape(u)[0], n_atoms, ops.shape(u)[-1]))
         v_new = self._mlp(ops.concatenate([b, v, u_atoms], axis=-1), self.phi_v_kernels, self.phi_v_biases)
 
@@ -289,23 +285,10 @@ class MEGNetBlock(keras.layers.Layer):
             e_pool = _masked_mean(e_new, bond_mask)
             v_pool = _masked_mean(v_new, atom_mask)
         else:
-            e_pool = _graph_sum(e_new, bond_mask)
-            v_pool = _graph_sum(v_new, atom_mask)
+            e_pool = ordered_set_sum(e_new, bond_mask)
+            v_pool = ordered_set_sum(v_new, atom_mask)
         u_new = self._mlp(ops.concatenate([e_pool, v_pool, u], axis=-1), self.phi_u_kernels, self.phi_u_biases)
         return [v_new, e_new, u_new]
-
-    @staticmethod
-    def _segment_sum(data, segment_ids, mask, n_segments_per_graph):
-        shape = ops.shape(data)
-        batch, d = shape[0], shape[2]
-        offsets = ops.arange(batch, dtype=segment_ids.dtype)[:, None] * ops.cast(
-            n_segments_per_graph, segment_ids.dtype
-        )
-        flat_ids = ops.reshape(segment_ids + offsets, (-1,))
-        sums = ops.segment_sum(
-            ops.reshape(data * mask[..., None], (-1, d)), flat_ids, num_segments=batch * n_segments_per_graph
-        )
-        return ops.reshape(sums, (batch, n_segments_per_graph, d))
 
     def compute_output_shape(self, input_shape):
         v_shape, e_shape, u_shape = input_shape[0], input_shape[1], input_shape[2]
@@ -340,10 +323,12 @@ class MEGNetBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
-class MEGNetSet2Set(keras.layers.Layer):
+class MEGNetSet2Set(Set2SetCore):
     r"""megnet's ``Set2Set`` readout, on padded sets.
 
-    Memories :math:`m_i = x_i W_m + b_m` (``n_hidden`` wide); :math:`q^*_0 = 0`; then ``steps`` times:
+    :class:`~atomsets_tf.layers.weighted_set2set.Set2SetCore` with megnet's
+    conventions: memories :math:`m_i = x_i W_m + b_m` (``n_hidden`` wide);
+    :math:`q^*_0 = 0`; then ``steps`` times:
 
     1. :math:`z = q^*_{t-1} K + b_K` (``K`` is ``(2 n_hidden, 4 n_hidden)``; ``q^*`` is the LSTM's only input);
     2. gates ``i, f, g, o`` split from ``z`` in that order; ``i, f, o`` use ``recurrent_activation``
@@ -354,13 +339,12 @@ class MEGNetSet2Set(keras.layers.Layer):
        :math:`r = \sum_i a_i m_i` (a sum over the projected memories, not over ``x``);
     5. :math:`q^*_t = [h, r]`.
 
-    Each set's sums are TensorFlow sorted segment sums over exactly its real rows,
-    as in megnet, so the result matches megnet's float32 rounding and does not
-    depend on the padding. Padding rows must follow the real rows.
-
-    Called on ``[x, mask]``: ``x`` float ``[B, K, d]``, ``mask`` ``[B, K]`` (1 real, 0 padding).
-    Returns ``[B, 2 n_hidden]`` ordered ``[h, r]``. Weights are named as in megnet
-    (``x_to_m_weight``, ``x_to_m_bias``, ``recurrent_kernel``, ``recurrent_bias``).
+    Each set's sums are TensorFlow sorted segment sums over exactly its real rows
+    (``set_sum="sorted_segment_sum"``), as in megnet, so the result matches
+    megnet's float32 rounding and does not depend on the padding. Padding rows
+    must follow the real rows. Weights are named as in megnet (``x_to_m_weight``,
+    ``x_to_m_bias``, ``recurrent_kernel``, ``recurrent_bias``); the forget gate's
+    bias starts at 1 (megnet's ``unit_forget_bias``), the other biases at 0.
 
     Args:
         n_hidden: width of the memories and of the LSTM state.
@@ -369,6 +353,40 @@ class MEGNetSet2Set(keras.layers.Layer):
         recurrent_activation: the gate activation (``hard_sigmoid_keras2``).
         carry_cell_state: ``True`` carries ``c`` across steps (a standard LSTM). ``False``
             (default) is megnet's behaviour.
+        kernel_initializer, recurrent_initializer, bias_initializer: initialisers of
+            the memory projection, the LSTM kernel and the memory bias.
+
+    Call arguments:
+        inputs: ``[x, mask]``; ``mask`` is 1 for a real row, 0 for padding (any
+            positive value counts as 1).
+
+    Input shape:
+        ``x``: float ``(batch, n_rows, d)``; ``mask``: ``(batch, n_rows)``.
+
+    Output shape:
+        ``(batch, 2 * n_hidden)``, ordered ``[h, r]``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = MEGNetSet2Set(n_hidden=4, steps=2)
+    >>> x = np.random.default_rng(0).normal(size=(2, 3, 5)).astype("float32")
+    >>> mask = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]], "float32")
+    >>> tuple(layer([x, mask]).shape)
+    (2, 8)
+
+    It is the shared core with megnet's summation order, and agrees with the
+    AtomSets paper's weighted set2set on a 0/1 mask up to float32 rounding:
+
+    >>> from atomsets_tf.layers import WeightedSet2Set
+    >>> core, weighted = Set2SetCore(4, steps=2, set_sum="sorted_segment_sum"), WeightedSet2Set(4, steps=2)
+    >>> for other in (core, weighted):
+    ...     _ = other([x, mask])
+    ...     other.set_weights(layer.get_weights())
+    >>> bool(np.array_equal(np.asarray(core([x, mask])), np.asarray(layer([x, mask]))))
+    True
+    >>> bool(np.allclose(np.asarray(weighted([x, mask])), np.asarray(layer([x, mask])), atol=1e-6))
+    True
     """
 
     def __init__(
@@ -383,124 +401,98 @@ class MEGNetSet2Set(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.n_hidden = int(n_hidden)
-        self.steps = int(steps)
-        if self.n_hidden < 1 or self.steps < 1:
+        if int(n_hidden) < 1 or int(steps) < 1:
             raise ValueError("n_hidden and steps must be positive")
-        self.activation = _get_activation(activation)
-        self.recurrent_activation = _get_activation(recurrent_activation)
-        self.carry_cell_state = bool(carry_cell_state)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-
-    def build(self, input_shape):
-        d = int(input_shape[0][-1])
-        h = self.n_hidden
-        self.m_weight = self.add_weight(shape=(d, h), initializer=self.kernel_initializer, name="x_to_m_weight")
-        self.m_bias = self.add_weight(shape=(h,), initializer=self.bias_initializer, name="x_to_m_bias")
-        self.recurrent_kernel = self.add_weight(
-            shape=(2 * h, 4 * h), initializer=self.recurrent_initializer, name="recurrent_kernel"
+        super().__init__(
+            int(n_hidden),
+            steps=steps,
+            carry_cell_state=carry_cell_state,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            unit_forget_bias=True,
+            set_sum="sorted_segment_sum",
+            **kwargs,
         )
 
-        def forget_one(shape, dtype=None):  # megnet's unit_forget_bias
-            return ops.concatenate([ops.zeros((h,), dtype), ops.ones((h,), dtype), ops.zeros((2 * h,), dtype)])
+    @property
+    def n_hidden(self) -> int:
+        """Width of the memories and of the LSTM state (the core's ``units``)."""
+        return self.units
 
-        self.recurrent_bias = self.add_weight(shape=(4 * h,), initializer=forget_one, name="recurrent_bias")
-        self.built = True
+    @property
+    def m_weight(self):
+        """The memory projection's kernel (``x_to_m_weight``)."""
+        return self.memory_kernel
+
+    @property
+    def m_bias(self):
+        """The memory projection's bias (``x_to_m_bias``)."""
+        return self.memory_bias
+
+    def _recurrent_bias_initializer(self, shape, dtype=None):
+        """megnet's ``unit_forget_bias``: zeros, ones on the forget gate, whatever ``bias_initializer``."""
+        h = self.units
+        return ops.concatenate([ops.zeros((h,), dtype), ops.ones((h,), dtype), ops.zeros((2 * h,), dtype)])
 
     def call(self, inputs):
         x, mask = inputs
-        mask = ops.cast(mask > 0, x.dtype)
-        h_dim = self.n_hidden
-        batch = ops.shape(x)[0]
-        m = ops.matmul(x, self.m_weight) + self.m_bias  # [B, K, h]
-        q_star = ops.zeros((batch, 2 * h_dim), dtype=x.dtype)
-        c = ops.zeros((batch, h_dim), dtype=x.dtype)
-        real = mask > 0
-        for _ in range(self.steps):
-            z = ops.matmul(q_star, self.recurrent_kernel) + self.recurrent_bias
-            gate_i = self.recurrent_activation(z[:, :h_dim])
-            gate_f = self.recurrent_activation(z[:, h_dim : 2 * h_dim])
-            gate_o = self.recurrent_activation(z[:, 3 * h_dim :])
-            c_new = gate_f * c + gate_i * self.activation(z[:, 2 * h_dim : 3 * h_dim])
-            h = gate_o * self.activation(c_new)
-            if self.carry_cell_state:
-                c = c_new
-            energy = ops.sum(m * h[:, None, :], axis=-1)  # [B, K]
-            floor = ops.min(energy)
-            e_max = ops.max(ops.where(real, energy, floor), axis=1, keepdims=True)
-            expo = ops.exp(ops.where(real, energy - e_max, 0.0)) * mask
-            norm = _graph_sum_sorted(expo[..., None], mask)  # [B, 1]
-            attention = expo / norm
-            r = _graph_sum_sorted(m * attention[..., None], mask)  # [B, h]
-            q_star = ops.concatenate([h, r], axis=-1)
-        return q_star
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], 2 * self.n_hidden)
+        return super().call([x, ops.cast(mask > 0, x.dtype)])
 
     def compute_output_spec(self, inputs):
-        return keras.KerasTensor((inputs[0].shape[0], 2 * self.n_hidden), dtype=inputs[0].dtype)
+        return keras.KerasTensor((inputs[0].shape[0], 2 * self.units), dtype=inputs[0].dtype)
+
+    def _serialize_activation(self, fn):
+        return serialize_activation(fn)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "n_hidden": self.n_hidden,
-                "steps": self.steps,
-                "activation": serialize_activation(self.activation),
-                "recurrent_activation": serialize_activation(self.recurrent_activation),
-                "carry_cell_state": self.carry_cell_state,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
+        config["n_hidden"] = self.units
         return config
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
-class ExtensiveTargetScaler(keras.layers.Layer):
+class ExtensiveTargetScaler(TargetScaler):
     """megnet's ``StandardScaler.inverse_transform``, inside the model.
 
-    ``y = raw * std + mean`` for an intensive target; ``y = n_atoms * (raw * std + mean)``
-    for an extensive one (megnet scaled extensive targets per atom). megnet's
-    ``DummyScaler`` is ``mean=0, std=1, is_intensive=True`` (the identity).
-
-    Called on ``[raw, atom_mask]``: ``raw`` float ``[B, k]``, ``atom_mask`` ``[B, N]``
-    (its count of non-zero entries is ``n_atoms``). Returns ``[B, k]``.
+    :class:`~atomsets_tf.layers.TargetScaler` as megnet's scaler: ``y = raw * std + mean``
+    for an intensive target; ``y = n_atoms * (raw * std + mean)`` for an extensive
+    one (megnet scaled extensive targets per atom). megnet's ``DummyScaler`` is
+    ``mean=0, std=1, is_intensive=True`` (the identity). Unlike ``TargetScaler``, it is
+    always called with the atom mask and always records ``is_intensive``.
 
     Args:
         mean, std: the scaler's statistics (``std == 0`` is read as 1, as megnet does).
         is_intensive: whether the target is intensive.
+
+    Call arguments:
+        inputs: ``[raw, atom_mask]``; ``atom_mask``'s count of positive entries
+            per row is ``n_atoms``.
+
+    Input shape:
+        ``raw``: float ``(batch, k)``; ``atom_mask``: ``(batch, n_atoms)``.
+
+    Output shape:
+        ``(batch, k)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> scaler = ExtensiveTargetScaler(mean=1.0, std=2.0, is_intensive=False)
+    >>> mask = np.array([[1.0, 1.0, 0.0]], "float32")
+    >>> np.asarray(scaler([np.array([[0.5]], "float32"), mask])).tolist()
+    [[4.0]]
     """
 
     def __init__(self, mean: float = 0.0, std: float = 1.0, is_intensive: bool = True, **kwargs):
-        super().__init__(**kwargs)
-        self.mean = float(mean)
-        self.std = float(std) if float(std) != 0.0 else 1.0
-        self.is_intensive = bool(is_intensive)
-
-    def build(self, input_shape):
-        self.built = True
-
-    def call(self, inputs):
-        raw, atom_mask = inputs
-        out = raw * self.std + self.mean
-        if not self.is_intensive:
-            n_atoms = ops.sum(ops.cast(atom_mask > 0, raw.dtype), axis=1, keepdims=True)
-            out = out * n_atoms
-        return out
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
+        super().__init__(mean, float(std) if float(std) != 0.0 else 1.0, is_intensive=is_intensive, **kwargs)
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(inputs[0].shape, dtype=inputs[0].dtype)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mean": self.mean, "std": self.std, "is_intensive": self.is_intensive})
+        config["is_intensive"] = self.is_intensive
         return config

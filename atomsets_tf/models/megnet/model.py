@@ -43,8 +43,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from atomsets_tf import presets
 from atomsets_tf.data.padding import padded_length, size_bucketed_batches
-from atomsets_tf.errors import CheckpointError, DataFormatError, UnknownTapError
+from atomsets_tf.errors import CheckpointError, DataFormatError, UnknownPresetError, UnknownTapError
 from atomsets_tf.models.megnet.activations import keras2_activation
 from atomsets_tf.models.megnet.checkpoint import (
     BRANCHES,
@@ -80,6 +81,127 @@ def _activation(name: str | None, where: str):
         raise CheckpointError(f"{where}: {exc.args[0]}") from exc
 
 
+class _ModelParts:
+    """What :func:`build_keras_model` collects while it wires the layers: outputs, tap info, layer map."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, Any] = {}
+        self.taps: dict[str, dict[str, Any]] = {}
+        self.layer_map: dict[str, str] = {}
+
+    def tap(self, name: str, tensor, source: str, description: str) -> None:
+        """Record ``tensor`` as the output ``name``, with its level, width, source layer and meaning."""
+        self.outputs[name] = tensor
+        self.taps[name] = {
+            "level": tap_level(name),
+            "dim": int(tensor.shape[-1]),
+            "source": source,
+            "description": description,
+        }
+
+    def dense(self, x, spec, name: str):
+        """Apply a Dense layer for the checkpoint's ``spec``, mapped to its source layer."""
+        layer = keras.layers.Dense(spec.units, activation=_activation(spec.activation, spec.source), name=name)
+        self.layer_map[name] = spec.source
+        return layer(x)
+
+    def dense_stack(self, x, chain, prefix: str):
+        """Apply the Dense layers ``chain``, named ``{prefix}_0``, ``{prefix}_1``..."""
+        for i, d in enumerate(chain):
+            x = self.dense(x, d, f"{prefix}_{i}")
+        return x
+
+
+def _model_inputs(n_state: int) -> dict[str, Any]:
+    """The padded batch inputs (see :data:`INPUT_NAMES`)."""
+    return {
+        "atoms": keras.Input((None,), dtype="int32", name="atoms"),
+        "atom_mask": keras.Input((None,), dtype="float32", name="atom_mask"),
+        "distance": keras.Input((None,), dtype="float32", name="distance"),
+        "bond_mask": keras.Input((None,), dtype="float32", name="bond_mask"),
+        "index1": keras.Input((None,), dtype="int32", name="index1"),
+        "index2": keras.Input((None,), dtype="int32", name="index2"),
+        "state": keras.Input((n_state,), dtype="float32", name="state"),
+    }
+
+
+def _embedding_and_preblock(parts: _ModelParts, arch: MEGNetArchitecture, converter: GraphConverterConfig, inputs):
+    """The atom embedding (tap ``V0``), the Gaussian bond expansion and the pre-block Dense stacks."""
+    emb = keras.layers.Embedding(arch.n_vocab, arch.embedding_dim, name="atom_embedding")
+    parts.layer_map["atom_embedding"] = arch.embedding_source
+    v0 = emb(inputs["atoms"])
+    parts.tap("V0", v0, arch.embedding_source, "atom embedding of Z")
+    e0 = GaussianExpansion(converter.centers, converter.width, cutoff=converter.cutoff, name="gaussian_expansion")(
+        inputs["distance"]
+    )
+    return {
+        "atom": parts.dense_stack(v0, arch.preblock["atom"], "preblock_atom"),
+        "bond": parts.dense_stack(e0, arch.preblock["bond"], "preblock_bond"),
+        "state": parts.dense_stack(inputs["state"], arch.preblock["state"], "preblock_state"),
+    }
+
+
+def _graph_block(parts: _ModelParts, k: int, block, inputs, streams: dict[str, Any]) -> dict[str, Any]:
+    """Graph block ``k`` with its Dense pre-layers and residual adds (taps ``Vk``, ``Ek``, ``uk`` and ``_residual``)."""
+    x = {b: parts.dense_stack(streams[b], block.ff[b], f"block_{k}_{b}_ff") for b in BRANCHES}
+    layer = MEGNetBlock(
+        block.units_v,
+        block.units_e,
+        block.units_u,
+        activation=_activation(block.activation, block.source),
+        pool_method=block.pool_method,
+        name=f"megnet_block_{k}",
+    )
+    parts.layer_map[layer.name] = block.source
+    graph_inputs = [inputs[n] for n in ("index1", "index2", "atom_mask", "bond_mask")]
+    v, e, u = layer([x["atom"], x["bond"], x["state"], *graph_inputs])
+    out = {"atom": v, "bond": e, "state": u}
+    streams = dict(streams)
+    for j, b in enumerate(BRANCHES):
+        t = _BRANCH_TAG[b]
+        parts.tap(f"{t}{k}", out[b], f"{block.source}/{j}", f"{b} output of graph block {k}, before the residual add")
+        streams[b] = keras.layers.Add(name=f"block_{k}_add_{b}")([streams[b], out[b]])
+        parts.tap(
+            f"{t}{k}_residual", streams[b], block.residual_sources[b], f"{b} stream after graph block {k}'s residual add"
+        )
+    return streams
+
+
+def _set2set_readouts(parts: _ModelParts, arch: MEGNetArchitecture, inputs, streams: dict[str, Any]):
+    """The atom and bond Set2Set readouts (taps ``v_r``, ``e_r``) and the final state: by branch."""
+    masks = {"atom": inputs["atom_mask"], "bond": inputs["bond_mask"]}
+    readouts = {}
+    for b, tag, desc in (("atom", "v_r", "atom Set2Set readout"), ("bond", "e_r", "bond Set2Set readout")):
+        s = arch.set2set[b]
+        layer = MEGNetSet2Set(
+            n_hidden=s.n_hidden,
+            steps=s.steps,
+            activation=_activation(s.activation_lstm, s.source),
+            recurrent_activation=_activation(s.recurrent_activation, s.source),
+            carry_cell_state=False,  # megnet re-zeroes the LSTM cell state at every step
+            name=f"set2set_{b}",
+        )
+        parts.layer_map[layer.name] = s.source
+        readouts[b] = layer([streams[b], masks[b]])
+        parts.tap(tag, readouts[b], s.source, f"{desc} (T={s.steps}, n_hidden={s.n_hidden})")
+    readouts["state"] = streams["state"]
+    return readouts
+
+
+def _final_mlp(parts: _ModelParts, arch: MEGNetArchitecture, readouts: dict[str, Any]):
+    """The concatenated readout (tap ``f``) through the final MLP: the raw output (tap ``raw_output``)."""
+    f = keras.layers.Concatenate(axis=-1, name="concatenate_f")([readouts[b] for b in arch.concat_order])
+    names = {"atom": "v_r", "bond": "e_r", "state": f"u{len(arch.blocks)}_residual"}
+    parts.tap("f", f, arch.concat_source, "readout [" + ", ".join(names[b] for b in arch.concat_order) + "]")
+    x = f
+    for i, d in enumerate(arch.readout):
+        x = parts.dense(x, d, f"readout_{i}")
+        if i < len(arch.readout) - 1:
+            parts.tap(f"readout_{i + 1}", x, d.source, f"hidden layer {i + 1} of the final MLP")
+    parts.tap("raw_output", x, arch.readout[-1].source, "network output before de-scaling")
+    return x
+
+
 def build_keras_model(
     arch: MEGNetArchitecture,
     converter: GraphConverterConfig,
@@ -93,116 +215,18 @@ def build_keras_model(
         layer / output it corresponds to, ``description``), and the map from our
         layer names to the checkpoint's layer names (for loading weights).
     """
-    n_state = arch.n_state_features or 2
-    inputs = {
-        "atoms": keras.Input((None,), dtype="int32", name="atoms"),
-        "atom_mask": keras.Input((None,), dtype="float32", name="atom_mask"),
-        "distance": keras.Input((None,), dtype="float32", name="distance"),
-        "bond_mask": keras.Input((None,), dtype="float32", name="bond_mask"),
-        "index1": keras.Input((None,), dtype="int32", name="index1"),
-        "index2": keras.Input((None,), dtype="int32", name="index2"),
-        "state": keras.Input((n_state,), dtype="float32", name="state"),
-    }
-    layer_map: dict[str, str] = {}
-    taps: dict[str, dict[str, Any]] = {}
-    outputs: dict[str, Any] = {}
-
-    def tap(name: str, tensor, source: str, description: str) -> None:
-        outputs[name] = tensor
-        taps[name] = {
-            "level": tap_level(name),
-            "dim": int(tensor.shape[-1]),
-            "source": source,
-            "description": description,
-        }
-
-    def dense_stack(x, chain, prefix: str):
-        for i, d in enumerate(chain):
-            name = f"{prefix}_{i}"
-            layer = keras.layers.Dense(d.units, activation=_activation(d.activation, d.source), name=name)
-            layer_map[name] = d.source
-            x = layer(x)
-        return x
-
-    emb = keras.layers.Embedding(arch.n_vocab, arch.embedding_dim, name="atom_embedding")
-    layer_map["atom_embedding"] = arch.embedding_source
-    v0 = emb(inputs["atoms"])
-    tap("V0", v0, arch.embedding_source, "atom embedding of Z")
-    e0 = GaussianExpansion(converter.centers, converter.width, cutoff=converter.cutoff, name="gaussian_expansion")(
-        inputs["distance"]
-    )
-    streams = {
-        "atom": dense_stack(v0, arch.preblock["atom"], "preblock_atom"),
-        "bond": dense_stack(e0, arch.preblock["bond"], "preblock_bond"),
-        "state": dense_stack(inputs["state"], arch.preblock["state"], "preblock_state"),
-    }
+    inputs = _model_inputs(arch.n_state_features or 2)
+    parts = _ModelParts()
+    streams = _embedding_and_preblock(parts, arch, converter, inputs)
     for k, block in enumerate(arch.blocks, start=1):
-        x = {b: dense_stack(streams[b], block.ff[b], f"block_{k}_{b}_ff") for b in BRANCHES}
-        layer = MEGNetBlock(
-            block.units_v,
-            block.units_e,
-            block.units_u,
-            activation=_activation(block.activation, block.source),
-            pool_method=block.pool_method,
-            name=f"megnet_block_{k}",
-        )
-        layer_map[layer.name] = block.source
-        v, e, u = layer(
-            [
-                x["atom"],
-                x["bond"],
-                x["state"],
-                inputs["index1"],
-                inputs["index2"],
-                inputs["atom_mask"],
-                inputs["bond_mask"],
-            ]
-        )
-        out = {"atom": v, "bond": e, "state": u}
-        for j, b in enumerate(BRANCHES):
-            t = _BRANCH_TAG[b]
-            tap(f"{t}{k}", out[b], f"{block.source}/{j}", f"{b} output of graph block {k}, before the residual add")
-            streams[b] = keras.layers.Add(name=f"block_{k}_add_{b}")([streams[b], out[b]])
-            tap(
-                f"{t}{k}_residual",
-                streams[b],
-                block.residual_sources[b],
-                f"{b} stream after graph block {k}'s residual add",
-            )
-    masks = {"atom": inputs["atom_mask"], "bond": inputs["bond_mask"]}
-    readouts = {}
-    for b, tag, desc in (("atom", "v_r", "atom Set2Set readout"), ("bond", "e_r", "bond Set2Set readout")):
-        s = arch.set2set[b]
-        layer = MEGNetSet2Set(
-            n_hidden=s.n_hidden,
-            steps=s.steps,
-            activation=_activation(s.activation_lstm, s.source),
-            recurrent_activation=_activation(s.recurrent_activation, s.source),
-            carry_cell_state=False,  # megnet re-zeroes the LSTM cell state at every step
-            name=f"set2set_{b}",
-        )
-        layer_map[layer.name] = s.source
-        readouts[b] = layer([streams[b], masks[b]])
-        tap(tag, readouts[b], s.source, f"{desc} (T={s.steps}, n_hidden={s.n_hidden})")
-    readouts["state"] = streams["state"]
-    f = keras.layers.Concatenate(axis=-1, name="concatenate_f")([readouts[b] for b in arch.concat_order])
-    names = {"atom": "v_r", "bond": "e_r", "state": f"u{len(arch.blocks)}_residual"}
-    tap("f", f, arch.concat_source, "readout [" + ", ".join(names[b] for b in arch.concat_order) + "]")
-    x = f
-    for i, d in enumerate(arch.readout):
-        name = f"readout_{i}"
-        layer = keras.layers.Dense(d.units, activation=_activation(d.activation, d.source), name=name)
-        layer_map[name] = d.source
-        x = layer(x)
-        if i < len(arch.readout) - 1:
-            tap(f"readout_{i + 1}", x, d.source, f"hidden layer {i + 1} of the final MLP")
-    tap("raw_output", x, arch.readout[-1].source, "network output before de-scaling")
+        streams = _graph_block(parts, k, block, inputs, streams)
+    raw = _final_mlp(parts, arch, _set2set_readouts(parts, arch, inputs, streams))
     pred = ExtensiveTargetScaler(scaler.mean, scaler.std, scaler.is_intensive, name="target_scaler")(
-        [x, inputs["atom_mask"]]
+        [raw, inputs["atom_mask"]]
     )
-    tap("prediction", pred, "prediction", f"de-scaled prediction ({_scaler_text(scaler)})")
-    model = keras.Model(inputs=inputs, outputs=outputs, name="megnet")
-    return model, taps, layer_map
+    parts.tap("prediction", pred, "prediction", f"de-scaled prediction ({_scaler_text(scaler)})")
+    model = keras.Model(inputs=inputs, outputs=parts.outputs, name="megnet")
+    return model, parts.taps, parts.layer_map
 
 
 def _scaler_text(s: ScalerConfig) -> str:
@@ -244,6 +268,50 @@ class MEGNet:
         cutoff: the graph cutoff in Å.
         source: where the model came from.
         metadata: the checkpoint's metadata (name, unit, description...).
+
+    Args:
+        keras_model: the functional model (see :func:`build_keras_model`).
+        cutoff: the graph cutoff in Å.
+        taps: per-tap info (``level``, ``dim``, ``source``, ``description``);
+            default: levels and widths read from the model's outputs.
+        source: where the model came from, for messages.
+        metadata: the checkpoint's metadata.
+        architecture: the checkpoint's architecture, for :meth:`describe`.
+
+    Call arguments:
+        Not a Keras layer: :meth:`predict` and :meth:`tap` take pymatgen
+        structures (or their ``as_dict()``), build megnet's graphs and run the
+        padded batches; :attr:`keras_model` takes the padded batch itself.
+
+    Input shape:
+        :attr:`keras_model`'s inputs, a dict: ``atoms``, ``atom_mask``
+        ``(batch, n_atoms)``; ``distance``, ``bond_mask``, ``index1``, ``index2``
+        ``(batch, n_bonds)``; ``state`` ``(batch, n_state)``.
+
+    Output shape:
+        A dict of every tap: ``(batch, n_atoms, d)`` atom level, ``(batch, n_bonds, d)``
+        bond level, ``(batch, d)`` structure level (``prediction``: ``(batch, 1)``).
+
+    Example (a tiny randomly initialised MEGNet; the published ones come from
+    :meth:`from_preset` or :meth:`from_checkpoint`):
+
+    >>> from pymatgen.core import Lattice, Structure
+    >>> from atomsets_tf.models.megnet.checkpoint import BlockSpec, DenseSpec, Set2SetSpec
+    >>> none = {b: [] for b in BRANCHES}
+    >>> block = BlockSpec("block", none, [4, 4], [4, 4], [4, 4], "softplus2", "mean", {b: f"add_{b}" for b in BRANCHES})
+    >>> arch = MEGNetArchitecture(
+    ...     n_vocab=95, embedding_dim=4, embedding_source="embedding", n_bond_features=10, n_state_features=2,
+    ...     preblock={b: [DenseSpec(f"pre_{b}", 4, "softplus2")] for b in BRANCHES}, blocks=[block],
+    ...     set2set={b: Set2SetSpec(f"set2set_{b}", 2, 4, "tanh", "hard_sigmoid") for b in ("atom", "bond")},
+    ...     concat_order=["atom", "bond", "state"], readout=[DenseSpec("output", 1, None)])
+    >>> converter = GraphConverterConfig(cutoff=4.0, centers=list(np.linspace(0.0, 5.0, 10)), width=0.5)
+    >>> keras_model, taps, _ = build_keras_model(arch, converter, ScalerConfig())
+    >>> megnet = MEGNet(keras_model, converter.cutoff, taps, architecture=arch)
+    >>> cscl = Structure(Lattice.cubic(4.1), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    >>> megnet.predict([cscl]).shape
+    (1,)
+    >>> megnet.tap([cscl], ["V1", "f"])["V1"][0].shape
+    (2, 4)
     """
 
     def __init__(
@@ -297,9 +365,6 @@ class MEGNet:
         Raises:
             UnknownPresetError: an unknown name, or files not found locally and not downloadable.
         """
-        from atomsets_tf import presets
-        from atomsets_tf.errors import UnknownPresetError
-
         kind = presets.get_preset(name).kind
         if kind != "megnet":
             raise UnknownPresetError(f"preset {name!r} is a {kind} model, not a MEGNet")
@@ -315,8 +380,6 @@ class MEGNet:
     @classmethod
     def load(cls, path: str | os.PathLike) -> MEGNet:
         """Load a ``.keras`` file written by :meth:`save` (safe mode on)."""
-        import atomsets_tf.models.megnet.layers  # noqa: F401  (registers the layers)
-
         try:
             model = keras.models.load_model(os.fspath(path), safe_mode=True, compile=False)
         except Exception as exc:
@@ -428,7 +491,7 @@ class MEGNet:
         which other taps were requested.
         """
         if self._fn is None:
-            import tensorflow as tf
+            import tensorflow as tf  # optional: tf.function needs the TensorFlow backend
 
             model = self.keras_model
             signature = {

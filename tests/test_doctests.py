@@ -1,0 +1,42 @@
+"""Every docstring Example in the package runs (the Keras-style docstrings of the public layers and models)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import atomsets_tf
+
+#: Modules that only alias moved ones (their docstrings hold no examples; importing them imports the new ones).
+ALIASES = {"atomsets_tf.megnet", "atomsets_tf.cgat", "atomsets_tf.benchmark", "atomsets_tf.training.fit",
+           "atomsets_tf.training.retrain", "atomsets_tf.training.features"}
+
+
+def modules_with_examples() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages(atomsets_tf.__path__, "atomsets_tf."):
+        if info.name in ALIASES or info.name.startswith(tuple(a + "." for a in ALIASES)) or info.name.endswith("cli"):
+            continue
+        module = importlib.import_module(info.name)
+        if any(test.examples for test in doctest.DocTestFinder().find(module)):
+            names.append(info.name)
+    return names
+
+
+MODULES = modules_with_examples()
+
+
+def test_the_public_layers_and_models_have_examples():
+    for name in ("atomsets_tf.layers.weighted_set2set", "atomsets_tf.layers.weighted_mean",
+                 "atomsets_tf.models.atomsets.model", "atomsets_tf.models.megnet.model"):
+        assert name in MODULES, f"{name} has no docstring example"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
