@@ -12,6 +12,7 @@ from atomsets_tf.cli import main
 from atomsets_tf.data.io import load
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.evaluation import common
 from atomsets_tf.evaluation import learning_curve as lc
 from atomsets_tf.evaluation.learning_curve import (
     PowerLawFit,
@@ -155,7 +156,7 @@ def test_learning_curve_writes_json_png_and_resumes(steels, tmp_path, monkeypatc
     def no_training(*args, **kwargs):
         raise AssertionError("a finished point was trained again")
 
-    monkeypatch.setattr(lc, "run_model", no_training)
+    monkeypatch.setattr(common, "run_model", no_training)  # train_on_split lives in evaluation.common
     again = learning_curve(steels, ["dummy", "atomsets"], out, sizes=[20, 40, 80],
                            training=TrainingConfig(epochs=1, batch_size=16), seed=0, target=150.0)
     assert again["models"] == summary["models"]

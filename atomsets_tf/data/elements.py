@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.errors import DataFormatError, UnknownElementError
+from atomsets_tf import presets
+from atomsets_tf.errors import DataFormatError, UnknownElementError, UnknownPresetError
 
 #: File name of the 16-wide elemental embedding that megnet ships.
 MEGNET_ELEMENT_TABLE = "elemental_embedding_1MEGNet_layer.json"
@@ -109,9 +110,6 @@ def megnet_element_table_path() -> Path:
     Raises:
         UnknownPresetError: no copy is reachable.
     """
-    from atomsets_tf import presets
-    from atomsets_tf.errors import UnknownPresetError
-
     try:
         return presets.resolve(presets.MEGNET_ELEMENT_TABLE_PRESET, download=False)["json"]
     except UnknownPresetError:

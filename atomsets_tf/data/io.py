@@ -19,6 +19,7 @@ import numpy as np
 
 from atomsets_tf.data.composition import composition_to_set
 from atomsets_tf.errors import AtomSetsError, DataFormatError, InvalidTargetError
+from atomsets_tf.utils.io import shared_dir
 
 #: Environment variable naming a folder of the user's data files.
 DATA_ENV = "ATOMSETS_TF_DATA"
@@ -323,8 +324,6 @@ def resolve_task(name: str, compositional: bool = False) -> Path:
     Raises:
         DataFormatError: no local file for that task.
     """
-    from atomsets_tf.utils.io import shared_dir
-
     task = task_name(name)
     folders = []
     if os.environ.get(DATA_ENV):

@@ -16,7 +16,7 @@ import numpy as np
 from atomsets_tf.data.composition import composition_to_set
 from atomsets_tf.data.elements import ElementTable
 from atomsets_tf.data.padding import pad_stack, padded_length, size_bucketed_batches
-from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.errors import AtomSetsError, EmptyStructureError
 
 
 @dataclass
@@ -98,8 +98,6 @@ def structures_to_sets(structures: Sequence) -> WeightedSets:
 
     A disordered site contributes one row per species, weighted by occupancy.
     """
-    from atomsets_tf.errors import EmptyStructureError
-
     values, weights = [], []
     for s in structures:
         zs, ws = [], []

@@ -25,10 +25,12 @@ import numpy as np
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.splits import split_off_validation
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.evaluation.learning_curve import (
+from atomsets_tf.evaluation.common import (
     TARGET_UNITS,
     TrainingSpec,
     check_models,
+    data_name,
+    fold_predictions,
     new_figure,
     run_record,
     save_figure,
@@ -37,7 +39,6 @@ from atomsets_tf.evaluation.learning_curve import (
     train_on_split,
     training_for,
 )
-from atomsets_tf.evaluation.protocol import _fold_predictions, data_name
 from atomsets_tf.training.metrics import mae
 from atomsets_tf.utils.io import output_lock, write_json_atomic
 from atomsets_tf.workflows.fit import ModelConfig, load_targets
@@ -141,14 +142,10 @@ def extrapolation(
             run_dir = out / model
             metrics = train_on_split(tables[model], model, split, run_dir, config, model_config, features_from, progress,
                                      restart)
-            predictions = dict(zip(split["test"], _fold_predictions(run_dir, split["test"])))
+            predictions = dict(zip(split["test"], fold_predictions(run_dir, split["test"])))
             errors[model] = {i: abs(predictions[i] - by_id[i]) for i in split["test"]}
-            interpolation = mae([by_id[i] for i in split["interpolation"]], [predictions[i] for i in split["interpolation"]])
-            extrapolated = mae([by_id[i] for i in split["extrapolation"]], [predictions[i] for i in split["extrapolation"]])
-            results[model] = {"mae_interpolation": interpolation, "mae_extrapolation": extrapolated,
-                              "mae_test": metrics["test_mae"], "val_mae": metrics["val_mae"],
-                              "extrapolation_over_interpolation": extrapolated / interpolation if interpolation else None,
-                              "epochs_run": metrics["epochs_run"], "wall_time_s": metrics.get("wall_time_s")}
+            results[model] = _halves_record(metrics, predictions, by_id, split)
+            interpolation, extrapolated = results[model]["mae_interpolation"], results[model]["mae_extrapolation"]
             if report is not None:
                 report(f"{task} {model}: MAE interpolation {interpolation:.4g}, extrapolation {extrapolated:.4g} "
                        f"({metrics['epochs_run']} epochs, {metrics.get('wall_time_s') or 0:.0f} s)")
@@ -163,6 +160,17 @@ def extrapolation(
         write_json_atomic(out / EXTRAPOLATION_JSON, summary)
         plot_extrapolation(summary, errors, by_id, out / EXTRAPOLATION_PNG)
     return summary
+
+
+def _halves_record(metrics: Mapping, predictions: Mapping[str, float], targets: Mapping[str, float],
+                   split: Mapping) -> dict:
+    """One model's record: its MAE on the interpolation and the extrapolation halves of the test set, and their ratio."""
+    interpolation = mae([targets[i] for i in split["interpolation"]], [predictions[i] for i in split["interpolation"]])
+    extrapolated = mae([targets[i] for i in split["extrapolation"]], [predictions[i] for i in split["extrapolation"]])
+    return {"mae_interpolation": interpolation, "mae_extrapolation": extrapolated, "mae_test": metrics["test_mae"],
+            "val_mae": metrics["val_mae"],
+            "extrapolation_over_interpolation": extrapolated / interpolation if interpolation else None,
+            "epochs_run": metrics["epochs_run"], "wall_time_s": metrics.get("wall_time_s")}
 
 
 def plot_extrapolation(

@@ -25,7 +25,12 @@ import numpy as np
 
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.evaluation.protocol import data_name, default_training, finished_run
+from atomsets_tf.evaluation.common import (
+    capped,
+    data_name,
+    default_training,
+    finished_run,
+)
 from atomsets_tf.evaluation.runners import expected_fingerprint, load_task, run_model
 from atomsets_tf.models.registry import entry
 from atomsets_tf.training.metrics import metric_name
@@ -122,8 +127,7 @@ def grid_search(
         raise AtomSetsError(f"protocol must be matbench or paper, got {protocol!r}")
     splits = cv_splits(pool, cv_folds, seed)
     training = training or default_training(len(pool), budget_epochs)
-    if budget_epochs is not None:
-        training = replace(training, epochs=min(training.epochs, budget_epochs))
+    training = capped(training, budget_epochs)
     name = metric_name(task_type)
     higher_is_better = name == "roc_auc"
     out = Path(out_dir)

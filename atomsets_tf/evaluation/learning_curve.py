@@ -25,14 +25,11 @@ draws it on log-log axes (needs matplotlib; skipped with a warning without it).
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,33 +37,28 @@ import numpy as np
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.splits import PROTOCOLS, make_splits, split_off_validation
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.evaluation.protocol import _optional_versions, data_name, default_training, finished_run
-from atomsets_tf.evaluation.reference import TASKS
-from atomsets_tf.evaluation.runners import (
-    benchmark_models,
-    expected_fingerprint,
-    load_task,
-    needs_structures,
-    run_model,
+from atomsets_tf.evaluation.common import (
+    TARGET_UNITS,
+    TrainingSpec,
+    check_models,
+    data_name,
+    new_figure,
+    run_record,
+    save_figure,
+    task_tables,
+    text_table,
+    train_on_split,
+    training_for,
 )
 from atomsets_tf.training.metrics import metric_name
 from atomsets_tf.training.trainer import TrainingConfig
-from atomsets_tf.utils.io import atomic_path, output_lock, write_json_atomic
+from atomsets_tf.utils.io import output_lock, write_json_atomic
 from atomsets_tf.workflows.fit import ModelConfig, load_targets
-from atomsets_tf.workflows.outputs import versions
 
 LEARNING_CURVE_JSON = "learning_curve.json"
 LEARNING_CURVE_PNG = "learning_curve.png"
-#: The ids a run was trained on, kept beside its outputs so a resumed run can be checked.
-SPLIT_FILE = "split.json"
 #: The first data size of :func:`default_sizes`.
 FIRST_SIZE = 100
-#: Units of the Matbench v0.1 regression targets (for axis labels), from their metadata; none for a unitless one.
-TARGET_UNITS = {task: info["matbench_unit"] for task, info in TASKS.items()
-                if info["task_type"] == "regression" and info["matbench_unit"] != "unitless"}
-
-#: Optimisation settings: one for every size, a function of the data size N, or None (:func:`default_training`).
-TrainingSpec = TrainingConfig | Callable[[int], TrainingConfig] | None
 
 
 @dataclass
@@ -232,78 +224,6 @@ def nested_splits(
     return splits
 
 
-def training_for(training: TrainingSpec, n: int, budget_epochs: int | None = None) -> TrainingConfig:
-    """The settings to train on ``n`` entries: ``training`` (or its value at ``n``), capped at ``budget_epochs``."""
-    if training is None:
-        return default_training(n, budget_epochs)
-    config = training if isinstance(training, TrainingConfig) else training(n)
-    return config if budget_epochs is None else replace(config, epochs=min(config.epochs, budget_epochs))
-
-
-def check_models(models: str | Sequence[str]) -> list[str]:
-    """``models`` as a list of distinct, known model names."""
-    models = [models] if isinstance(models, str) else list(models)
-    unknown = [m for m in models if m not in benchmark_models()]
-    if not models or unknown or len(set(models)) != len(models):
-        raise AtomSetsError(f"models must be distinct names among {', '.join(benchmark_models())}, got {models}")
-    return models
-
-
-def task_tables(data: str | os.PathLike | data_io.Table, models: Sequence[str]) -> dict[str, data_io.Table]:
-    """The table each model trains on (read once per kind: compositions or structures)."""
-    by_kind: dict[bool, data_io.Table] = {}
-    for model in models:
-        if needs_structures(model) not in by_kind:
-            by_kind[needs_structures(model)] = load_task(data, model)
-    return {model: by_kind[needs_structures(model)] for model in models}
-
-
-def train_on_split(
-    table: data_io.Table,
-    model: str,
-    split: Mapping[str, list[str]],
-    run_dir: str | os.PathLike,
-    training: TrainingConfig,
-    model_config: ModelConfig | None = None,
-    features_from: str | None = None,
-    progress: bool = False,
-    restart: bool = False,
-) -> dict:
-    """Train ``model`` on an explicit split in ``run_dir`` (or read a finished run back); its ``metrics``.
-
-    ``run_dir/split.json`` records the ids; a folder that holds a run on other ids
-    (or with other settings) is refused, unless ``restart`` (which trains anew).
-    """
-    run_dir = Path(run_dir)
-    wanted = {key: list(split[key]) for key in ("train", "val", "test")}
-    saved = run_dir / SPLIT_FILE
-    if saved.is_file() and not restart and json.loads(saved.read_text()) != wanted:
-        raise AtomSetsError(f"{run_dir} holds a run on other ids (other sizes, seed, fold, protocol or data): "
-                            "use a new output folder, or --restart (restart=True) to discard it")
-    fingerprint = expected_fingerprint(table, model, training=training, model_config=model_config,
-                                       features_from=features_from, split=wanted)
-    metrics = None if restart else finished_run(run_dir, fingerprint)
-    if metrics is None:
-        write_json_atomic(saved, wanted)
-        metrics = run_model(table, model, training=training, model_config=model_config, out_dir=run_dir,
-                            progress=progress, features_from=features_from, split=wanted, restart=restart).metrics
-    return metrics
-
-
-def run_record(
-    training: TrainingConfig,
-    budget_epochs: int | None,
-    model_config: ModelConfig | None,
-    features_from: str | None,
-    command: str | None,
-) -> dict:
-    """The settings, command line and package versions a result file records."""
-    return {"training": asdict(training), "budget_epochs": budget_epochs,
-            "model_config": asdict(model_config or ModelConfig()), "features_from": features_from,
-            "command": command or " ".join(["atomsets-tf", *sys.argv[1:]]),
-            "versions": {**versions(), **_optional_versions()}}
-
-
 def error_label(task: str, task_type: str) -> str:
     """The y-axis label of a learning curve: test MAE with its unit, or 1 - ROC-AUC."""
     if task_type == "classification":
@@ -366,18 +286,12 @@ def learning_curve(
     task = data_name(first)
     out = Path(out_dir)
     start = time.perf_counter()
-    results = {}
     with output_lock(out):
+        results = {}
         for model in models:
-            points = []
-            for n, split in splits.items():
-                metrics = train_on_split(tables[model], model, split, out / model / f"n_{n}",
-                                         training_for(training, n, budget_epochs), model_config, features_from,
-                                         progress, restart)
-                points.append(_point(n, metrics, name))
-                if report is not None:
-                    report(f"{task} {model} N={n}: test {name} {metrics[f'test_{name}']:.4g} "
-                           f"({metrics['epochs_run']} epochs, {metrics.get('wall_time_s') or 0:.0f} s)")
+            points = [_train_point(tables[model], model, n, split, out, training_for(training, n, budget_epochs),
+                                   model_config, features_from, progress, restart, name, report)
+                      for n, split in splits.items()]
             results[model] = {"points": points, **_fit_record(points, target)}
         largest = max(splits)
         summary = {
@@ -393,6 +307,17 @@ def learning_curve(
         write_json_atomic(out / LEARNING_CURVE_JSON, summary)
         plot_learning_curve(summary, out / LEARNING_CURVE_PNG)
     return summary
+
+
+def _train_point(table, model: str, n: int, split: dict, out: Path, training: TrainingConfig, model_config,
+                 features_from, progress: bool, restart: bool, name: str, report) -> dict:
+    """Train (or read back) ``model`` at data size ``n`` in ``out/<model>/n_<n>``; its curve point."""
+    metrics = train_on_split(table, model, split, out / model / f"n_{n}", training, model_config, features_from,
+                             progress, restart)
+    if report is not None:
+        report(f"{data_name(table)} {model} N={n}: test {name} {metrics[f'test_{name}']:.4g} "
+               f"({metrics['epochs_run']} epochs, {metrics.get('wall_time_s') or 0:.0f} s)")
+    return _point(n, metrics, name)
 
 
 def _point(n: int, metrics: Mapping, name: str) -> dict:
@@ -432,27 +357,6 @@ def _improvements(results: dict, models: list[str]) -> dict[str, dict[str, float
             ok = e0 is not None and p["error"] is not None and e0 > 0
             out[model][str(p["n"])] = _finite(100.0 * (e0 - p["error"]) / e0) if ok else None
     return out
-
-
-def new_figure(n_panels: int = 1, width: float = 6.0, height: float = 4.5):
-    """A matplotlib ``(Figure, axes)`` drawn with the Agg backend (no global pyplot state), or None without matplotlib."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        warnings.warn("matplotlib is not installed: no plot written (pip install matplotlib)", stacklevel=3)
-        return None
-    fig = Figure(figsize=(width * n_panels, height))
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, n_panels, squeeze=False)[0]
-
-
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG atomically."""
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    return Path(path)
 
 
 def plot_learning_curve(summary: Mapping, path: str | os.PathLike) -> Path | None:
@@ -523,13 +427,6 @@ def format_learning_curve(summary: Mapping) -> str:
                 reach += f" (1 sigma: {target['n_low']:.3g} to {target['n_high']:.3g})"
             lines.append(f"  {label} {summary['target']:g}: {reach}")
     return "\n".join(lines)
-
-
-def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Lines of a plain-text table: the first column left-aligned, the others right-aligned."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-            for r in [header, *rows]]
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -18,7 +18,6 @@ predictions are also written through ``MatbenchBenchmark.to_file``
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -31,33 +30,30 @@ import numpy as np
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.splits import PROTOCOLS
 from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.evaluation.common import (
+    capped,
+    data_name,
+    default_batch_size,
+    default_training,
+    finished_run,
+    fold_predictions,
+    optional_versions,
+)
+from atomsets_tf.evaluation.reference import reference_row, to_paper_units
 from atomsets_tf.evaluation.runners import benchmark_models, expected_fingerprint, load_task, run_model
 from atomsets_tf.training.metrics import metric_name
-from atomsets_tf.training.runs import METRICS_FILE, check_run_folder, is_finished
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
 from atomsets_tf.workflows.fit import ModelConfig
 from atomsets_tf.workflows.outputs import versions
 
+#: Public names (``default_batch_size`` and ``default_training`` live in :mod:`~atomsets_tf.evaluation.common`).
+__all__ = ["MATBENCH_RESULTS", "N_FOLDS", "SUMMARY", "default_batch_size", "default_training", "fold_dir",
+           "run_benchmark", "summarise", "write_matbench_results"]
+
 N_FOLDS = 5
 SUMMARY = "summary.json"
 MATBENCH_RESULTS = "matbench_results.json.gz"
-
-
-def default_batch_size(n_entries: int) -> int:
-    """16 below 1000 entries (chosen on steels by validation MAE), 128 below 50k, 512 above."""
-    if n_entries < 1000:
-        return 16
-    return 128 if n_entries < 50_000 else 512
-
-
-def default_training(n_entries: int, budget_epochs: int | None = None, **overrides) -> TrainingConfig:
-    """The benchmark's optimisation settings: the paper's 1000 epochs and patience 200, capped by ``budget_epochs``."""
-    training = TrainingConfig(epochs=1000, patience=200, batch_size=default_batch_size(n_entries))
-    training = replace(training, **{k: v for k, v in overrides.items() if v is not None})
-    if budget_epochs is not None:
-        training = replace(training, epochs=min(training.epochs, budget_epochs))
-    return training
 
 
 def fold_dir(out_dir: str | os.PathLike, fold: int) -> Path:
@@ -104,8 +100,7 @@ def run_benchmark(
         raise AtomSetsError(f"folds must be in 0..{N_FOLDS - 1}, got {folds}")
     table = load_task(task, model)
     training = training or default_training(len(table), budget_epochs)
-    if budget_epochs is not None:
-        training = replace(training, epochs=min(training.epochs, budget_epochs))
+    training = capped(training, budget_epochs)
     out = Path(out_dir)
     with output_lock(out):
         runs = [_benchmark_fold(table, model, protocol, fold, replace(training, seed=training.seed + fold),
@@ -140,31 +135,8 @@ def _benchmark_fold(table, model, protocol, fold, training, model_config, featur
     return row
 
 
-def data_name(table: data_io.Table) -> str:
-    return table.meta.get("task") or Path(table.source).name
-
-
-def finished_run(path: str | os.PathLike, fingerprint: dict) -> dict | None:
-    """A finished run's metrics (``metrics.json`` and no state to resume from), else None.
-
-    ``fingerprint`` is the run a caller wants (see
-    :func:`~atomsets_tf.evaluation.runners.expected_fingerprint`).
-
-    Raises:
-        RunSettingsError: ``path`` holds a run (finished or interrupted) with other settings
-            (a rerun into the same folder must not mix them).
-    """
-    path = Path(path)
-    check_run_folder(path, fingerprint)
-    if not is_finished(path):
-        return None
-    return json.loads((path / METRICS_FILE).read_text())
-
-
 def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command) -> dict:
     """The ``summary.json`` record: per-fold metrics, mean ± std, the reference figures, the command."""
-    from atomsets_tf.evaluation.reference import reference_row, to_paper_units
-
     values = np.array([r["test"] for r in runs], dtype=np.float64)
     task = data_name(table)
     summary = {
@@ -175,7 +147,7 @@ def summarise(table, model, protocol, runs, training, budget_epochs, model_confi
         "model_config": asdict(model_config or ModelConfig()), "features_from": features_from,
         "wall_time_s": float(sum(r["wall_time_s"] for r in runs)),
         "command": command or " ".join(["atomsets-tf", *sys.argv[1:]]),
-        "versions": {**versions(), **_optional_versions()},
+        "versions": {**versions(), **optional_versions()},
     }
     reference = reference_row(task, model)
     if reference is not None:
@@ -183,18 +155,6 @@ def summarise(table, model, protocol, runs, training, budget_epochs, model_confi
                                   "std": to_paper_units(task, summary["std"])}
         summary["reference"] = reference
     return summary
-
-
-def _optional_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("pymatgen", "matbench"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
@@ -218,7 +178,7 @@ def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
         mb_task.df = pd.DataFrame({meta.input_type: list(table.inputs), meta.target: table.targets},
                                   index=table.ids)
         for fold in mb_task.folds:
-            predictions = _fold_predictions(fold_dir(out, fold), mb_task.validation[mb_task.folds_map[fold]].test)
+            predictions = fold_predictions(fold_dir(out, fold), mb_task.validation[mb_task.folds_map[fold]].test)
             mb_task.record(fold, predictions)
         path = out / MATBENCH_RESULTS
         bench.to_file(str(path))
@@ -228,9 +188,3 @@ def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
         return None
 
 
-def _fold_predictions(path: Path, test_ids: list[str]) -> list[float]:
-    import csv
-
-    with open(path / "test_predictions.csv", newline="") as fh:
-        by_id = {row["id"]: float(row["prediction"]) for row in csv.DictReader(fh)}
-    return [by_id[i] for i in test_ids]

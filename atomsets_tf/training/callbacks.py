@@ -15,6 +15,8 @@ import keras
 import numpy as np
 
 from atomsets_tf.errors import CheckpointError, TrainingInterrupted
+from atomsets_tf.training.metrics import metric_name, score
+from atomsets_tf.utils.io import atomic_path, write_json_atomic
 
 
 class ValidationScore(keras.callbacks.Callback):
@@ -32,8 +34,6 @@ class ValidationScore(keras.callbacks.Callback):
         self.task_type = task_type
 
     def on_epoch_end(self, epoch, logs=None):
-        from atomsets_tf.training.metrics import metric_name, score
-
         logs = logs if logs is not None else {}
         value = score(self.task_type, self.y_true, self.predict_fn())[metric_name(self.task_type)]
         logs[f"val_{metric_name(self.task_type)}"] = value
@@ -243,8 +243,6 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             self._last = now
 
     def save(self, epochs_completed: int) -> None:
-        from atomsets_tf.utils.io import atomic_path, write_json_atomic
-
         if self.fingerprint is not None and self.fingerprint_path and self.saved_epochs is None:
             write_json_atomic(self.fingerprint_path, self.fingerprint)
         arrays = {"epochs_completed": np.array(epochs_completed), "best_score": np.array(self.keep_best.best_score),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+from atomsets_tf.errors import AtomSetsError
+
 SCHEDULES = ("constant", "cyclical", "cosine")
 
 
@@ -27,8 +29,6 @@ def lr_factor(schedule: str, epoch: int, epochs: int, period: int = 130, min_fac
     if schedule == "cosine":
         progress = min(epoch / max(epochs - 1, 1), 1.0)
         return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    from atomsets_tf.errors import AtomSetsError
-
     raise AtomSetsError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 

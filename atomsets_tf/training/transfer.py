@@ -29,8 +29,6 @@ class TransferMode(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: str | TransferMode) -> TransferMode:
-        from atomsets_tf.errors import AtomSetsError
-
         try:
             return cls(value)
         except ValueError:

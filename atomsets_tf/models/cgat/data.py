@@ -52,13 +52,16 @@ from typing import Any
 
 import numpy as np
 
+from atomsets_tf.data.elements import read_element_vectors
 from atomsets_tf.data.padding import pad_stack, padded_length, size_bucketed_batches
 from atomsets_tf.errors import (
     DataFormatError,
     EmptyStructureError,
     TooFewNeighboursError,
     UnknownElementError,
+    UnknownPresetError,
 )
+from atomsets_tf.presets import resolve
 
 #: File name of the matscholar element embedding CGAT starts from.
 MATSCHOLAR_FILE = "matscholar-embedding.json"
@@ -136,8 +139,6 @@ class ElementEmbedding:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> ElementEmbedding:
         """Read ``{"H": [...], ...}`` (CGAT's ``LoadFeaturiser`` format; float64 values -> float32)."""
-        from atomsets_tf.data.elements import read_element_vectors
-
         symbols, table = read_element_vectors(path)
         return cls(symbols, table, name=Path(path).name)
 
@@ -158,9 +159,6 @@ def default_embedding_path(download: bool = True) -> Path:
     """
     if os.environ.get(EMBEDDING_ENV):
         return Path(os.environ[EMBEDDING_ENV])
-    from atomsets_tf.errors import UnknownPresetError
-    from atomsets_tf.presets import resolve
-
     try:
         return resolve(MATSCHOLAR_PRESET, download=download)["json"]
     except UnknownPresetError as exc:
