@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from atomsets_tf.data.io import Table
 from atomsets_tf.models.base import ModelFamily, require_structures
-from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs
+from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs, input_shapes
 from atomsets_tf.models.megnet.model import MEGNet
 
 #: Layers of a MEGNet that ``head`` transfer mode retrains: the final MLP, a new classifier, the target scaler.
@@ -41,10 +41,7 @@ class GraphSet:
         return batch_graphs([self.graphs[i] for i in indices], pad_multiple)
 
     def tensor_spec(self) -> dict:
-        spec = {name: tf.TensorSpec((None, None), tf.float32) for name in ("atom_mask", "distance", "bond_mask")}
-        spec.update({name: tf.TensorSpec((None, None), tf.int32) for name in ("atoms", "index1", "index2")})
-        spec["state"] = tf.TensorSpec((None, self.n_state), tf.float32)
-        return spec
+        return {name: tf.TensorSpec((None, *shape), dtype) for name, (dtype, shape) in input_shapes(self.n_state).items()}
 
 
 class MEGNetFamily(ModelFamily):

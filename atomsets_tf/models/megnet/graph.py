@@ -160,6 +160,26 @@ def structure_to_graph(
     return MEGNetGraph(atoms=atoms, index1=index1, index2=index2, distance=dist, state=st, n_isolated=n_isolated)
 
 
+#: The padded batch layout (:func:`batch_graphs`): input name -> (dtype, per-example shape; ``None`` is a padded
+#: length, ``"state"`` the number of state features). The model's ``keras.Input`` s and the ``tf.TensorSpec`` s of
+#: a training set both come from here.
+INPUT_SCHEMA: dict[str, tuple[str, tuple]] = {
+    "atoms": ("int32", (None,)),
+    "atom_mask": ("float32", (None,)),
+    "distance": ("float32", (None,)),
+    "bond_mask": ("float32", (None,)),
+    "index1": ("int32", (None,)),
+    "index2": ("int32", (None,)),
+    "state": ("float32", ("state",)),
+}
+
+
+def input_shapes(n_state: int) -> dict[str, tuple[str, tuple]]:
+    """:data:`INPUT_SCHEMA` with the state width filled in: name -> (dtype, per-example shape)."""
+    return {name: (dtype, tuple(n_state if d == "state" else d for d in shape))
+            for name, (dtype, shape) in INPUT_SCHEMA.items()}
+
+
 def batch_graphs(graphs: Sequence[MEGNetGraph], multiple: int = 8) -> dict[str, np.ndarray]:
     """Pad graphs into one batch of the package's layout.
 

@@ -55,7 +55,7 @@ from atomsets_tf.models.megnet.checkpoint import (
     ScalerConfig,
     read_checkpoint,
 )
-from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs, structure_to_graph
+from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs, input_shapes, structure_to_graph
 from atomsets_tf.models.megnet.layers import ExtensiveTargetScaler, GaussianExpansion, MEGNetBlock, MEGNetSet2Set
 
 #: Default cap on a batch's padded bond count (batch rows x padded bonds per row).
@@ -113,16 +113,8 @@ class _ModelParts:
 
 
 def _model_inputs(n_state: int) -> dict[str, Any]:
-    """The padded batch inputs (see :data:`INPUT_NAMES`)."""
-    return {
-        "atoms": keras.Input((None,), dtype="int32", name="atoms"),
-        "atom_mask": keras.Input((None,), dtype="float32", name="atom_mask"),
-        "distance": keras.Input((None,), dtype="float32", name="distance"),
-        "bond_mask": keras.Input((None,), dtype="float32", name="bond_mask"),
-        "index1": keras.Input((None,), dtype="int32", name="index1"),
-        "index2": keras.Input((None,), dtype="int32", name="index2"),
-        "state": keras.Input((n_state,), dtype="float32", name="state"),
-    }
+    """The padded batch inputs (see :data:`~atomsets_tf.models.megnet.graph.INPUT_SCHEMA`)."""
+    return {name: keras.Input(shape, dtype=dtype, name=name) for name, (dtype, shape) in input_shapes(n_state).items()}
 
 
 def _embedding_and_preblock(parts: _ModelParts, arch: MEGNetArchitecture, converter: GraphConverterConfig, inputs):
