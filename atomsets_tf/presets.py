@@ -22,6 +22,7 @@ different file is never taken for the preset (downloads are written atomically).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import urllib.request
 import warnings
@@ -164,7 +165,7 @@ register_preset(
 
 def bundled_dir() -> Path:
     """The folder of the checkpoints this project trained (``pretrained/`` in the repository)."""
-    import atomsets_tf.pretrained
+    import atomsets_tf.pretrained  # the installed presets' data package (no code), found on first use
 
     return Path(atomsets_tf.pretrained.__file__).parent
 
@@ -175,8 +176,6 @@ BUNDLED_REGISTRY = "presets.json"
 
 def _register_bundled() -> None:
     """Register every checkpoint of ``presets.json`` (kind, file, sha256, description, model card)."""
-    import json
-
     registry = bundled_dir() / BUNDLED_REGISTRY
     if not registry.is_file():
         return

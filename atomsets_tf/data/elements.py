@@ -48,7 +48,7 @@ def check_known(atomic_numbers, known: np.ndarray, table_name: str, entry: str =
         table_name: the table's name, for the message.
         entry: the data entry being checked, for the message.
     """
-    from pymatgen.core import Element
+    from pymatgen.core import Element  # pymatgen is slow to import: only when a table is built
 
     for z in np.unique(np.asarray(atomic_numbers)):
         if z < 0 or z >= len(known) or not known[z]:
@@ -115,7 +115,7 @@ def megnet_element_table_path() -> Path:
     except UnknownPresetError:
         pass
     try:
-        import importlib.util
+        import importlib.util  # only for the optional megnet package's own copy
 
         spec = importlib.util.find_spec("megnet")
         if spec is not None and spec.origin:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
 from atomsets_tf.data.composition import composition_to_set
 from atomsets_tf.data.elements import ElementTable
@@ -51,8 +52,6 @@ class WeightedSets:
 
     def tensor_spec(self) -> dict:
         """``tf.TensorSpec`` of each input of a padded batch (batch and atom axes unknown)."""
-        import tensorflow as tf
-
         values = (
             tf.TensorSpec((None, None, self.values[0].shape[1]), tf.float32)
             if self.is_features
@@ -163,8 +162,6 @@ def make_dataset(
     so at each epoch under a ``MirroredStrategy``) starts at the right epoch
     instead of replaying the first one.
     """
-    import tensorflow as tf
-
     dense = int(sets.sizes().max()) <= dense_limit
     everything = sets.padded(np.arange(len(sets)), pad_multiple) if dense else None
     y = None if targets is None else np.asarray(targets, dtype=np.float32)[:, None]
@@ -189,8 +186,6 @@ def make_dataset(
 
 def _shard_by_data(dataset):
     """Under multi-worker training, shard by batch content (there are no files to shard by)."""
-    import tensorflow as tf
-
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

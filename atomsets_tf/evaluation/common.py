@@ -8,12 +8,14 @@ all use these; none of them reaches into another's internals.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from atomsets_tf.data import io as data_io
@@ -165,8 +167,6 @@ def data_name(table: data_io.Table) -> str:
 
 
 def fold_predictions(path: Path, test_ids: list[str]) -> list[float]:
-    import csv
-
     with open(path / "test_predictions.csv", newline="") as fh:
         by_id = {row["id"]: float(row["prediction"]) for row in csv.DictReader(fh)}
     return [by_id[i] for i in test_ids]
@@ -190,8 +190,6 @@ def finished_run(path: str | os.PathLike, fingerprint: dict) -> dict | None:
 
 
 def optional_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
     found = {}
     for name in ("pymatgen", "matbench"):
         try:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 
@@ -235,8 +236,6 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self._last = None
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
         now = time.monotonic()
         if self._last is None or now - self._last >= self.min_interval_s or self.model.stop_training:
             self.save(epoch + 1)

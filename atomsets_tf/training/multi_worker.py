@@ -29,14 +29,15 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import keras
+import tensorflow as tf
+
 #: Files of an output folder that a non-chief worker copies, to resume where the chief resumes.
 RESUME_FILES = (".training_state", "training_log.csv")
 
 
 def is_multi_worker(strategy=None) -> bool:
     """Whether ``strategy`` (default: the current one) is a ``MultiWorkerMirroredStrategy``."""
-    import tensorflow as tf
-
     strategy = strategy or tf.distribute.get_strategy()
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
@@ -50,8 +51,6 @@ def strategy_name(strategy) -> str:
 def is_chief(strategy=None) -> bool:
     """Whether this process is the chief: any process outside multi-worker training, else
     the task of type ``chief``, or worker 0 when the cluster has no chief."""
-    import tensorflow as tf
-
     strategy = strategy or tf.distribute.get_strategy()
     if not is_multi_worker(strategy):
         return True
@@ -100,8 +99,6 @@ def _build(model, dataset) -> None:
     from a peeked batch, so do we, from one batch of the (undistributed)
     dataset, symbolically: nothing is trained or counted.
     """
-    import tensorflow as tf
-
     x, y = next(iter(dataset.take(1)))
     if hasattr(model, "_symbolic_build"):  # what fit() does (Keras >= 3.0)
         model._symbolic_build(data_batch=(x, y, None))
@@ -135,9 +132,6 @@ def fit_multi_worker(
     Returns the ``keras.callbacks.History`` of the run (also ``model.history``).
     Other keyword arguments of ``fit`` (``shuffle``, ...) are accepted and ignored.
     """
-    import keras
-    import tensorflow as tf
-
     strategy = model.distribute_strategy
     if steps_per_epoch is None:
         raise ValueError("fit_multi_worker needs steps_per_epoch (the dataset's cardinality is unknown)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import keras
+
 from atomsets_tf.errors import AtomSetsError
 
 SCHEDULES = ("constant", "cyclical", "cosine")
@@ -37,8 +39,6 @@ def scheduler_callback(schedule: str, base_lr: float, epochs: int, period: int =
 
     The factor depends only on the epoch number, so a resumed run continues the same schedule.
     """
-    import keras
-
     lr_factor(schedule, 0, epochs, period, min_factor)  # validates the name
     return keras.callbacks.LearningRateScheduler(
         lambda epoch, _lr: base_lr * lr_factor(schedule, epoch, epochs, period, min_factor)

@@ -106,7 +106,7 @@ def split_cpu(replicas: int) -> None:
         StrategyError: TensorFlow has already initialised its devices with a
             different split.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: the strategy module (TF_CONFIG checks) imports without TensorFlow
 
     cpus = tf.config.list_physical_devices("CPU")
     current = tf.config.get_logical_device_configuration(cpus[0])
@@ -136,7 +136,7 @@ def get_strategy(name: str = "auto", replicas: int | None = None):
         StrategyError: an unknown name, ``replicas`` below 1, a CPU that cannot be split any
             more, or (``multi-worker``) a malformed ``TF_CONFIG`` (see :func:`read_tf_config`).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: TF_CONFIG is checked before TensorFlow starts
 
     if name not in STRATEGIES:
         raise StrategyError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")

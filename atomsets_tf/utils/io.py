@@ -13,6 +13,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from atomsets_tf.errors import OutputPathError, RunLockedError
 
 try:
@@ -165,8 +167,6 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 
 def _json_default(obj: Any) -> Any:
-    import numpy as np
-
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):

@@ -43,6 +43,7 @@ Batch layout (:func:`collate`), ``B`` crystals, ``N`` padded atoms, ``E`` padded
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -105,8 +106,6 @@ class ElementEmbedding:
     def fingerprint(self) -> str:
         """A digest of the symbols and values: equal for the same embedding loaded twice."""
         if self._fingerprint is None:
-            import hashlib
-
             digest = hashlib.sha1(" ".join(self.symbols).encode())
             digest.update(self.table.tobytes())
             self._fingerprint = digest.hexdigest()
