@@ -29,7 +29,6 @@ log-std. The target normalisation (mean, std) is stored in the model.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from atomsets_tf.cgat._common import TorchWeight, t_identity, t_linear, torch_uniform
+from atomsets_tf import presets
+from atomsets_tf.cgat._common import (  # noqa: F401 - IGNORED_TORCH_KEYS: re-exported (tests, older imports)
+    IGNORED_TORCH_KEYS,
+    TorchWeight,
+    config_from_state_dict,
+    load_state_dict,
+    t_identity,
+    t_linear,
+    torch_uniform,
+)
 from atomsets_tf.cgat.attention import EdgeUpdate, NodeAttentionUpdate
 from atomsets_tf.cgat.data import (
     CGATGraph,
@@ -50,9 +58,6 @@ from atomsets_tf.cgat.data import (
 from atomsets_tf.cgat.pooling import CrystalAttentionPool, RezeroResidualHead
 from atomsets_tf.cgat.roost import RoostEncoder
 from atomsets_tf.errors import CheckpointError, UnknownTapError
-
-#: torch state_dict keys the port does not use (the discarded edge attention, surprise 4).
-IGNORED_TORCH_KEYS = re.compile(r"^graphs\.\d+\.Edge\.MH_[AM]\.")
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
@@ -375,7 +380,7 @@ class CGAT(keras.Model):
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """Keras ``predict`` for batches; for a list of structures, :meth:`predict_structures`."""
-        from pymatgen.core import IStructure
+        from pymatgen.core import IStructure  # pymatgen is slow to import: only when predict() is called
 
         if isinstance(x, (list, tuple)) and x and all(isinstance(s, (IStructure, CGATGraph)) for s in x):
             return self.predict_structures(x, batch_size=kwargs.get("batch_size") or 32)
@@ -425,21 +430,27 @@ class CGAT(keras.Model):
         return out
 
     def load_torch_state_dict(self, state_dict: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Assign a (numpy) ``CGAtNet`` state_dict. See :func:`atomsets_tf.cgat.convert.load_state_dict`."""
-        from atomsets_tf.cgat.convert import load_state_dict
-
+        """Assign a (numpy) ``CGAtNet`` state_dict. See :func:`atomsets_tf.cgat._common.load_state_dict`."""
         load_state_dict(self, state_dict, strict=strict)
 
     @classmethod
-    def from_state_dict(cls, state_dict: dict[str, np.ndarray], **overrides: Any) -> CGAT:
-        """Build a model whose configuration is inferred from a ``CGAtNet`` state_dict and load it."""
-        from atomsets_tf.cgat.convert import model_from_state_dict
+    def from_state_dict(cls, state_dict: dict[str, np.ndarray], hparams: dict[str, Any] | None = None,
+                        **overrides: Any) -> CGAT:
+        """Build a model whose configuration is inferred from a ``CGAtNet`` state_dict and load it.
 
-        return model_from_state_dict(state_dict, **overrides)
+        ``hparams`` (optional): the checkpoint's hyper-parameters, cross-checked against the weights;
+        ``overrides``: constructor arguments that replace the inferred ones.
+        """
+        cfg = config_from_state_dict(state_dict, hparams)
+        cfg.update(overrides)
+        model = cls(**cfg)
+        load_state_dict(model, state_dict)
+        return model
 
     @classmethod
     def from_checkpoint(cls, path: str, embedding: ElementEmbedding | None = None) -> CGAT:
         """Load a PyTorch Lightning CGAT checkpoint (``.ckpt``; needs torch, loaded with ``weights_only=True``)."""
+        # convert.py holds the reader for the optional torch dependency, and imports this module
         from atomsets_tf.cgat.convert import model_from_checkpoint
 
         return model_from_checkpoint(path, embedding=embedding)
@@ -451,8 +462,6 @@ class CGAT(keras.Model):
         Raises:
             UnknownPresetError: an unknown name, or a preset that is not a CGAT.
         """
-        from atomsets_tf import presets
-
         return load_cgat(presets.preset_file(name, "cgat", download))
 
 
