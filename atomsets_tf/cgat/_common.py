@@ -24,18 +24,21 @@ import numpy as np
 
 from atomsets_tf.errors import CheckpointError
 
+#: A backend tensor, as ``keras.ops`` takes and returns it (a ``tf.Tensor`` with this package's backend).
+Tensor = Any
+
 #: Slope of torch's ``nn.LeakyReLU()`` default, used by every CGAT MLP.
 LEAKY_SLOPE = 0.01
 #: Epsilon of torch's ``nn.LayerNorm`` default, used in the hypernetwork-generated layers.
 LAYER_NORM_EPS = 1e-5
 
 
-def leaky_relu(x: Any) -> Any:
+def leaky_relu(x: Tensor) -> Tensor:
     """LeakyReLU with torch's default slope 0.01."""
     return keras.ops.leaky_relu(x, negative_slope=LEAKY_SLOPE)
 
 
-def layer_norm_no_params(x: Any) -> Any:
+def layer_norm_no_params(x: Tensor) -> Tensor:
     """``nn.LayerNorm(elementwise_affine=False)`` over the last axis (biased variance, eps 1e-5)."""
     mean, var = keras.ops.moments(x, axes=[-1], keepdims=True)
     return (x - mean) * keras.ops.rsqrt(var + LAYER_NORM_EPS)
