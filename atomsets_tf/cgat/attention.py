@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from atomsets_tf.cgat._common import (
+    Tensor,
     TorchWeight,
     leaky_relu,
     t_conv_in,
@@ -62,17 +62,17 @@ class MultiHeadMLP(keras.layers.Layer):
         self.bias_out = self.add_weight(name="bias_out", shape=(h, self.output_dim), initializer=torch_uniform(k))
         super().build(input_shape)
 
-    def hidden_to_output(self, pre: tf.Tensor) -> tf.Tensor:
+    def hidden_to_output(self, pre: Tensor) -> Tensor:
         """Second half of the MLP: ``[..., heads*hidden]`` pre-activations -> ``[..., heads, output_dim]``."""
-        lead = tf.shape(pre)[:-1]
+        lead = keras.ops.shape(pre)[:-1]
         # per-head product as one batched matmul over heads ([H, M, hidden] x [H, hidden, out]);
         # cheaper to differentiate than the equivalent einsum
-        hid = leaky_relu(tf.transpose(tf.reshape(pre, [-1, self.heads, self.hidden_dim]), [1, 0, 2]))
-        out = tf.transpose(tf.matmul(hid, self.kernel_out), [1, 0, 2]) + self.bias_out
-        return tf.reshape(out, tf.concat([lead, [self.heads, self.output_dim]], axis=0))
+        hid = leaky_relu(keras.ops.transpose(keras.ops.reshape(pre, (-1, self.heads, self.hidden_dim)), (1, 0, 2)))
+        out = keras.ops.transpose(keras.ops.matmul(hid, self.kernel_out), (1, 0, 2)) + self.bias_out
+        return keras.ops.reshape(out, (*lead, self.heads, self.output_dim))
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        pre = tf.tensordot(x, self.kernel_in, axes=[[-1], [0]]) + self.bias_in
+    def call(self, x: Tensor) -> Tensor:
+        pre = keras.ops.tensordot(x, self.kernel_in, axes=1) + self.bias_in
         return self.hidden_to_output(pre)
 
     def torch_weights(self, prefix: str) -> list[TorchWeight]:
@@ -91,8 +91,8 @@ class MultiHeadMLP(keras.layers.Layer):
 
 
 def segment_softmax_aggregate(
-    logits: tf.Tensor, messages: tf.Tensor, segment_ids: tf.Tensor, num_segments: tf.Tensor
-) -> tf.Tensor:
+    logits: Tensor, messages: Tensor, segment_ids: Tensor, num_segments: Tensor
+) -> Tensor:
     """``sum_e softmax_segment(logits)_e * messages_e`` per segment (torch_geometric ``softmax``).
 
     The softmax runs over all rows with the same segment id, independently for every trailing
@@ -108,11 +108,11 @@ def segment_softmax_aggregate(
     Returns:
         ``[num_segments, ...]``.
     """
-    shift = tf.math.unsorted_segment_max(tf.stop_gradient(logits), segment_ids, num_segments)
-    e = tf.exp(logits - tf.gather(shift, segment_ids))
-    den = tf.math.unsorted_segment_sum(e, segment_ids, num_segments) + 1e-16
-    alpha = e / tf.gather(den, segment_ids)
-    return tf.math.unsorted_segment_sum(alpha * messages, segment_ids, num_segments)
+    shift = keras.ops.segment_max(keras.ops.stop_gradient(logits), segment_ids, num_segments)
+    e = keras.ops.exp(logits - keras.ops.take(shift, segment_ids, axis=0))
+    den = keras.ops.segment_sum(e, segment_ids, num_segments) + 1e-16
+    alpha = e / keras.ops.take(den, segment_ids, axis=0)
+    return keras.ops.segment_sum(alpha * messages, segment_ids, num_segments)
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
@@ -180,41 +180,42 @@ class NodeAttentionUpdate(keras.layers.Layer):
         self.hyper.build(None)
         super().build(input_shape)
 
-    def aggregate(self, x: tf.Tensor, edge_table: tf.Tensor, recv: tf.Tensor, rank: tf.Tensor,
-                  segments: tf.Tensor | None = None) -> tf.Tensor:
+    def aggregate(self, x: Tensor, edge_table: Tensor, recv: Tensor, rank: Tensor,
+                  segments: Tensor | None = None) -> Tensor:
         """Head-averaged attention-weighted sum of messages at each receiving atom, ``[R, F]``.
 
         ``segments`` (optional, ``[R, K]``): aggregation index of each edge when it differs from
         ``recv``; the value ``R`` marks an edge to drop (static-shape mode, padding atoms).
         """
         f, fe = self.fea_len, self.edge_len
-        kernel = tf.concat([self.attention.kernel_in, self.message.kernel_in], axis=1)  # [2F+Fe, 2*H*hid]
-        bias = tf.concat([self.attention.bias_in, self.message.bias_in], axis=0)
-        p_recv = tf.matmul(x, kernel[:f])
-        p_centre = tf.matmul(x, kernel[f + fe :])
-        p_rank = tf.matmul(edge_table, kernel[f : f + fe]) + bias
-        pre = tf.gather(p_recv, recv) + tf.gather(p_rank, rank) + p_centre[:, None, :]  # [R, K, 2*H*hid]
+        kernel = keras.ops.concatenate([self.attention.kernel_in, self.message.kernel_in], axis=1)  # [2F+Fe, 2*H*hid]
+        bias = keras.ops.concatenate([self.attention.bias_in, self.message.bias_in], axis=0)
+        p_recv = keras.ops.matmul(x, kernel[:f])
+        p_centre = keras.ops.matmul(x, kernel[f + fe :])
+        p_rank = keras.ops.matmul(edge_table, kernel[f : f + fe]) + bias
+        pre = (keras.ops.take(p_recv, recv, axis=0) + keras.ops.take(p_rank, rank, axis=0)
+               + p_centre[:, None, :])  # [R, K, 2*H*hid]
         width = self.heads * self.attention.hidden_dim
-        pre_a, pre_m = tf.split(tf.reshape(pre, [-1, 2 * width]), 2, axis=1)
+        pre_a, pre_m = keras.ops.split(keras.ops.reshape(pre, (-1, 2 * width)), 2, axis=1)
         logits = self.attention.hidden_to_output(pre_a)  # [R*K, H, F or 1]
         msgs = self.message.hidden_to_output(pre_m)  # [R*K, H, F]
-        n_atoms = tf.shape(x)[0]
+        n_atoms = keras.ops.shape(x)[0]
         if segments is None:
-            agg = segment_softmax_aggregate(logits, msgs, tf.reshape(recv, [-1]), n_atoms)  # [R, H, F]
+            agg = segment_softmax_aggregate(logits, msgs, keras.ops.reshape(recv, (-1,)), n_atoms)  # [R, H, F]
         else:
-            agg = segment_softmax_aggregate(logits, msgs, tf.reshape(segments, [-1]), n_atoms + 1)[:-1]
-        return tf.reduce_mean(agg, axis=1)
+            agg = segment_softmax_aggregate(logits, msgs, keras.ops.reshape(segments, (-1,)), n_atoms + 1)[:-1]
+        return keras.ops.mean(agg, axis=1)
 
     def call(
         self,
-        x: tf.Tensor,
-        x0: tf.Tensor,
-        edge_table: tf.Tensor,
-        recv: tf.Tensor,
-        rank: tf.Tensor,
-        segments: tf.Tensor | None = None,
+        x: Tensor,
+        x0: Tensor,
+        edge_table: Tensor,
+        recv: Tensor,
+        rank: Tensor,
+        segments: Tensor | None = None,
         return_aggregate: bool = False,
-    ) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
+    ) -> Tensor | tuple[Tensor, Tensor]:
         aggr = self.aggregate(x, edge_table, recv, rank, segments)
         update = self.hyper(aggr, x, x0)
         if return_aggregate:
@@ -267,9 +268,9 @@ class EdgeUpdate(keras.layers.Layer):
         self.bias_2 = self.add_weight(name="bias_2", shape=(n,), initializer=torch_uniform(n))
         super().build(input_shape)
 
-    def call(self, e: tf.Tensor) -> tf.Tensor:
-        h = leaky_relu(tf.matmul(e, self.kernel_1) + self.bias_1)
-        return tf.matmul(h, self.kernel_2) + self.bias_2
+    def call(self, e: Tensor) -> Tensor:
+        h = leaky_relu(keras.ops.matmul(e, self.kernel_1) + self.bias_1)
+        return keras.ops.matmul(h, self.kernel_2) + self.bias_2
 
     def torch_weights(self, prefix: str) -> list[TorchWeight]:
         """Map to ``{prefix}Pooling_NN.fcs.0.*`` and ``{prefix}Pooling_NN.fc_out.*``."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
-from atomsets_tf.cgat._common import TorchWeight, t_identity, t_linear, torch_uniform
+from atomsets_tf.cgat._common import Tensor, TorchWeight, t_identity, t_linear, torch_uniform
 from atomsets_tf.cgat.attention import MultiHeadMLP, segment_softmax_aggregate
 
 
@@ -40,15 +39,15 @@ class CrystalAttentionPool(keras.layers.Layer):
         self.message.build(None)
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor, crys: tf.Tensor, crystal_id: tf.Tensor, n_crystals: tf.Tensor,
-             segments: tf.Tensor | None = None) -> tf.Tensor:
+    def call(self, x: Tensor, crys: Tensor, crystal_id: Tensor, n_crystals: Tensor,
+             segments: Tensor | None = None) -> Tensor:
         m = self.message(x)
-        logits = self.attention(tf.concat([x, tf.gather(crys, crystal_id)], axis=-1))
+        logits = self.attention(keras.ops.concatenate([x, keras.ops.take(crys, crystal_id, axis=0)], axis=-1))
         if segments is None:
             out = segment_softmax_aggregate(logits, m, crystal_id, n_crystals)  # [B, H, F]
         else:  # static-shape mode: segment id n_crystals drops an atom (padding)
             out = segment_softmax_aggregate(logits, m, segments, n_crystals + 1)[:-1]
-        return tf.reshape(out, [-1, self.heads * self.fea_len])
+        return keras.ops.reshape(out, (-1, self.heads * self.fea_len))
 
     def torch_weights(self, prefix: str) -> list[TorchWeight]:
         """Map to ``{prefix}MH_A.*`` and ``{prefix}MH_M.*``."""
@@ -101,15 +100,15 @@ class RezeroResidualHead(keras.layers.Layer):
         self.bias_out = self.add_weight(name="bias_out", shape=(self.output_dim,), initializer=torch_uniform(dims[-1]))
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor, return_blocks: bool = False) -> tf.Tensor | tuple[tf.Tensor, list[tf.Tensor]]:
+    def call(self, x: Tensor, return_blocks: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         blocks = []
         for i, (k, b, r) in enumerate(zip(self.kernels, self.biases, self.res_kernels, strict=True)):
-            branch = tf.nn.relu(tf.matmul(x, k) + b)
+            branch = keras.ops.relu(keras.ops.matmul(x, k) + b)
             if self.rezero:
                 branch = self.alphas[i] * branch
-            x = branch + (tf.matmul(x, r) if r is not None else x)
+            x = branch + (keras.ops.matmul(x, r) if r is not None else x)
             blocks.append(x)
-        out = tf.matmul(x, self.kernel_out) + self.bias_out
+        out = keras.ops.matmul(x, self.kernel_out) + self.bias_out
         if return_blocks:
             return out, blocks
         return out
