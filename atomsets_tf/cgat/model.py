@@ -35,11 +35,11 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from atomsets_tf import presets
 from atomsets_tf.cgat._common import (  # noqa: F401 - IGNORED_TORCH_KEYS: re-exported (tests, older imports)
     IGNORED_TORCH_KEYS,
+    Tensor,
     TorchWeight,
     config_from_state_dict,
     load_state_dict,
@@ -61,10 +61,10 @@ from atomsets_tf.errors import CheckpointError, UnknownTapError
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
-def cgat_l1_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+def cgat_l1_loss(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """CGAT's default loss (``std_loss=True``): L1 between column 0 of the output and the normalised target."""
-    y_true = tf.reshape(tf.cast(y_true, y_pred.dtype), [-1])
-    return tf.reduce_mean(tf.abs(y_pred[:, 0] - y_true))
+    y_true = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1,))
+    return keras.ops.mean(keras.ops.abs(y_pred[:, 0] - y_true))
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
@@ -215,43 +215,53 @@ class CGAT(keras.Model):
         names += ["out", "out_value", "out_log_std", "pred_denorm"]
         return names
 
-    def _forward(self, inputs: dict[str, tf.Tensor], want_taps: bool) -> dict[str, tf.Tensor]:
-        atom_fea = tf.convert_to_tensor(inputs["atom_fea"], tf.float32)
-        atom_mask = tf.convert_to_tensor(inputs["atom_mask"])
-        nbr_idx = tf.cast(inputs["nbr_idx"], tf.int32)
-        nbr_rank = tf.cast(inputs["nbr_rank"], tf.int32)
-        elem_fea = tf.convert_to_tensor(inputs["elem_fea"], tf.float32)
-        elem_weights = tf.convert_to_tensor(inputs["elem_weights"], tf.float32)
-        b, n = tf.shape(atom_fea)[0], tf.shape(atom_fea)[1]
-        k = tf.shape(nbr_idx)[2]
+    def _edge_lists(self, atom_mask: Tensor, nbr_idx: Tensor, nbr_rank: Tensor) -> dict[str, Any]:
+        """Padded neighbour lists -> the flat edge lists the layers use (see :mod:`~atomsets_tf.cgat.attention`).
 
-        flat_mask = tf.reshape(atom_mask, [-1]) > 0
+        Returns a dict with ``real`` (flat padded index of each computed atom), ``crystal_id``,
+        ``recv``, ``rank``, and (static shapes only, else ``None``) the aggregation ``segments``
+        and ``crystal_segments`` that route padding to a dropped segment.
+        """
+        b, n, k = keras.ops.shape(nbr_idx)[0], keras.ops.shape(nbr_idx)[1], keras.ops.shape(nbr_idx)[2]
+        flat_mask = keras.ops.reshape(atom_mask, (-1,)) > 0
         if not self.static_shapes:
             # Padded layout -> compact list of the real atoms of the batch (exact; padding costs nothing).
-            real = tf.cast(tf.where(flat_mask)[:, 0], tf.int32)  # [R] flat padded index of each real atom
-            pos = tf.cumsum(tf.cast(flat_mask, tf.int32)) - 1  # flat padded index -> compact index
+            real = keras.ops.nonzero(flat_mask)[0]  # [R] flat padded index of each real atom (int32)
+            pos = keras.ops.cumsum(keras.ops.cast(flat_mask, "int32")) - 1  # flat padded index -> compact index
             crystal_id = real // n
-            x_in = tf.gather(tf.reshape(atom_fea, [-1, self.orig_elem_fea_len]), real)
-            nbr = tf.gather(tf.reshape(nbr_idx, [-1, k]), real) + (crystal_id * n)[:, None]
-            recv = tf.gather(pos, nbr)  # [R, K] compact index of each neighbour
-            rank = tf.gather(tf.reshape(nbr_rank, [-1, k]), real)
-            segments = crystal_segments = None
-        else:
-            # Every padded slot is computed (static shapes, for XLA); edges of padding atoms and the
-            # padding atoms themselves are routed to a dropped segment.
-            total = b * n
-            real = tf.range(total)
-            crystal_id = real // n
-            x_in = tf.reshape(atom_fea, [-1, self.orig_elem_fea_len])
-            recv = tf.reshape(tf.clip_by_value(nbr_idx, 0, n - 1), [-1, k]) + (crystal_id * n)[:, None]
-            rank = tf.clip_by_value(tf.reshape(nbr_rank, [-1, k]), 0, self.neighbor_number)
-            segments = tf.where(flat_mask[:, None], recv, total)
-            crystal_segments = tf.where(flat_mask, crystal_id, b)
+            nbr = keras.ops.take(keras.ops.reshape(nbr_idx, (-1, k)), real, axis=0) + (crystal_id * n)[:, None]
+            return {"real": real, "crystal_id": crystal_id,
+                    "recv": keras.ops.take(pos, nbr, axis=0),  # [R, K] compact index of each neighbour
+                    "rank": keras.ops.take(keras.ops.reshape(nbr_rank, (-1, k)), real, axis=0),
+                    "segments": None, "crystal_segments": None}
+        # Every padded slot is computed (static shapes, for XLA); edges of padding atoms and the
+        # padding atoms themselves are routed to a dropped segment.
+        total = b * n
+        real = keras.ops.arange(total, dtype="int32")
+        crystal_id = real // n
+        recv = keras.ops.reshape(keras.ops.clip(nbr_idx, 0, n - 1), (-1, k)) + (crystal_id * n)[:, None]
+        return {"real": real, "crystal_id": crystal_id, "recv": recv,
+                "rank": keras.ops.clip(keras.ops.reshape(nbr_rank, (-1, k)), 0, self.neighbor_number),
+                "segments": keras.ops.where(flat_mask[:, None], recv, total),
+                "crystal_segments": keras.ops.where(flat_mask, crystal_id, b)}
 
-        taps: dict[str, tf.Tensor] = {}
-        x0 = tf.matmul(x_in, self.embedding_kernel)
+    def _forward(self, inputs: dict[str, Tensor], want_taps: bool) -> dict[str, Tensor]:
+        atom_fea = keras.ops.convert_to_tensor(inputs["atom_fea"], "float32")
+        atom_mask = keras.ops.convert_to_tensor(inputs["atom_mask"])
+        elem_fea = keras.ops.convert_to_tensor(inputs["elem_fea"], "float32")
+        elem_weights = keras.ops.convert_to_tensor(inputs["elem_weights"], "float32")
+        b, n = keras.ops.shape(atom_fea)[0], keras.ops.shape(atom_fea)[1]
+        edges = self._edge_lists(atom_mask, keras.ops.cast(inputs["nbr_idx"], "int32"),
+                                 keras.ops.cast(inputs["nbr_rank"], "int32"))
+        real, crystal_id, recv, rank, segments, crystal_segments = (
+            edges[key] for key in ("real", "crystal_id", "recv", "rank", "segments", "crystal_segments"))
+        flat_x = keras.ops.reshape(atom_fea, (-1, self.orig_elem_fea_len))
+        x_in = flat_x if self.static_shapes else keras.ops.take(flat_x, real, axis=0)
+
+        taps: dict[str, Tensor] = {}
+        x0 = keras.ops.matmul(x_in, self.embedding_kernel)
         x = x0
-        table = tf.convert_to_tensor(self.nbr_embedding)
+        table = keras.ops.convert_to_tensor(self.nbr_embedding)
         if want_taps:
             taps["node_fea_0"] = x
             taps["edge_fea_table_0"] = table
@@ -266,11 +276,11 @@ class CGAT(keras.Model):
                 taps[f"edge_fea_table_{step + 1}"] = table
 
         crys, roost_taps = self.roost(elem_fea, elem_weights, return_taps=True)
-        pooled = self.cry_pool(x, crys, crystal_id, b, crystal_segments)
+        pooled = self.cry_pool(x, crys, crystal_id, n_crystals=b, segments=crystal_segments)
         if want_taps:
             taps["cry_pool_out"] = pooled
         if self.mean_pooling:
-            pooled = tf.reduce_mean(tf.reshape(pooled, [-1, self.msg_heads, self.elem_fea_len]), axis=1)
+            pooled = keras.ops.mean(keras.ops.reshape(pooled, (-1, self.msg_heads, self.elem_fea_len)), axis=1)
         out, blocks = self.head(pooled, return_blocks=True)
         taps["out"] = out
         if want_taps:
@@ -284,22 +294,22 @@ class CGAT(keras.Model):
             taps["out_log_std"] = out[:, 1:2]
             taps["pred_denorm"] = out[:, 0:1] * self.target_std + self.target_mean
             # per-atom taps back to the padded layout [B, N, F]
-            keep = tf.cast(flat_mask, tf.float32)[:, None]
+            keep = keras.ops.cast(keras.ops.reshape(atom_mask, (-1,)) > 0, "float32")[:, None]
             for name in list(taps):
                 if name.startswith("node_"):
                     if self.static_shapes:
                         flat = taps[name] * keep
                     else:
-                        flat = tf.scatter_nd(real[:, None], taps[name], tf.stack([b * n, self.elem_fea_len]))
-                    taps[name] = tf.reshape(flat, tf.stack([b, n, self.elem_fea_len]))
+                        flat = keras.ops.scatter(real[:, None], taps[name], (b * n, self.elem_fea_len))
+                    taps[name] = keras.ops.reshape(flat, (b, n, self.elem_fea_len))
             taps["_compact_real"] = real
         return taps
 
-    def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
+    def call(self, inputs: dict[str, Tensor], training: bool | None = None) -> Tensor:
         """Padded batch -> ``[B, 2]`` (normalised value, log-std)."""
         return self._forward(inputs, want_taps=False)["out"]
 
-    def compute_taps(self, inputs: dict[str, tf.Tensor], names: Sequence[str] | None = None) -> dict[str, tf.Tensor]:
+    def compute_taps(self, inputs: dict[str, Tensor], names: Sequence[str] | None = None) -> dict[str, Tensor]:
         """Intermediate tensors of a padded batch (per-atom taps ``[B, N, F]``, per-element ``[B, E, F]``).
 
         Raises:
@@ -327,13 +337,13 @@ class CGAT(keras.Model):
         self.nbr_embedding.trainable = not frozen
 
     # ------------------------------------------------------------------ normalisation
-    def normalise(self, y: Any) -> tf.Tensor:
+    def normalise(self, y: Any) -> Tensor:
         """``(y - mean) / std`` with the stored target normalisation."""
-        return (tf.cast(y, tf.float32) - self.target_mean) / self.target_std
+        return (keras.ops.cast(y, "float32") - self.target_mean) / self.target_std
 
-    def denormalise(self, y: Any) -> tf.Tensor:
+    def denormalise(self, y: Any) -> Tensor:
         """``y * std + mean``."""
-        return tf.cast(y, tf.float32) * self.target_std + self.target_mean
+        return keras.ops.cast(y, "float32") * self.target_std + self.target_mean
 
     def fit_normalisation(self, targets: Sequence[float] | np.ndarray) -> tuple[float, float]:
         """Set mean and (unbiased, as ``torch.std``) std from training targets; returns them."""
