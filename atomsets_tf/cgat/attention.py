@@ -34,13 +34,28 @@ class MultiHeadMLP(keras.layers.Layer):
     one dense layer with ``heads*hidden`` outputs; the second is a per-head (block-diagonal)
     product. Activation: LeakyReLU(0.01) after the hidden layer, none after the output.
 
-    Input ``[..., input_dim]`` -> output ``[..., heads, output_dim]``.
-
     Args:
         input_dim: input width.
         hidden_dim: hidden width of each head.
         output_dim: output width of each head.
         heads: number of heads.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: input features (the same for every head).
+
+    Input shape:
+        ``(..., input_dim)``.
+
+    Output shape:
+        ``(..., heads, output_dim)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> mlp = MultiHeadMLP(input_dim=6, hidden_dim=4, output_dim=3, heads=2)
+    >>> tuple(mlp(np.ones((5, 6), "float32")).shape)
+    (5, 2, 3)
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, heads: int, **kwargs: Any) -> None:
@@ -131,17 +146,6 @@ class NodeAttentionUpdate(keras.layers.Layer):
     parts (``W [x_r, e, x_c] = W_r x_r + W_e e + W_c x_c``): the edge embeddings depend only on the
     rank (surprise 4), so the edge part is a ``[n_ranks, heads*hidden]`` table.
 
-    Call arguments:
-        x: ``[R, F]`` node features of the R real atoms of the batch.
-        x0: ``[R, F]`` node features after the element embedding.
-        edge_table: ``[n_ranks, Fe]`` edge embedding of every rank.
-        recv: ``[R, K]`` int, compact index of each centre's K neighbours.
-        rank: ``[R, K]`` int, distance-shell rank of each edge.
-        segments: optional ``[R, K]`` aggregation index (see :meth:`aggregate`).
-
-    Returns:
-        ``[R, F]`` node update, and (if ``return_aggregate``) the ``[R, F]`` head-averaged message.
-
     Args:
         fea_len: node feature width F.
         edge_len: edge feature width Fe.
@@ -149,6 +153,35 @@ class NodeAttentionUpdate(keras.layers.Layer):
         first: first step (``H_Net_0``: the hypernetwork reads the current node features) or later
             (``H_Net``: it reads ``damping*x0 + (1-damping)*aggregate``).
         vector_attention: one attention coefficient per channel (True) or per head (False).
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: node features of the R real atoms of the batch.
+        x0: node features after the element embedding.
+        edge_table: edge embedding of every rank.
+        recv: int, compact index of each centre's K neighbours.
+        rank: int, distance-shell rank of each edge, in ``[0, n_ranks)``.
+        segments: optional int aggregation index of each edge (see :meth:`aggregate`).
+        return_aggregate: also return the head-averaged message.
+
+    Input shape:
+        ``x``, ``x0``: ``(R, fea_len)``; ``edge_table``: ``(n_ranks, edge_len)``;
+        ``recv``, ``rank``, ``segments``: ``(R, K)``.
+
+    Output shape:
+        ``(R, fea_len)``: the node update (and, with ``return_aggregate``, the ``(R, fea_len)``
+        head-averaged message).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = NodeAttentionUpdate(fea_len=4, edge_len=3, heads=2, first=True)
+    >>> x = np.ones((3, 4), "float32")
+    >>> table = np.ones((3, 3), "float32")  # 3 ranks
+    >>> recv = np.array([[1, 2], [0, 2], [0, 1]], "int32")  # every atom lists the other two
+    >>> rank = np.array([[1, 2], [1, 2], [1, 2]], "int32")
+    >>> tuple(layer(x, x, table, recv, rank).shape)
+    (3, 4)
     """
 
     def __init__(
@@ -253,7 +286,25 @@ class EdgeUpdate(keras.layers.Layer):
     Since edge features are then a function of the rank only, this layer works on the
     ``[n_ranks, Fe]`` rank table (exact). The residual addition happens in the caller.
 
-    Input ``[..., Fe]`` -> ``MLP(e)`` ``[..., Fe]`` (the update, without the residual).
+    Args:
+        edge_len: edge feature width Fe.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        e: edge features (in CGAT: the rank table).
+
+    Input shape:
+        ``(..., edge_len)``.
+
+    Output shape:
+        ``(..., edge_len)``: ``MLP(e)``, the update without the residual.
+
+    Example:
+
+    >>> import numpy as np
+    >>> edge = EdgeUpdate(edge_len=3)
+    >>> tuple(edge(np.ones((25, 3), "float32")).shape)
+    (25, 3)
     """
 
     def __init__(self, edge_len: int = 128, **kwargs: Any) -> None:

@@ -12,7 +12,19 @@ from atomsets_tf.cgat._common import Tensor, TorchWeight, layer_norm_no_params, 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
 class ClipConstraint(keras.constraints.Constraint):
-    """Clamp a variable into ``[low, high]`` after each optimiser update."""
+    """Clamp a variable into ``[low, high]`` after each optimiser update.
+
+    Args:
+        low: lower bound.
+        high: upper bound.
+
+    Example:
+
+    >>> import numpy as np
+    >>> clip = ClipConstraint(0.0, 1.0)
+    >>> np.asarray(clip(np.array([-0.5, 0.25, 2.0], "float32"))).tolist()
+    [0.0, 0.25, 1.0]
+    """
 
     def __init__(self, low: float = 0.0, high: float = 1.0) -> None:
         self.low = float(low)
@@ -46,14 +58,34 @@ class HyperNetworkUpdate(keras.layers.Layer):
       the parameter; here the forward uses the clamped value with a straight-through gradient, and
       a :class:`ClipConstraint` clamps the variable after each optimiser step.
 
-    Call: ``aggr [R, F], x [R, F], x0 [R, F]`` -> ``[R, F]``.
-
     Args:
         fea_len: node width F (in, out and hidden width of the generated network).
         first: ``H_Net_0`` (True) or ``H_Net`` (False).
         hyper_hidden: hidden width of each hypernetwork (CGAT: F).
         hyper_hidden_layers: hidden layers after the first of each hypernetwork (CGAT: 3).
         generated_hidden_layers: hidden layers of the generated network after the first (CGAT: 2).
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        aggr: head-averaged aggregated messages of the R atoms (the generated network's input).
+        x: current node features (read by the hypernetworks when ``first``).
+        x0: node features after the element embedding (read when not ``first``).
+
+    Input shape:
+        ``aggr``, ``x``, ``x0``: ``(R, fea_len)`` each.
+
+    Output shape:
+        ``(R, fea_len)``: the node update.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = HyperNetworkUpdate(fea_len=4, hyper_hidden_layers=1, generated_hidden_layers=0)
+    >>> aggr = x = x0 = np.ones((3, 4), "float32")
+    >>> tuple(layer(aggr, x, x0).shape)
+    (3, 4)
+    >>> [tuple(w.shape) for w in layer.weights][-1]  # damping (first=False)
+    (1,)
     """
 
     def __init__(
@@ -122,8 +154,9 @@ class HyperNetworkUpdate(keras.layers.Layer):
         y = aggr
         for g in range(self.n_generated):
             # last hypernetwork layer, split into the generated weight matrix (row-major (out, in)) and bias
-            k_w, k_b = keras.ops.split(kernels[g], [f * f], axis=1)
-            b_w, b_b = keras.ops.split(biases[g], [f * f], axis=0)
+            # (slices, not keras.ops.split: with split points it computes the sizes in the graph)
+            k_w, k_b = kernels[g][:, : f * f], kernels[g][:, f * f :]
+            b_w, b_b = biases[g][: f * f], biases[g][f * f :]
             w = keras.ops.reshape(keras.ops.matmul(hidden[g], k_w) + b_w, (-1, f, f))  # [R, out, in]
             # per-atom matrix-vector product (broadcast + sum: cheap to differentiate)
             y = keras.ops.sum(w * y[:, None, :], axis=-1) + (keras.ops.matmul(hidden[g], k_b) + b_b)

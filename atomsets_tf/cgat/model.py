@@ -91,6 +91,41 @@ class CGAT(keras.Model):
         static_shapes: compute every padded atom slot (masked) instead of gathering the real atoms
             first. Same results; shapes are static, as XLA (``jit_compile``) needs, but padding costs
             compute. Default False.
+        **kwargs: passed to :class:`keras.Model` (e.g. ``name``).
+
+    Call arguments:
+        inputs: a padded batch, as :func:`~atomsets_tf.cgat.data.collate` makes it: a dict with
+            ``atom_fea`` (element embedding of each atom), ``atom_mask`` (1 = real atom),
+            ``nbr_idx`` (index of each atom's neighbours in its crystal), ``nbr_rank`` (their
+            distance-shell rank, 1..neighbor_number), ``elem_fea`` (embedding of each distinct
+            element) and ``elem_weights`` (its fractional abundance, 0 = padding).
+        training: unused (no dropout or batch norm).
+
+    Input shape:
+        ``atom_fea``: ``(B, N, orig_elem_fea_len)``; ``atom_mask``: ``(B, N)``; ``nbr_idx``,
+        ``nbr_rank``: ``(B, N, K)``; ``elem_fea``: ``(B, E, orig_elem_fea_len)``;
+        ``elem_weights``: ``(B, E)``.
+
+    Output shape:
+        ``(B, 2)``: normalised value and log-std (see :meth:`denormalise`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = CGAT(orig_elem_fea_len=6, elem_fea_len=4, n_graph=1, nbr_embedding_size=3,
+    ...              neighbor_number=2, msg_heads=1, n_graph_roost=1, out_hidden=[8])
+    >>> batch = {  # one crystal of 3 atoms (two of them the same element) and one of 2 atoms
+    ...     "atom_fea": np.ones((2, 3, 6), "float32"),
+    ...     "atom_mask": np.array([[1, 1, 1], [1, 1, 0]], "float32"),
+    ...     "nbr_idx": np.array([[[1, 2], [0, 2], [0, 1]], [[1, 1], [0, 0], [0, 0]]], "int32"),
+    ...     "nbr_rank": np.array([[[1, 2], [1, 2], [1, 2]], [[1, 2], [1, 2], [0, 0]]], "int32"),
+    ...     "elem_fea": np.ones((2, 2, 6), "float32"),
+    ...     "elem_weights": np.array([[2 / 3, 1 / 3], [1.0, 0.0]], "float32"),
+    ... }
+    >>> tuple(model(batch).shape)
+    (2, 2)
+    >>> tuple(model.compute_taps(batch, ["node_fea_1"])["node_fea_1"].shape)
+    (2, 3, 4)
     """
 
     def __init__(

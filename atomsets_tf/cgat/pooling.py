@@ -21,8 +21,35 @@ class CrystalAttentionPool(keras.layers.Layer):
     The heads are returned concatenated, head-major (``[B, heads*F]``); the original averages
     them only with ``mean_pooling`` (which its CLI inverts, so by default it concatenates).
 
-    Call: ``x [R, F], crys [B, F], crystal_id [R], n_crystals`` -> ``[B, heads*F]``; optional
-    ``segments [R]``: pooling index per atom when it differs from ``crystal_id`` (``n_crystals`` = drop).
+    Args:
+        fea_len: node (and ROOST vector) width F.
+        heads: attention heads.
+        vector_attention: one attention coefficient per channel (True) or per head (False).
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: node features of the R atoms of the batch.
+        crys: ROOST vector of each of the B crystals.
+        crystal_id: int, crystal of each atom, in ``[0, n_crystals)``.
+        n_crystals: number of crystals B (pass it by keyword when it is a Python int).
+        segments: optional int pooling index per atom when it differs from ``crystal_id``; the
+            value ``n_crystals`` drops an atom (static-shape mode, padding).
+
+    Input shape:
+        ``x``: ``(R, fea_len)``; ``crys``: ``(B, fea_len)``; ``crystal_id``, ``segments``: ``(R,)``.
+
+    Output shape:
+        ``(B, heads * fea_len)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> pool = CrystalAttentionPool(fea_len=4, heads=2)
+    >>> x = np.ones((5, 4), "float32")
+    >>> crys = np.ones((2, 4), "float32")
+    >>> crystal_id = np.array([0, 0, 0, 1, 1], "int32")
+    >>> tuple(pool(x, crys, crystal_id, n_crystals=2).shape)
+    (2, 8)
     """
 
     def __init__(self, fea_len: int, heads: int = 5, vector_attention: bool = True, **kwargs: Any) -> None:
@@ -68,7 +95,30 @@ class RezeroResidualHead(keras.layers.Layer):
     linear at initialisation, golden README surprise 7); without ``rezero`` the factor is 1.
     Output ``[B, output_dim]`` (CGAT: 2 = normalised value and log-std).
 
-    Call: ``x [B, input_dim]`` -> ``[B, output_dim]`` (``return_blocks=True``: and the block outputs).
+    Args:
+        input_dim: input width.
+        output_dim: output width.
+        hidden_dims: widths of the residual blocks.
+        rezero: learnt ReZero factors (starting at 0) on the residual branches.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: per-crystal features.
+        return_blocks: also return the list of block outputs ``(B, hidden_dims[k])``.
+
+    Input shape:
+        ``(B, input_dim)``.
+
+    Output shape:
+        ``(B, output_dim)`` (and the block outputs with ``return_blocks``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> head = RezeroResidualHead(input_dim=6, output_dim=2, hidden_dims=[8, 8])
+    >>> out, blocks = head(np.ones((3, 6), "float32"), return_blocks=True)
+    >>> tuple(out.shape), [tuple(b.shape) for b in blocks]
+    ((3, 2), [(3, 8), (3, 8)])
     """
 
     def __init__(self, input_dim: int, output_dim: int = 2,

@@ -18,7 +18,27 @@ from atomsets_tf.cgat._common import Tensor, TorchWeight, leaky_relu, t_identity
 class FeedForward(keras.layers.Layer):
     """CGAT/ROOST ``SimpleNetwork``: [Linear, LeakyReLU(0.01)] per hidden layer, then a Linear.
 
-    Input ``[..., input_dim]`` -> ``[..., output_dim]``.
+    Args:
+        input_dim: input width.
+        output_dim: output width.
+        hidden_dims: widths of the hidden layers.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: input features.
+
+    Input shape:
+        ``(..., input_dim)``.
+
+    Output shape:
+        ``(..., output_dim)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> mlp = FeedForward(input_dim=6, output_dim=2, hidden_dims=[5])
+    >>> tuple(mlp(np.ones((3, 4, 6), "float32")).shape)
+    (3, 4, 2)
     """
 
     def __init__(self, input_dim: int, output_dim: int, hidden_dims: list[int] | tuple[int, ...] = (256,),
@@ -93,7 +113,33 @@ class RoostMessageLayer(keras.layers.Layer):
     crystal) passes unchanged. This fixes golden README surprise 11: the original crashes when
     such a crystal is the last of a batch (its scatter output is one row short).
 
-    Call: ``h [B, E, F], weights [B, E], mask [B, E] bool`` -> ``[B, E, F]``.
+    Args:
+        fea_len: element feature width F.
+        hidden: hidden width of the gate and message MLPs.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        h: element features of each crystal (padded to E elements).
+        weights: fractional abundance of each element.
+        mask: True for the real elements, False for padding.
+
+    Input shape:
+        ``h``: ``(B, E, fea_len)``; ``weights``, ``mask``: ``(B, E)``.
+
+    Output shape:
+        ``(B, E, fea_len)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = RoostMessageLayer(fea_len=4, hidden=8)
+    >>> h = np.ones((2, 3, 4), "float32")
+    >>> weights = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], "float32")
+    >>> out = layer(h, weights, weights > 0)
+    >>> tuple(out.shape)
+    (2, 3, 4)
+    >>> bool(np.allclose(out[1], h[1]))  # an elemental crystal passes unchanged
+    True
     """
 
     def __init__(self, fea_len: int, hidden: int = 256, **kwargs: Any) -> None:
@@ -143,9 +189,33 @@ class RoostEncoder(keras.layers.Layer):
     * crystal pool: gate MLP (F->256->1), :func:`weighted_softmax` with the abundances and a learnt
       power, identity message: ``sum_i a_i h_i``.
 
-    Call: ``elem_fea [B, E, orig], elem_weights [B, E]`` (0 = padding) -> ``[B, F]``
-    (``return_taps=True``: also a dict with ``roost_embed_out`` ``[B, E, F-1]`` and
-    ``roost_elem_fea_k`` ``[B, E, F]``).
+    Args:
+        orig_fea_len: width of the input element embedding (matscholar: 200).
+        fea_len: element feature width F.
+        n_graph: number of message layers.
+        hidden: hidden width of the gate and message MLPs.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        elem_fea: input embedding of each element of each crystal (padded to E elements).
+        elem_weights: fractional abundance of each element (0 = padding).
+        return_taps: also return a dict with ``roost_embed_out`` ``(B, E, F-1)`` and
+            ``roost_elem_fea_k`` ``(B, E, F)`` (k = 1..n_graph).
+
+    Input shape:
+        ``elem_fea``: ``(B, E, orig_fea_len)``; ``elem_weights``: ``(B, E)``.
+
+    Output shape:
+        ``(B, fea_len)`` (and the taps with ``return_taps``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> roost = RoostEncoder(orig_fea_len=6, fea_len=4, n_graph=1, hidden=8)
+    >>> elem_fea = np.ones((2, 3, 6), "float32")
+    >>> elem_weights = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], "float32")
+    >>> tuple(roost(elem_fea, elem_weights).shape)
+    (2, 4)
     """
 
     def __init__(self, orig_fea_len: int = 200, fea_len: int = 128, n_graph: int = 3, hidden: int = 256,
