@@ -12,6 +12,11 @@ The model configuration is inferred from the state_dict's shapes (the hyper-para
 cross-checked), and every Keras variable must receive a tensor of the right shape. The weights of
 the original's discarded edge attention (``graphs.k.Edge.MH_A/MH_M``, golden README surprise 4)
 are accepted and ignored.
+
+The torch-free part (numpy state_dict <-> model: :func:`config_from_state_dict`,
+:func:`load_state_dict`, :func:`export_state_dict`) lives in :mod:`atomsets_tf.cgat._common` and
+is re-exported here. Imports go one way, this module -> :mod:`~atomsets_tf.cgat.model` ->
+``_common``; the model reaches this module only inside ``CGAT.from_checkpoint`` (the torch reader).
 """
 
 from __future__ import annotations
