@@ -62,7 +62,7 @@ _SAFE_EXTRA_GLOBALS: list[Any] = [
 
 def _import_torch() -> Any:
     try:
-        import torch
+        import torch  # optional dependency (pip install atomsets-tf[torch]): only to read .ckpt files
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "reading a PyTorch CGAT checkpoint needs torch: pip install 'atomsets-tf[torch]'"
