@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from atomsets_tf.models.cgat._common import (
+    Tensor,
     TorchWeight,
     leaky_relu,
     t_conv_in,
@@ -34,13 +34,28 @@ class MultiHeadMLP(keras.layers.Layer):
     one dense layer with ``heads*hidden`` outputs; the second is a per-head (block-diagonal)
     product. Activation: LeakyReLU(0.01) after the hidden layer, none after the output.
 
-    Input ``[..., input_dim]`` -> output ``[..., heads, output_dim]``.
-
     Args:
         input_dim: input width.
         hidden_dim: hidden width of each head.
         output_dim: output width of each head.
         heads: number of heads.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: input features (the same for every head).
+
+    Input shape:
+        ``(..., input_dim)``.
+
+    Output shape:
+        ``(..., heads, output_dim)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> mlp = MultiHeadMLP(input_dim=6, hidden_dim=4, output_dim=3, heads=2)
+    >>> tuple(mlp(np.ones((5, 6), "float32")).shape)
+    (5, 2, 3)
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, heads: int, **kwargs: Any) -> None:
@@ -62,17 +77,17 @@ class MultiHeadMLP(keras.layers.Layer):
         self.bias_out = self.add_weight(name="bias_out", shape=(h, self.output_dim), initializer=torch_uniform(k))
         super().build(input_shape)
 
-    def hidden_to_output(self, pre: tf.Tensor) -> tf.Tensor:
+    def hidden_to_output(self, pre: Tensor) -> Tensor:
         """Second half of the MLP: ``[..., heads*hidden]`` pre-activations -> ``[..., heads, output_dim]``."""
-        lead = tf.shape(pre)[:-1]
+        lead = keras.ops.shape(pre)[:-1]
         # per-head product as one batched matmul over heads ([H, M, hidden] x [H, hidden, out]);
         # cheaper to differentiate than the equivalent einsum
-        hid = leaky_relu(tf.transpose(tf.reshape(pre, [-1, self.heads, self.hidden_dim]), [1, 0, 2]))
-        out = tf.transpose(tf.matmul(hid, self.kernel_out), [1, 0, 2]) + self.bias_out
-        return tf.reshape(out, tf.concat([lead, [self.heads, self.output_dim]], axis=0))
+        hid = leaky_relu(keras.ops.transpose(keras.ops.reshape(pre, (-1, self.heads, self.hidden_dim)), (1, 0, 2)))
+        out = keras.ops.transpose(keras.ops.matmul(hid, self.kernel_out), (1, 0, 2)) + self.bias_out
+        return keras.ops.reshape(out, (*lead, self.heads, self.output_dim))
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        pre = tf.tensordot(x, self.kernel_in, axes=[[-1], [0]]) + self.bias_in
+    def call(self, x: Tensor) -> Tensor:
+        pre = keras.ops.tensordot(x, self.kernel_in, axes=1) + self.bias_in
         return self.hidden_to_output(pre)
 
     def torch_weights(self, prefix: str) -> list[TorchWeight]:
@@ -91,8 +106,8 @@ class MultiHeadMLP(keras.layers.Layer):
 
 
 def segment_softmax_aggregate(
-    logits: tf.Tensor, messages: tf.Tensor, segment_ids: tf.Tensor, num_segments: tf.Tensor
-) -> tf.Tensor:
+    logits: Tensor, messages: Tensor, segment_ids: Tensor, num_segments: Tensor
+) -> Tensor:
     """``sum_e softmax_segment(logits)_e * messages_e`` per segment (torch_geometric ``softmax``).
 
     The softmax runs over all rows with the same segment id, independently for every trailing
@@ -108,11 +123,11 @@ def segment_softmax_aggregate(
     Returns:
         ``[num_segments, ...]``.
     """
-    shift = tf.math.unsorted_segment_max(tf.stop_gradient(logits), segment_ids, num_segments)
-    e = tf.exp(logits - tf.gather(shift, segment_ids))
-    den = tf.math.unsorted_segment_sum(e, segment_ids, num_segments) + 1e-16
-    alpha = e / tf.gather(den, segment_ids)
-    return tf.math.unsorted_segment_sum(alpha * messages, segment_ids, num_segments)
+    shift = keras.ops.segment_max(keras.ops.stop_gradient(logits), segment_ids, num_segments)
+    e = keras.ops.exp(logits - keras.ops.take(shift, segment_ids, axis=0))
+    den = keras.ops.segment_sum(e, segment_ids, num_segments) + 1e-16
+    alpha = e / keras.ops.take(den, segment_ids, axis=0)
+    return keras.ops.segment_sum(alpha * messages, segment_ids, num_segments)
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
@@ -131,17 +146,6 @@ class NodeAttentionUpdate(keras.layers.Layer):
     parts (``W [x_r, e, x_c] = W_r x_r + W_e e + W_c x_c``): the edge embeddings depend only on the
     rank (surprise 4), so the edge part is a ``[n_ranks, heads*hidden]`` table.
 
-    Call arguments:
-        x: ``[R, F]`` node features of the R real atoms of the batch.
-        x0: ``[R, F]`` node features after the element embedding.
-        edge_table: ``[n_ranks, Fe]`` edge embedding of every rank.
-        recv: ``[R, K]`` int, compact index of each centre's K neighbours.
-        rank: ``[R, K]`` int, distance-shell rank of each edge.
-        segments: optional ``[R, K]`` aggregation index (see :meth:`aggregate`).
-
-    Returns:
-        ``[R, F]`` node update, and (if ``return_aggregate``) the ``[R, F]`` head-averaged message.
-
     Args:
         fea_len: node feature width F.
         edge_len: edge feature width Fe.
@@ -149,6 +153,35 @@ class NodeAttentionUpdate(keras.layers.Layer):
         first: first step (``H_Net_0``: the hypernetwork reads the current node features) or later
             (``H_Net``: it reads ``damping*x0 + (1-damping)*aggregate``).
         vector_attention: one attention coefficient per channel (True) or per head (False).
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: node features of the R real atoms of the batch.
+        x0: node features after the element embedding.
+        edge_table: edge embedding of every rank.
+        recv: int, compact index of each centre's K neighbours.
+        rank: int, distance-shell rank of each edge, in ``[0, n_ranks)``.
+        segments: optional int aggregation index of each edge (see :meth:`aggregate`).
+        return_aggregate: also return the head-averaged message.
+
+    Input shape:
+        ``x``, ``x0``: ``(R, fea_len)``; ``edge_table``: ``(n_ranks, edge_len)``;
+        ``recv``, ``rank``, ``segments``: ``(R, K)``.
+
+    Output shape:
+        ``(R, fea_len)``: the node update (and, with ``return_aggregate``, the ``(R, fea_len)``
+        head-averaged message).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = NodeAttentionUpdate(fea_len=4, edge_len=3, heads=2, first=True)
+    >>> x = np.ones((3, 4), "float32")
+    >>> table = np.ones((3, 3), "float32")  # 3 ranks
+    >>> recv = np.array([[1, 2], [0, 2], [0, 1]], "int32")  # every atom lists the other two
+    >>> rank = np.array([[1, 2], [1, 2], [1, 2]], "int32")
+    >>> tuple(layer(x, x, table, recv, rank).shape)
+    (3, 4)
     """
 
     def __init__(
@@ -180,41 +213,42 @@ class NodeAttentionUpdate(keras.layers.Layer):
         self.hyper.build(None)
         super().build(input_shape)
 
-    def aggregate(self, x: tf.Tensor, edge_table: tf.Tensor, recv: tf.Tensor, rank: tf.Tensor,
-                  segments: tf.Tensor | None = None) -> tf.Tensor:
+    def aggregate(self, x: Tensor, edge_table: Tensor, recv: Tensor, rank: Tensor,
+                  segments: Tensor | None = None) -> Tensor:
         """Head-averaged attention-weighted sum of messages at each receiving atom, ``[R, F]``.
 
         ``segments`` (optional, ``[R, K]``): aggregation index of each edge when it differs from
         ``recv``; the value ``R`` marks an edge to drop (static-shape mode, padding atoms).
         """
         f, fe = self.fea_len, self.edge_len
-        kernel = tf.concat([self.attention.kernel_in, self.message.kernel_in], axis=1)  # [2F+Fe, 2*H*hid]
-        bias = tf.concat([self.attention.bias_in, self.message.bias_in], axis=0)
-        p_recv = tf.matmul(x, kernel[:f])
-        p_centre = tf.matmul(x, kernel[f + fe :])
-        p_rank = tf.matmul(edge_table, kernel[f : f + fe]) + bias
-        pre = tf.gather(p_recv, recv) + tf.gather(p_rank, rank) + p_centre[:, None, :]  # [R, K, 2*H*hid]
+        kernel = keras.ops.concatenate([self.attention.kernel_in, self.message.kernel_in], axis=1)  # [2F+Fe, 2*H*hid]
+        bias = keras.ops.concatenate([self.attention.bias_in, self.message.bias_in], axis=0)
+        p_recv = keras.ops.matmul(x, kernel[:f])
+        p_centre = keras.ops.matmul(x, kernel[f + fe :])
+        p_rank = keras.ops.matmul(edge_table, kernel[f : f + fe]) + bias
+        pre = (keras.ops.take(p_recv, recv, axis=0) + keras.ops.take(p_rank, rank, axis=0)
+               + p_centre[:, None, :])  # [R, K, 2*H*hid]
         width = self.heads * self.attention.hidden_dim
-        pre_a, pre_m = tf.split(tf.reshape(pre, [-1, 2 * width]), 2, axis=1)
+        pre_a, pre_m = keras.ops.split(keras.ops.reshape(pre, (-1, 2 * width)), 2, axis=1)
         logits = self.attention.hidden_to_output(pre_a)  # [R*K, H, F or 1]
         msgs = self.message.hidden_to_output(pre_m)  # [R*K, H, F]
-        n_atoms = tf.shape(x)[0]
+        n_atoms = keras.ops.shape(x)[0]
         if segments is None:
-            agg = segment_softmax_aggregate(logits, msgs, tf.reshape(recv, [-1]), n_atoms)  # [R, H, F]
+            agg = segment_softmax_aggregate(logits, msgs, keras.ops.reshape(recv, (-1,)), n_atoms)  # [R, H, F]
         else:
-            agg = segment_softmax_aggregate(logits, msgs, tf.reshape(segments, [-1]), n_atoms + 1)[:-1]
-        return tf.reduce_mean(agg, axis=1)
+            agg = segment_softmax_aggregate(logits, msgs, keras.ops.reshape(segments, (-1,)), n_atoms + 1)[:-1]
+        return keras.ops.mean(agg, axis=1)
 
     def call(
         self,
-        x: tf.Tensor,
-        x0: tf.Tensor,
-        edge_table: tf.Tensor,
-        recv: tf.Tensor,
-        rank: tf.Tensor,
-        segments: tf.Tensor | None = None,
+        x: Tensor,
+        x0: Tensor,
+        edge_table: Tensor,
+        recv: Tensor,
+        rank: Tensor,
+        segments: Tensor | None = None,
         return_aggregate: bool = False,
-    ) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
+    ) -> Tensor | tuple[Tensor, Tensor]:
         aggr = self.aggregate(x, edge_table, recv, rank, segments)
         update = self.hyper(aggr, x, x0)
         if return_aggregate:
@@ -252,7 +286,25 @@ class EdgeUpdate(keras.layers.Layer):
     Since edge features are then a function of the rank only, this layer works on the
     ``[n_ranks, Fe]`` rank table (exact). The residual addition happens in the caller.
 
-    Input ``[..., Fe]`` -> ``MLP(e)`` ``[..., Fe]`` (the update, without the residual).
+    Args:
+        edge_len: edge feature width Fe.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        e: edge features (in CGAT: the rank table).
+
+    Input shape:
+        ``(..., edge_len)``.
+
+    Output shape:
+        ``(..., edge_len)``: ``MLP(e)``, the update without the residual.
+
+    Example:
+
+    >>> import numpy as np
+    >>> edge = EdgeUpdate(edge_len=3)
+    >>> tuple(edge(np.ones((25, 3), "float32")).shape)
+    (25, 3)
     """
 
     def __init__(self, edge_len: int = 128, **kwargs: Any) -> None:
@@ -267,9 +319,9 @@ class EdgeUpdate(keras.layers.Layer):
         self.bias_2 = self.add_weight(name="bias_2", shape=(n,), initializer=torch_uniform(n))
         super().build(input_shape)
 
-    def call(self, e: tf.Tensor) -> tf.Tensor:
-        h = leaky_relu(tf.matmul(e, self.kernel_1) + self.bias_1)
-        return tf.matmul(h, self.kernel_2) + self.bias_2
+    def call(self, e: Tensor) -> Tensor:
+        h = leaky_relu(keras.ops.matmul(e, self.kernel_1) + self.bias_1)
+        return keras.ops.matmul(h, self.kernel_2) + self.bias_2
 
     def torch_weights(self, prefix: str) -> list[TorchWeight]:
         """Map to ``{prefix}Pooling_NN.fcs.0.*`` and ``{prefix}Pooling_NN.fc_out.*``."""

@@ -29,18 +29,27 @@ log-std. The target normalisation (mean, std) is stored in the model.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from atomsets_tf import presets
 from atomsets_tf.errors import CheckpointError, UnknownTapError
-from atomsets_tf.models.cgat._common import TorchWeight, t_identity, t_linear, torch_uniform
+from atomsets_tf.models.cgat._common import (  # noqa: F401 - IGNORED_TORCH_KEYS: re-exported (tests, older imports)
+    IGNORED_TORCH_KEYS,
+    Tensor,
+    TorchWeight,
+    config_from_state_dict,
+    load_state_dict,
+    t_identity,
+    t_linear,
+    torch_uniform,
+)
 from atomsets_tf.models.cgat.attention import EdgeUpdate, NodeAttentionUpdate
+from atomsets_tf.models.cgat.checkpoint import read_checkpoint
 from atomsets_tf.models.cgat.data import (
     CGATGraph,
     ElementEmbedding,
@@ -51,15 +60,12 @@ from atomsets_tf.models.cgat.data import (
 from atomsets_tf.models.cgat.pooling import CrystalAttentionPool, RezeroResidualHead
 from atomsets_tf.models.cgat.roost import RoostEncoder
 
-#: torch state_dict keys the port does not use (the discarded edge attention, surprise 4).
-IGNORED_TORCH_KEYS = re.compile(r"^graphs\.\d+\.Edge\.MH_[AM]\.")
-
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
-def cgat_l1_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+def cgat_l1_loss(y_true: Tensor, y_pred: Tensor) -> Tensor:
     """CGAT's default loss (``std_loss=True``): L1 between column 0 of the output and the normalised target."""
-    y_true = tf.reshape(tf.cast(y_true, y_pred.dtype), [-1])
-    return tf.reduce_mean(tf.abs(y_pred[:, 0] - y_true))
+    y_true = keras.ops.reshape(keras.ops.cast(y_true, y_pred.dtype), (-1,))
+    return keras.ops.mean(keras.ops.abs(y_pred[:, 0] - y_true))
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
@@ -86,6 +92,41 @@ class CGAT(keras.Model):
         static_shapes: compute every padded atom slot (masked) instead of gathering the real atoms
             first. Same results; shapes are static, as XLA (``jit_compile``) needs, but padding costs
             compute. Default False.
+        **kwargs: passed to :class:`keras.Model` (e.g. ``name``).
+
+    Call arguments:
+        inputs: a padded batch, as :func:`~atomsets_tf.models.cgat.data.collate` makes it: a dict with
+            ``atom_fea`` (element embedding of each atom), ``atom_mask`` (1 = real atom),
+            ``nbr_idx`` (index of each atom's neighbours in its crystal), ``nbr_rank`` (their
+            distance-shell rank, 1..neighbor_number), ``elem_fea`` (embedding of each distinct
+            element) and ``elem_weights`` (its fractional abundance, 0 = padding).
+        training: unused (no dropout or batch norm).
+
+    Input shape:
+        ``atom_fea``: ``(B, N, orig_elem_fea_len)``; ``atom_mask``: ``(B, N)``; ``nbr_idx``,
+        ``nbr_rank``: ``(B, N, K)``; ``elem_fea``: ``(B, E, orig_elem_fea_len)``;
+        ``elem_weights``: ``(B, E)``.
+
+    Output shape:
+        ``(B, 2)``: normalised value and log-std (see :meth:`denormalise`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = CGAT(orig_elem_fea_len=6, elem_fea_len=4, n_graph=1, nbr_embedding_size=3,
+    ...              neighbor_number=2, msg_heads=1, n_graph_roost=1, out_hidden=[8])
+    >>> batch = {  # one crystal of 3 atoms (two of them the same element) and one of 2 atoms
+    ...     "atom_fea": np.ones((2, 3, 6), "float32"),
+    ...     "atom_mask": np.array([[1, 1, 1], [1, 1, 0]], "float32"),
+    ...     "nbr_idx": np.array([[[1, 2], [0, 2], [0, 1]], [[1, 1], [0, 0], [0, 0]]], "int32"),
+    ...     "nbr_rank": np.array([[[1, 2], [1, 2], [1, 2]], [[1, 2], [1, 2], [0, 0]]], "int32"),
+    ...     "elem_fea": np.ones((2, 2, 6), "float32"),
+    ...     "elem_weights": np.array([[2 / 3, 1 / 3], [1.0, 0.0]], "float32"),
+    ... }
+    >>> tuple(model(batch).shape)
+    (2, 2)
+    >>> tuple(model.compute_taps(batch, ["node_fea_1"])["node_fea_1"].shape)
+    (2, 3, 4)
     """
 
     def __init__(
@@ -210,43 +251,53 @@ class CGAT(keras.Model):
         names += ["out", "out_value", "out_log_std", "pred_denorm"]
         return names
 
-    def _forward(self, inputs: dict[str, tf.Tensor], want_taps: bool) -> dict[str, tf.Tensor]:
-        atom_fea = tf.convert_to_tensor(inputs["atom_fea"], tf.float32)
-        atom_mask = tf.convert_to_tensor(inputs["atom_mask"])
-        nbr_idx = tf.cast(inputs["nbr_idx"], tf.int32)
-        nbr_rank = tf.cast(inputs["nbr_rank"], tf.int32)
-        elem_fea = tf.convert_to_tensor(inputs["elem_fea"], tf.float32)
-        elem_weights = tf.convert_to_tensor(inputs["elem_weights"], tf.float32)
-        b, n = tf.shape(atom_fea)[0], tf.shape(atom_fea)[1]
-        k = tf.shape(nbr_idx)[2]
+    def _edge_lists(self, atom_mask: Tensor, nbr_idx: Tensor, nbr_rank: Tensor) -> dict[str, Any]:
+        """Padded neighbour lists -> the flat edge lists the layers use (see :mod:`~atomsets_tf.models.cgat.attention`).
 
-        flat_mask = tf.reshape(atom_mask, [-1]) > 0
+        Returns a dict with ``real`` (flat padded index of each computed atom), ``crystal_id``,
+        ``recv``, ``rank``, and (static shapes only, else ``None``) the aggregation ``segments``
+        and ``crystal_segments`` that route padding to a dropped segment.
+        """
+        b, n, k = keras.ops.shape(nbr_idx)[0], keras.ops.shape(nbr_idx)[1], keras.ops.shape(nbr_idx)[2]
+        flat_mask = keras.ops.reshape(atom_mask, (-1,)) > 0
         if not self.static_shapes:
             # Padded layout -> compact list of the real atoms of the batch (exact; padding costs nothing).
-            real = tf.cast(tf.where(flat_mask)[:, 0], tf.int32)  # [R] flat padded index of each real atom
-            pos = tf.cumsum(tf.cast(flat_mask, tf.int32)) - 1  # flat padded index -> compact index
+            real = keras.ops.nonzero(flat_mask)[0]  # [R] flat padded index of each real atom (int32)
+            pos = keras.ops.cumsum(keras.ops.cast(flat_mask, "int32")) - 1  # flat padded index -> compact index
             crystal_id = real // n
-            x_in = tf.gather(tf.reshape(atom_fea, [-1, self.orig_elem_fea_len]), real)
-            nbr = tf.gather(tf.reshape(nbr_idx, [-1, k]), real) + (crystal_id * n)[:, None]
-            recv = tf.gather(pos, nbr)  # [R, K] compact index of each neighbour
-            rank = tf.gather(tf.reshape(nbr_rank, [-1, k]), real)
-            segments = crystal_segments = None
-        else:
-            # Every padded slot is computed (static shapes, for XLA); edges of padding atoms and the
-            # padding atoms themselves are routed to a dropped segment.
-            total = b * n
-            real = tf.range(total)
-            crystal_id = real // n
-            x_in = tf.reshape(atom_fea, [-1, self.orig_elem_fea_len])
-            recv = tf.reshape(tf.clip_by_value(nbr_idx, 0, n - 1), [-1, k]) + (crystal_id * n)[:, None]
-            rank = tf.clip_by_value(tf.reshape(nbr_rank, [-1, k]), 0, self.neighbor_number)
-            segments = tf.where(flat_mask[:, None], recv, total)
-            crystal_segments = tf.where(flat_mask, crystal_id, b)
+            nbr = keras.ops.take(keras.ops.reshape(nbr_idx, (-1, k)), real, axis=0) + (crystal_id * n)[:, None]
+            return {"real": real, "crystal_id": crystal_id,
+                    "recv": keras.ops.take(pos, nbr, axis=0),  # [R, K] compact index of each neighbour
+                    "rank": keras.ops.take(keras.ops.reshape(nbr_rank, (-1, k)), real, axis=0),
+                    "segments": None, "crystal_segments": None}
+        # Every padded slot is computed (static shapes, for XLA); edges of padding atoms and the
+        # padding atoms themselves are routed to a dropped segment.
+        total = b * n
+        real = keras.ops.arange(total, dtype="int32")
+        crystal_id = real // n
+        recv = keras.ops.reshape(keras.ops.clip(nbr_idx, 0, n - 1), (-1, k)) + (crystal_id * n)[:, None]
+        return {"real": real, "crystal_id": crystal_id, "recv": recv,
+                "rank": keras.ops.clip(keras.ops.reshape(nbr_rank, (-1, k)), 0, self.neighbor_number),
+                "segments": keras.ops.where(flat_mask[:, None], recv, total),
+                "crystal_segments": keras.ops.where(flat_mask, crystal_id, b)}
 
-        taps: dict[str, tf.Tensor] = {}
-        x0 = tf.matmul(x_in, self.embedding_kernel)
+    def _forward(self, inputs: dict[str, Tensor], want_taps: bool) -> dict[str, Tensor]:
+        atom_fea = keras.ops.convert_to_tensor(inputs["atom_fea"], "float32")
+        atom_mask = keras.ops.convert_to_tensor(inputs["atom_mask"])
+        elem_fea = keras.ops.convert_to_tensor(inputs["elem_fea"], "float32")
+        elem_weights = keras.ops.convert_to_tensor(inputs["elem_weights"], "float32")
+        b, n = keras.ops.shape(atom_fea)[0], keras.ops.shape(atom_fea)[1]
+        edges = self._edge_lists(atom_mask, keras.ops.cast(inputs["nbr_idx"], "int32"),
+                                 keras.ops.cast(inputs["nbr_rank"], "int32"))
+        real, crystal_id, recv, rank, segments, crystal_segments = (
+            edges[key] for key in ("real", "crystal_id", "recv", "rank", "segments", "crystal_segments"))
+        flat_x = keras.ops.reshape(atom_fea, (-1, self.orig_elem_fea_len))
+        x_in = flat_x if self.static_shapes else keras.ops.take(flat_x, real, axis=0)
+
+        taps: dict[str, Tensor] = {}
+        x0 = keras.ops.matmul(x_in, self.embedding_kernel)
         x = x0
-        table = tf.convert_to_tensor(self.nbr_embedding)
+        table = keras.ops.convert_to_tensor(self.nbr_embedding)
         if want_taps:
             taps["node_fea_0"] = x
             taps["edge_fea_table_0"] = table
@@ -261,11 +312,11 @@ class CGAT(keras.Model):
                 taps[f"edge_fea_table_{step + 1}"] = table
 
         crys, roost_taps = self.roost(elem_fea, elem_weights, return_taps=True)
-        pooled = self.cry_pool(x, crys, crystal_id, b, crystal_segments)
+        pooled = self.cry_pool(x, crys, crystal_id, n_crystals=b, segments=crystal_segments)
         if want_taps:
             taps["cry_pool_out"] = pooled
         if self.mean_pooling:
-            pooled = tf.reduce_mean(tf.reshape(pooled, [-1, self.msg_heads, self.elem_fea_len]), axis=1)
+            pooled = keras.ops.mean(keras.ops.reshape(pooled, (-1, self.msg_heads, self.elem_fea_len)), axis=1)
         out, blocks = self.head(pooled, return_blocks=True)
         taps["out"] = out
         if want_taps:
@@ -279,22 +330,22 @@ class CGAT(keras.Model):
             taps["out_log_std"] = out[:, 1:2]
             taps["pred_denorm"] = out[:, 0:1] * self.target_std + self.target_mean
             # per-atom taps back to the padded layout [B, N, F]
-            keep = tf.cast(flat_mask, tf.float32)[:, None]
+            keep = keras.ops.cast(keras.ops.reshape(atom_mask, (-1,)) > 0, "float32")[:, None]
             for name in list(taps):
                 if name.startswith("node_"):
                     if self.static_shapes:
                         flat = taps[name] * keep
                     else:
-                        flat = tf.scatter_nd(real[:, None], taps[name], tf.stack([b * n, self.elem_fea_len]))
-                    taps[name] = tf.reshape(flat, tf.stack([b, n, self.elem_fea_len]))
+                        flat = keras.ops.scatter(real[:, None], taps[name], (b * n, self.elem_fea_len))
+                    taps[name] = keras.ops.reshape(flat, (b, n, self.elem_fea_len))
             taps["_compact_real"] = real
         return taps
 
-    def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
+    def call(self, inputs: dict[str, Tensor], training: bool | None = None) -> Tensor:
         """Padded batch -> ``[B, 2]`` (normalised value, log-std)."""
         return self._forward(inputs, want_taps=False)["out"]
 
-    def compute_taps(self, inputs: dict[str, tf.Tensor], names: Sequence[str] | None = None) -> dict[str, tf.Tensor]:
+    def compute_taps(self, inputs: dict[str, Tensor], names: Sequence[str] | None = None) -> dict[str, Tensor]:
         """Intermediate tensors of a padded batch (per-atom taps ``[B, N, F]``, per-element ``[B, E, F]``).
 
         Raises:
@@ -322,13 +373,13 @@ class CGAT(keras.Model):
         self.nbr_embedding.trainable = not frozen
 
     # ------------------------------------------------------------------ normalisation
-    def normalise(self, y: Any) -> tf.Tensor:
+    def normalise(self, y: Any) -> Tensor:
         """``(y - mean) / std`` with the stored target normalisation."""
-        return (tf.cast(y, tf.float32) - self.target_mean) / self.target_std
+        return (keras.ops.cast(y, "float32") - self.target_mean) / self.target_std
 
-    def denormalise(self, y: Any) -> tf.Tensor:
+    def denormalise(self, y: Any) -> Tensor:
         """``y * std + mean``."""
-        return tf.cast(y, tf.float32) * self.target_std + self.target_mean
+        return keras.ops.cast(y, "float32") * self.target_std + self.target_mean
 
     def fit_normalisation(self, targets: Sequence[float] | np.ndarray) -> tuple[float, float]:
         """Set mean and (unbiased, as ``torch.std``) std from training targets; returns them."""
@@ -375,7 +426,7 @@ class CGAT(keras.Model):
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """Keras ``predict`` for batches; for a list of structures, :meth:`predict_structures`."""
-        from pymatgen.core import IStructure
+        from pymatgen.core import IStructure  # pymatgen is slow to import: only when predict() is called
 
         if isinstance(x, (list, tuple)) and x and all(isinstance(s, (IStructure, CGATGraph)) for s in x):
             return self.predict_structures(x, batch_size=kwargs.get("batch_size") or 32)
@@ -425,24 +476,36 @@ class CGAT(keras.Model):
         return out
 
     def load_torch_state_dict(self, state_dict: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Assign a (numpy) ``CGAtNet`` state_dict. See :func:`atomsets_tf.models.cgat.convert.load_state_dict`."""
-        from atomsets_tf.models.cgat.convert import load_state_dict
-
+        """Assign a (numpy) ``CGAtNet`` state_dict. See :func:`atomsets_tf.models.cgat._common.load_state_dict`."""
         load_state_dict(self, state_dict, strict=strict)
 
     @classmethod
-    def from_state_dict(cls, state_dict: dict[str, np.ndarray], **overrides: Any) -> CGAT:
-        """Build a model whose configuration is inferred from a ``CGAtNet`` state_dict and load it."""
-        from atomsets_tf.models.cgat.convert import model_from_state_dict
+    def from_state_dict(cls, state_dict: dict[str, np.ndarray], hparams: dict[str, Any] | None = None,
+                        **overrides: Any) -> CGAT:
+        """Build a model whose configuration is inferred from a ``CGAtNet`` state_dict and load it.
 
-        return model_from_state_dict(state_dict, **overrides)
+        ``hparams`` (optional): the checkpoint's hyper-parameters, cross-checked against the weights;
+        ``overrides``: constructor arguments that replace the inferred ones.
+        """
+        cfg = config_from_state_dict(state_dict, hparams)
+        cfg.update(overrides)
+        model = cls(**cfg)
+        load_state_dict(model, state_dict)
+        return model
 
     @classmethod
     def from_checkpoint(cls, path: str, embedding: ElementEmbedding | None = None) -> CGAT:
-        """Load a PyTorch Lightning CGAT checkpoint (``.ckpt``; needs torch, loaded with ``weights_only=True``)."""
-        from atomsets_tf.models.cgat.convert import model_from_checkpoint
+        """Load a PyTorch Lightning CGAT checkpoint (``.ckpt``; needs torch, loaded with ``weights_only=True``).
 
-        return model_from_checkpoint(path, embedding=embedding)
+        With ``embedding`` (an :class:`~atomsets_tf.models.cgat.data.ElementEmbedding`), its table is stored in
+        the model so that a saved ``.keras`` file is self-contained for structures.
+        """
+        state, hparams = read_checkpoint(path)
+        overrides = {} if embedding is None else {"elements": list(embedding.symbols)}
+        model = cls.from_state_dict(state, hparams, **overrides)
+        if embedding is not None:
+            model.set_element_embedding(embedding)
+        return model
 
     @classmethod
     def from_preset(cls, name: str, download: bool = True) -> CGAT:
@@ -451,8 +514,6 @@ class CGAT(keras.Model):
         Raises:
             UnknownPresetError: an unknown name, or a preset that is not a CGAT.
         """
-        from atomsets_tf import presets
-
         return load_cgat(presets.preset_file(name, "cgat", download))
 
 

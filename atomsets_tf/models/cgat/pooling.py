@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
-from atomsets_tf.models.cgat._common import TorchWeight, t_identity, t_linear, torch_uniform
+from atomsets_tf.models.cgat._common import Tensor, TorchWeight, t_identity, t_linear, torch_uniform
 from atomsets_tf.models.cgat.attention import MultiHeadMLP, segment_softmax_aggregate
 
 
@@ -22,8 +21,35 @@ class CrystalAttentionPool(keras.layers.Layer):
     The heads are returned concatenated, head-major (``[B, heads*F]``); the original averages
     them only with ``mean_pooling`` (which its CLI inverts, so by default it concatenates).
 
-    Call: ``x [R, F], crys [B, F], crystal_id [R], n_crystals`` -> ``[B, heads*F]``; optional
-    ``segments [R]``: pooling index per atom when it differs from ``crystal_id`` (``n_crystals`` = drop).
+    Args:
+        fea_len: node (and ROOST vector) width F.
+        heads: attention heads.
+        vector_attention: one attention coefficient per channel (True) or per head (False).
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: node features of the R atoms of the batch.
+        crys: ROOST vector of each of the B crystals.
+        crystal_id: int, crystal of each atom, in ``[0, n_crystals)``.
+        n_crystals: number of crystals B (pass it by keyword when it is a Python int).
+        segments: optional int pooling index per atom when it differs from ``crystal_id``; the
+            value ``n_crystals`` drops an atom (static-shape mode, padding).
+
+    Input shape:
+        ``x``: ``(R, fea_len)``; ``crys``: ``(B, fea_len)``; ``crystal_id``, ``segments``: ``(R,)``.
+
+    Output shape:
+        ``(B, heads * fea_len)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> pool = CrystalAttentionPool(fea_len=4, heads=2)
+    >>> x = np.ones((5, 4), "float32")
+    >>> crys = np.ones((2, 4), "float32")
+    >>> crystal_id = np.array([0, 0, 0, 1, 1], "int32")
+    >>> tuple(pool(x, crys, crystal_id, n_crystals=2).shape)
+    (2, 8)
     """
 
     def __init__(self, fea_len: int, heads: int = 5, vector_attention: bool = True, **kwargs: Any) -> None:
@@ -40,15 +66,15 @@ class CrystalAttentionPool(keras.layers.Layer):
         self.message.build(None)
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor, crys: tf.Tensor, crystal_id: tf.Tensor, n_crystals: tf.Tensor,
-             segments: tf.Tensor | None = None) -> tf.Tensor:
+    def call(self, x: Tensor, crys: Tensor, crystal_id: Tensor, n_crystals: Tensor,
+             segments: Tensor | None = None) -> Tensor:
         m = self.message(x)
-        logits = self.attention(tf.concat([x, tf.gather(crys, crystal_id)], axis=-1))
+        logits = self.attention(keras.ops.concatenate([x, keras.ops.take(crys, crystal_id, axis=0)], axis=-1))
         if segments is None:
             out = segment_softmax_aggregate(logits, m, crystal_id, n_crystals)  # [B, H, F]
         else:  # static-shape mode: segment id n_crystals drops an atom (padding)
             out = segment_softmax_aggregate(logits, m, segments, n_crystals + 1)[:-1]
-        return tf.reshape(out, [-1, self.heads * self.fea_len])
+        return keras.ops.reshape(out, (-1, self.heads * self.fea_len))
 
     def torch_weights(self, prefix: str) -> list[TorchWeight]:
         """Map to ``{prefix}MH_A.*`` and ``{prefix}MH_M.*``."""
@@ -69,7 +95,30 @@ class RezeroResidualHead(keras.layers.Layer):
     linear at initialisation, golden README surprise 7); without ``rezero`` the factor is 1.
     Output ``[B, output_dim]`` (CGAT: 2 = normalised value and log-std).
 
-    Call: ``x [B, input_dim]`` -> ``[B, output_dim]`` (``return_blocks=True``: and the block outputs).
+    Args:
+        input_dim: input width.
+        output_dim: output width.
+        hidden_dims: widths of the residual blocks.
+        rezero: learnt ReZero factors (starting at 0) on the residual branches.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: per-crystal features.
+        return_blocks: also return the list of block outputs ``(B, hidden_dims[k])``.
+
+    Input shape:
+        ``(B, input_dim)``.
+
+    Output shape:
+        ``(B, output_dim)`` (and the block outputs with ``return_blocks``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> head = RezeroResidualHead(input_dim=6, output_dim=2, hidden_dims=[8, 8])
+    >>> out, blocks = head(np.ones((3, 6), "float32"), return_blocks=True)
+    >>> tuple(out.shape), [tuple(b.shape) for b in blocks]
+    ((3, 2), [(3, 8), (3, 8)])
     """
 
     def __init__(self, input_dim: int, output_dim: int = 2,
@@ -101,15 +150,15 @@ class RezeroResidualHead(keras.layers.Layer):
         self.bias_out = self.add_weight(name="bias_out", shape=(self.output_dim,), initializer=torch_uniform(dims[-1]))
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor, return_blocks: bool = False) -> tf.Tensor | tuple[tf.Tensor, list[tf.Tensor]]:
+    def call(self, x: Tensor, return_blocks: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         blocks = []
         for i, (k, b, r) in enumerate(zip(self.kernels, self.biases, self.res_kernels, strict=True)):
-            branch = tf.nn.relu(tf.matmul(x, k) + b)
+            branch = keras.ops.relu(keras.ops.matmul(x, k) + b)
             if self.rezero:
                 branch = self.alphas[i] * branch
-            x = branch + (tf.matmul(x, r) if r is not None else x)
+            x = branch + (keras.ops.matmul(x, r) if r is not None else x)
             blocks.append(x)
-        out = tf.matmul(x, self.kernel_out) + self.bias_out
+        out = keras.ops.matmul(x, self.kernel_out) + self.bias_out
         if return_blocks:
             return out, blocks
         return out

@@ -10,16 +10,35 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
-from atomsets_tf.models.cgat._common import TorchWeight, leaky_relu, t_identity, t_linear, torch_uniform
+from atomsets_tf.models.cgat._common import Tensor, TorchWeight, leaky_relu, t_identity, t_linear, torch_uniform
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
 class FeedForward(keras.layers.Layer):
     """CGAT/ROOST ``SimpleNetwork``: [Linear, LeakyReLU(0.01)] per hidden layer, then a Linear.
 
-    Input ``[..., input_dim]`` -> ``[..., output_dim]``.
+    Args:
+        input_dim: input width.
+        output_dim: output width.
+        hidden_dims: widths of the hidden layers.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        x: input features.
+
+    Input shape:
+        ``(..., input_dim)``.
+
+    Output shape:
+        ``(..., output_dim)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> mlp = FeedForward(input_dim=6, output_dim=2, hidden_dims=[5])
+    >>> tuple(mlp(np.ones((3, 4, 6), "float32")).shape)
+    (3, 4, 2)
     """
 
     def __init__(self, input_dim: int, output_dim: int, hidden_dims: list[int] | tuple[int, ...] = (256,),
@@ -42,10 +61,10 @@ class FeedForward(keras.layers.Layer):
         self.bias_out = self.add_weight(name="bias_out", shape=(self.output_dim,), initializer=torch_uniform(dims[-1]))
         super().build(input_shape)
 
-    def call(self, x: tf.Tensor) -> tf.Tensor:
+    def call(self, x: Tensor) -> Tensor:
         for k, b in zip(self.kernels, self.biases, strict=True):
-            x = leaky_relu(tf.tensordot(x, k, axes=[[-1], [0]]) + b)
-        return tf.tensordot(x, self.kernel_out, axes=[[-1], [0]]) + self.bias_out
+            x = leaky_relu(keras.ops.tensordot(x, k, axes=1) + b)
+        return keras.ops.tensordot(x, self.kernel_out, axes=1) + self.bias_out
 
     def torch_weights(self, prefix: str) -> list[TorchWeight]:
         out = []
@@ -62,7 +81,7 @@ class FeedForward(keras.layers.Layer):
         return cfg
 
 
-def weighted_softmax(gate: tf.Tensor, weights: tf.Tensor, mask: tf.Tensor, power: tf.Tensor) -> tf.Tensor:
+def weighted_softmax(gate: Tensor, weights: Tensor, mask: Tensor, power: Tensor) -> Tensor:
     """ROOST ``WeightedAttention`` coefficients over the last axis.
 
     ``a_j = w_j**pow * exp(g_j - max g) / (sum_j w_j**pow * exp(g_j - max g) + 1e-13)``, with the
@@ -74,13 +93,13 @@ def weighted_softmax(gate: tf.Tensor, weights: tf.Tensor, mask: tf.Tensor, power
         mask: ``[..., M]`` bool.
         power: scalar (shape ``(1,)``) learnt exponent.
     """
-    neg_inf = tf.constant(-float("inf"), gate.dtype)
-    gmax = tf.reduce_max(tf.where(mask, gate, neg_inf), axis=-1, keepdims=True)
-    gmax = tf.where(tf.math.is_finite(gmax), gmax, tf.zeros_like(gmax))
-    shifted = tf.where(mask, gate - gmax, neg_inf)
-    safe_w = tf.where(mask, weights, tf.ones_like(weights))
-    g = tf.where(mask, tf.pow(safe_w, power) * tf.exp(shifted), tf.zeros_like(gate))
-    return g / (tf.reduce_sum(g, axis=-1, keepdims=True) + 1e-13)
+    neg_inf = keras.ops.convert_to_tensor(-float("inf"), gate.dtype)
+    gmax = keras.ops.max(keras.ops.where(mask, gate, neg_inf), axis=-1, keepdims=True)
+    gmax = keras.ops.where(keras.ops.isfinite(gmax), gmax, keras.ops.zeros_like(gmax))
+    shifted = keras.ops.where(mask, gate - gmax, neg_inf)
+    safe_w = keras.ops.where(mask, weights, keras.ops.ones_like(weights))
+    g = keras.ops.where(mask, keras.ops.power(safe_w, power) * keras.ops.exp(shifted), keras.ops.zeros_like(gate))
+    return g / (keras.ops.sum(g, axis=-1, keepdims=True) + 1e-13)
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
@@ -94,7 +113,33 @@ class RoostMessageLayer(keras.layers.Layer):
     crystal) passes unchanged. This fixes golden README surprise 11: the original crashes when
     such a crystal is the last of a batch (its scatter output is one row short).
 
-    Call: ``h [B, E, F], weights [B, E], mask [B, E] bool`` -> ``[B, E, F]``.
+    Args:
+        fea_len: element feature width F.
+        hidden: hidden width of the gate and message MLPs.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        h: element features of each crystal (padded to E elements).
+        weights: fractional abundance of each element.
+        mask: True for the real elements, False for padding.
+
+    Input shape:
+        ``h``: ``(B, E, fea_len)``; ``weights``, ``mask``: ``(B, E)``.
+
+    Output shape:
+        ``(B, E, fea_len)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = RoostMessageLayer(fea_len=4, hidden=8)
+    >>> h = np.ones((2, 3, 4), "float32")
+    >>> weights = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], "float32")
+    >>> out = layer(h, weights, weights > 0)
+    >>> tuple(out.shape)
+    (2, 3, 4)
+    >>> bool(np.allclose(out[1], h[1]))  # an elemental crystal passes unchanged
+    True
     """
 
     def __init__(self, fea_len: int, hidden: int = 256, **kwargs: Any) -> None:
@@ -110,18 +155,18 @@ class RoostMessageLayer(keras.layers.Layer):
         self.power = self.add_weight(name="pow", shape=(1,), initializer=keras.initializers.RandomNormal(stddev=1.0))
         super().build(input_shape)
 
-    def call(self, h: tf.Tensor, weights: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(h)[1]
-        h_self = tf.broadcast_to(h[:, :, None, :], [tf.shape(h)[0], n, n, self.fea_len])
-        h_nbr = tf.broadcast_to(h[:, None, :, :], [tf.shape(h)[0], n, n, self.fea_len])
-        pair = tf.concat([h_self, h_nbr], axis=-1)  # [B, E, E, 2F]
-        not_self = tf.logical_not(tf.eye(n, dtype=tf.bool))
+    def call(self, h: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+        b, n = keras.ops.shape(h)[0], keras.ops.shape(h)[1]
+        h_self = keras.ops.broadcast_to(h[:, :, None, :], (b, n, n, self.fea_len))
+        h_nbr = keras.ops.broadcast_to(h[:, None, :, :], (b, n, n, self.fea_len))
+        pair = keras.ops.concatenate([h_self, h_nbr], axis=-1)  # [B, E, E, 2F]
+        not_self = keras.ops.logical_not(keras.ops.eye(n, dtype="bool"))
         pair_mask = mask[:, :, None] & mask[:, None, :] & not_self[None]
         gate = self.gate_nn(pair)[..., 0]
-        w_nbr = tf.broadcast_to(weights[:, None, :], tf.shape(gate))
+        w_nbr = keras.ops.broadcast_to(weights[:, None, :], keras.ops.shape(gate))
         a = weighted_softmax(gate, w_nbr, pair_mask, self.power)
         msg = self.message_nn(pair)
-        return h + tf.reduce_sum(a[..., None] * msg, axis=2)
+        return h + keras.ops.sum(a[..., None] * msg, axis=2)
 
     def torch_weights(self, prefix: str) -> list[TorchWeight]:
         """Map to ``{prefix}pooling.0.{pow, gate_nn.*, message_nn.*}``."""
@@ -144,9 +189,33 @@ class RoostEncoder(keras.layers.Layer):
     * crystal pool: gate MLP (F->256->1), :func:`weighted_softmax` with the abundances and a learnt
       power, identity message: ``sum_i a_i h_i``.
 
-    Call: ``elem_fea [B, E, orig], elem_weights [B, E]`` (0 = padding) -> ``[B, F]``
-    (``return_taps=True``: also a dict with ``roost_embed_out`` ``[B, E, F-1]`` and
-    ``roost_elem_fea_k`` ``[B, E, F]``).
+    Args:
+        orig_fea_len: width of the input element embedding (matscholar: 200).
+        fea_len: element feature width F.
+        n_graph: number of message layers.
+        hidden: hidden width of the gate and message MLPs.
+        **kwargs: passed to :class:`keras.layers.Layer` (e.g. ``name``).
+
+    Call arguments:
+        elem_fea: input embedding of each element of each crystal (padded to E elements).
+        elem_weights: fractional abundance of each element (0 = padding).
+        return_taps: also return a dict with ``roost_embed_out`` ``(B, E, F-1)`` and
+            ``roost_elem_fea_k`` ``(B, E, F)`` (k = 1..n_graph).
+
+    Input shape:
+        ``elem_fea``: ``(B, E, orig_fea_len)``; ``elem_weights``: ``(B, E)``.
+
+    Output shape:
+        ``(B, fea_len)`` (and the taps with ``return_taps``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> roost = RoostEncoder(orig_fea_len=6, fea_len=4, n_graph=1, hidden=8)
+    >>> elem_fea = np.ones((2, 3, 6), "float32")
+    >>> elem_weights = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], "float32")
+    >>> tuple(roost(elem_fea, elem_weights).shape)
+    (2, 4)
     """
 
     def __init__(self, orig_fea_len: int = 200, fea_len: int = 128, n_graph: int = 3, hidden: int = 256,
@@ -172,19 +241,19 @@ class RoostEncoder(keras.layers.Layer):
                                           initializer=keras.initializers.RandomNormal(stddev=1.0))
         super().build(input_shape)
 
-    def call(self, elem_fea: tf.Tensor, elem_weights: tf.Tensor,
-             return_taps: bool = False) -> tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    def call(self, elem_fea: Tensor, elem_weights: Tensor,
+             return_taps: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         mask = elem_weights > 0
-        w = tf.cast(elem_weights, elem_fea.dtype)
-        emb = tf.tensordot(elem_fea, self.embed_kernel, axes=[[-1], [0]]) + self.embed_bias
-        h = tf.concat([emb, w[..., None]], axis=-1)
+        w = keras.ops.cast(elem_weights, elem_fea.dtype)
+        emb = keras.ops.tensordot(elem_fea, self.embed_kernel, axes=1) + self.embed_bias
+        h = keras.ops.concatenate([emb, w[..., None]], axis=-1)
         taps = {"roost_embed_out": emb}
         for k, layer in enumerate(self.message_layers):
             h = layer(h, w, mask)
             taps[f"roost_elem_fea_{k + 1}"] = h
         gate = self.pool_gate(h)[..., 0]
         a = weighted_softmax(gate, w, mask, self.pool_power)
-        out = tf.reduce_sum(a[..., None] * h, axis=1)
+        out = keras.ops.sum(a[..., None] * h, axis=1)
         if return_taps:
             return out, taps
         return out
