@@ -139,27 +139,29 @@ def extrapolation(
     results, errors = {}, {}
     with output_lock(out):
         for model in models:
-            run_dir = out / model
-            metrics = train_on_split(tables[model], model, split, run_dir, config, model_config, features_from, progress,
-                                     restart)
-            predictions = dict(zip(split["test"], fold_predictions(run_dir, split["test"])))
+            metrics = train_on_split(tables[model], model, split, out / model, config, model_config, features_from,
+                                     progress, restart)
+            predictions = dict(zip(split["test"], fold_predictions(out / model, split["test"])))
             errors[model] = {i: abs(predictions[i] - by_id[i]) for i in split["test"]}
             results[model] = _halves_record(metrics, predictions, by_id, split)
-            interpolation, extrapolated = results[model]["mae_interpolation"], results[model]["mae_extrapolation"]
             if report is not None:
-                report(f"{task} {model}: MAE interpolation {interpolation:.4g}, extrapolation {extrapolated:.4g} "
-                       f"({metrics['epochs_run']} epochs, {metrics.get('wall_time_s') or 0:.0f} s)")
-        summary = {
-            "task": task, "target": first.target_name, "unit": TARGET_UNITS.get(task), "quantile": float(quantile),
-            "threshold": split["threshold"], "seed": seed, "n_entries": len(first), "n_train": len(split["train"]),
-            "n_val": len(split["val"]), "n_interpolation": len(split["interpolation"]),
-            "n_extrapolation": len(split["extrapolation"]), "models": results,
-            "wall_time_s": round(time.perf_counter() - start, 3),
-            **run_record(config, budget_epochs, model_config, features_from, command),
-        }
+                report(f"{task} {model}: MAE interpolation {results[model]['mae_interpolation']:.4g}, extrapolation "
+                       f"{results[model]['mae_extrapolation']:.4g} ({metrics['epochs_run']} epochs, "
+                       f"{metrics.get('wall_time_s') or 0:.0f} s)")
+        summary = {**_split_record(first, task, split, quantile, seed), "models": results,
+                   "wall_time_s": round(time.perf_counter() - start, 3),
+                   **run_record(config, budget_epochs, model_config, features_from, command)}
         write_json_atomic(out / EXTRAPOLATION_JSON, summary)
         plot_extrapolation(summary, errors, by_id, out / EXTRAPOLATION_PNG)
     return summary
+
+
+def _split_record(table, task: str, split: Mapping, quantile: float, seed: int) -> dict:
+    """What ``extrapolation.json`` records of the data and the split."""
+    return {"task": task, "target": table.target_name, "unit": TARGET_UNITS.get(task), "quantile": float(quantile),
+            "threshold": split["threshold"], "seed": seed, "n_entries": len(table), "n_train": len(split["train"]),
+            "n_val": len(split["val"]), "n_interpolation": len(split["interpolation"]),
+            "n_extrapolation": len(split["extrapolation"])}
 
 
 def _halves_record(metrics: Mapping, predictions: Mapping[str, float], targets: Mapping[str, float],

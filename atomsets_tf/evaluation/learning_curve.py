@@ -273,17 +273,10 @@ def learning_curve(
     Returns:
         The summary written to ``learning_curve.json`` (``out_dir`` is locked while this runs).
     """
-    if protocol not in PROTOCOLS:
-        raise AtomSetsError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    if target is not None and not target > 0:
-        raise AtomSetsError(f"the target error must be positive, got {target}")
-    models = check_models(models)
-    tables = task_tables(data, models)
+    models, tables, splits = _curve_inputs(data, models, sizes, protocol, fold, seed, target)
     first = tables[models[0]]
     _, _, task_type = load_targets(first)
     name = metric_name(task_type)
-    splits = nested_splits(first, sizes, protocol, fold, seed)
-    task = data_name(first)
     out = Path(out_dir)
     start = time.perf_counter()
     with output_lock(out):
@@ -294,19 +287,33 @@ def learning_curve(
                       for n, split in splits.items()]
             results[model] = {"points": points, **_fit_record(points, target)}
         largest = max(splits)
-        summary = {
-            "task": task, "task_type": task_type, "metric": name, "error": "1-roc_auc" if name == "roc_auc" else "mae",
-            "unit": None if name == "roc_auc" else TARGET_UNITS.get(task), "protocol": protocol, "fold": fold,
-            "seed": seed, "n_entries": len(first), "n_test": len(splits[largest]["test"]), "sizes": list(splits),
-            "target": target, "reference_model": models[0], "models": results,
-            "improvement_over_first": _improvements(results, models),
-            "wall_time_s": round(time.perf_counter() - start, 3),
-            **run_record(training_for(training, largest, budget_epochs), budget_epochs, model_config, features_from,
-                         command),
-        }
+        summary = {**_data_record(first, task_type, protocol, fold, seed, splits), "target": target,
+                   "reference_model": models[0], "models": results, "improvement_over_first": _improvements(results, models),
+                   "wall_time_s": round(time.perf_counter() - start, 3),
+                   **run_record(training_for(training, largest, budget_epochs), budget_epochs, model_config,
+                                features_from, command)}
         write_json_atomic(out / LEARNING_CURVE_JSON, summary)
         plot_learning_curve(summary, out / LEARNING_CURVE_PNG)
     return summary
+
+
+def _data_record(table, task_type: str, protocol: str, fold: int, seed: int, splits: Mapping) -> dict:
+    """What ``learning_curve.json`` records of the data, the metric and the nested splits."""
+    name, task = metric_name(task_type), data_name(table)
+    return {"task": task, "task_type": task_type, "metric": name, "error": "1-roc_auc" if name == "roc_auc" else "mae",
+            "unit": None if name == "roc_auc" else TARGET_UNITS.get(task), "protocol": protocol, "fold": fold,
+            "seed": seed, "n_entries": len(table), "n_test": len(splits[max(splits)]["test"]), "sizes": list(splits)}
+
+
+def _curve_inputs(data, models, sizes, protocol: str, fold: int, seed: int, target: float | None):
+    """The checked model names, the table each trains on and the nested splits of :func:`learning_curve`."""
+    if protocol not in PROTOCOLS:
+        raise AtomSetsError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if target is not None and not target > 0:
+        raise AtomSetsError(f"the target error must be positive, got {target}")
+    models = check_models(models)
+    tables = task_tables(data, models)
+    return models, tables, nested_splits(tables[models[0]], sizes, protocol, fold, seed)
 
 
 def _train_point(table, model: str, n: int, split: dict, out: Path, training: TrainingConfig, model_config,
