@@ -11,13 +11,10 @@ import tensorflow as tf
 from atomsets_tf.data.io import Table
 from atomsets_tf.models.base import ModelFamily, require_structures
 from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs, input_shapes
-from atomsets_tf.models.megnet.model import MEGNet
+from atomsets_tf.models.megnet.model import KERAS_MODEL_NAME, MEGNet
 
 #: Layers of a MEGNet that ``head`` transfer mode retrains: the final MLP, a new classifier, the target scaler.
 HEAD_PREFIXES = ("readout_", "classifier", "target_scaler")
-#: The layer that marks a ``.keras`` file written by :meth:`MEGNet.save` (a Keras functional model, whose
-#: ``class_name`` is ``Functional``): MEGNet's Gaussian distance expansion, which no other family has.
-MARKER_LAYER = "gaussian_expansion"
 
 
 class GraphSet:
@@ -52,12 +49,11 @@ class MEGNetFamily(ModelFamily):
     suffixes = (".hdf5", ".h5")
 
     def recognises_keras(self, config: dict) -> bool:
+        # MEGNet.save writes the Keras functional model itself (its class_name is "Functional"), named by the
+        # file's own config: config.name is KERAS_MODEL_NAME.
         inner = config.get("config")
-        layers = inner.get("layers") if isinstance(inner, dict) else None
-        if config.get("class_name") != "Functional" or not isinstance(layers, list):
-            return False
-        configs = [layer.get("config") for layer in layers if isinstance(layer, dict)]
-        return any(isinstance(c, dict) and c.get("name") == MARKER_LAYER for c in configs)
+        return config.get("class_name") == "Functional" and isinstance(inner, dict) and \
+            inner.get("name") == KERAS_MODEL_NAME
 
     def load(self, path: Path) -> MEGNet:
         return MEGNet.from_checkpoint(path) if path.suffix.lower() in self.suffixes else MEGNet.load(path)

@@ -65,6 +65,10 @@ INPUT_NAMES = ("atoms", "atom_mask", "distance", "bond_mask", "index1", "index2"
 _BRANCH_TAG = {"atom": "V", "bond": "E", "state": "u"}
 
 
+#: The name of every MEGNet's Keras model: a saved ``.keras`` file names its family with it (``config.name``).
+KERAS_MODEL_NAME = "megnet"
+
+
 def tap_level(name: str) -> str:
     """``"atom"``, ``"bond"`` or ``"structure"`` for a tap name of this module's scheme."""
     if name.startswith("V"):
@@ -217,7 +221,7 @@ def build_keras_model(
         [raw, inputs["atom_mask"]]
     )
     parts.tap("prediction", pred, "prediction", f"de-scaled prediction ({_scaler_text(scaler)})")
-    model = keras.Model(inputs=inputs, outputs=parts.outputs, name="megnet")
+    model = keras.Model(inputs=inputs, outputs=parts.outputs, name=KERAS_MODEL_NAME)
     return model, parts.taps, parts.layer_map
 
 
