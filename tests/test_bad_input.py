@@ -25,13 +25,14 @@ from atomsets_tf.errors import (
     StrategyError,
 )
 from atomsets_tf.training.strategy import read_tf_config
+from tests.test_cli import error_lines
 
 
 def assert_cli_error(capsys, args: list[str], *fragments: str) -> str:
     """Run the CLI in-process: exit code 2, one ``Error:`` line holding every fragment, no traceback."""
     code = main([str(a) for a in args])
     err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("Error:")]
+    lines = error_lines(err)
     assert code == 2, err
     assert len(lines) == 1, err
     assert "Traceback" not in err

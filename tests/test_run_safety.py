@@ -32,6 +32,7 @@ from atomsets_tf.training.trainer import TrainingConfig, strategy_label
 from atomsets_tf.utils.io import LOCK_FILE, atomic_path, check_writable, output_lock
 from atomsets_tf.workflows.fit import ModelConfig, fit
 from tests._tables import learnable_table, write_csv
+from tests.test_cli import error_lines
 
 CONFIG = TrainingConfig(epochs=3, patience=3, batch_size=64)
 HEAD = ModelConfig(units=8)
@@ -39,10 +40,6 @@ HEAD = ModelConfig(units=8)
 
 class Killed(Exception):
     """Stands for a kill right after the training state of the first epoch is saved."""
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("Error:")]
 
 
 def log_epochs(folder: Path) -> list[int]:
