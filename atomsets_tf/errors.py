@@ -77,6 +77,18 @@ class RunSettingsError(AtomSetsError, ValueError):
     """An output folder that holds a run made with other settings (resuming or reusing it would mix two runs)."""
 
 
+class PreparedDatasetError(AtomSetsError, ValueError):
+    """A prepared dataset (``atomsets_tf.data.prepared``) that is missing, garbled, foreign, or incompatible."""
+
+
+class CorruptShardError(PreparedDatasetError):
+    """A shard of a prepared dataset whose bytes do not match its manifest (corrupt or truncated)."""
+
+
+class RecordSchemaError(PreparedDatasetError):
+    """A record (or a schema) that does not follow its :class:`~atomsets_tf.data.records.RecordSchema`."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped by SIGINT or SIGTERM, after saving what a rerun resumes from.
 

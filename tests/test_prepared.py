@@ -1,0 +1,270 @@
+"""Prepared datasets (atomsets_tf.data.prepared): writing, resuming, reading, streaming, refusing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from _prepared_toy import TOY_SCHEMA, ToyBuilder, toy_entries
+
+from atomsets_tf.data.prepared import (
+    MANIFEST,
+    FieldSpec,
+    PreparedDataset,
+    RecordSchema,
+    prepare_dataset,
+)
+from atomsets_tf.errors import AtomSetsError, CorruptShardError, PreparedDatasetError, RecordSchemaError
+
+N_ENTRIES = 40
+BAD = "e007"  # its z holds a 0: the toy builder refuses it
+
+
+def _data():
+    ids, entries = toy_entries(N_ENTRIES)
+    entries[int(BAD[1:])]["z"][0] = 0
+    targets = np.linspace(-1.0, 1.0, N_ENTRIES)
+    return ids, entries, targets
+
+
+def _prepare(folder: Path, **kwargs) -> dict:
+    ids, entries, targets = _data()
+    options = {"parent": {"family": "toy", "sha256": "ab" * 32}, "shard_size": 8, "progress": False, **kwargs}
+    builder = options.pop("builder", ToyBuilder())
+    return prepare_dataset(ids, entries, targets, folder, builder, **options)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> PreparedDataset:
+    folder = tmp_path_factory.mktemp("prepared") / "toy"
+    _prepare(folder)
+    return PreparedDataset.open(folder)
+
+
+def _records_by_position(dataset: PreparedDataset) -> dict[int, dict]:
+    return dict(zip(dataset.positions.tolist(), dataset.records()))
+
+
+def test_round_trip_records_equal_built_records(prepared):
+    ids, entries, targets = _data()
+    builder = ToyBuilder()
+    good = [k for k, i in enumerate(ids) if i != BAD]
+    assert prepared.ids == [ids[k] for k in good]
+    assert prepared.positions.tolist() == good
+    np.testing.assert_array_equal(prepared.targets, targets[good])
+    assert [f["id"] for f in prepared.failures] == [BAD] and BAD in prepared.failures[0]["reason"]
+    records = prepared.records()
+    for k, record in zip(good, records):
+        built = builder(entries[k], ids[k])
+        assert record.keys() == built.keys()
+        for name, value in built.items():
+            assert record[name].dtype == np.dtype(TOY_SCHEMA.fields[name].dtype), name
+            np.testing.assert_array_equal(record[name], value)
+    assert prepared.sizes.tolist() == [len(r["z"]) for r in records]
+    picked = prepared.records([5, 0, 17])
+    for record, k in zip(picked, [5, 0, 17]):
+        np.testing.assert_array_equal(record["pos"], records[k]["pos"])
+    manifest = json.loads((prepared.path / MANIFEST).read_text())
+    assert manifest["kind"] == "toy-graph" and manifest["settings"] == {"cutoff": 3.0}
+    assert RecordSchema.from_json(manifest["schema"]) == TOY_SCHEMA
+    assert sum(s["n_records"] for s in manifest["shards"]) == len(prepared)
+    assert len(manifest["shards"]) == -(-N_ENTRIES // 8)
+
+
+def test_pad_batch_layout():
+    _, entries = toy_entries(3, seed=1)
+    builder = ToyBuilder()
+    records = [builder(e, str(k)) for k, e in enumerate(entries)]
+    batch = TOY_SCHEMA.pad_batch(records)
+    n_atoms = [len(r["z"]) for r in records]
+    n_bonds = [len(r["pairs"]) for r in records]
+    atoms = -(-max(n_atoms) // 4) * 4
+    bonds = max(-(-max(n_bonds) // 8) * 8, 8)
+    assert batch["z"].shape == (3, atoms) and batch["z"].dtype == np.int32
+    assert batch["pos"].shape == (3, atoms, 3) and batch["pairs"].shape == (3, bonds, 2)
+    assert batch["state"].shape == (3, 2) and batch["state"].dtype == np.float32
+    for k, record in enumerate(records):
+        assert batch["atom_mask"][k].tolist() == [1.0] * n_atoms[k] + [0.0] * (atoms - n_atoms[k])
+        assert batch["bond_mask"][k].sum() == n_bonds[k]
+        np.testing.assert_array_equal(batch["z"][k, : n_atoms[k]], record["z"])
+        assert not batch["pos"][k, n_atoms[k]:].any()
+    spec = TOY_SCHEMA.tensor_spec()
+    assert set(spec) == set(batch)
+    for name, value in batch.items():
+        assert spec[name].is_compatible_with(tf.TensorSpec(value.shape, value.dtype)), name
+
+
+def test_schema_checks_records_and_round_trips_json():
+    assert RecordSchema.from_json(json.loads(json.dumps(TOY_SCHEMA.to_json()))) == TOY_SCHEMA
+    record = ToyBuilder()(toy_entries(1)[1][0], "x")
+    with pytest.raises(RecordSchemaError, match="x1: field 'pos'"):
+        TOY_SCHEMA.check_record({**record, "pos": record["pos"][:, :2]}, "x1")
+    with pytest.raises(RecordSchemaError, match="x2: field 'z' holds values"):
+        TOY_SCHEMA.check_record({**record, "z": np.full(len(record["z"]), 300)}, "x2")
+    with pytest.raises(RecordSchemaError, match="group 'atoms'"):
+        TOY_SCHEMA.check_record({**record, "z": np.ones(len(record["z"]) + 1)}, "x3")
+    with pytest.raises(RecordSchemaError, match="group 'edges'"):
+        RecordSchema({"a": FieldSpec("int32", (), "atoms", "int32")}, masks={"m": "edges"})
+
+
+def _streamed(dataset, **kwargs) -> list[tuple[dict, np.ndarray]]:
+    return [(({k: v.numpy() for k, v in x.items()}), y.numpy()) for x, y in dataset.stream(**kwargs)]
+
+
+def test_stream_covers_each_index_once_as_pad_batch(prepared):
+    by_position = _records_by_position(prepared)
+    indices = np.arange(1, len(prepared), 2)[::-1]
+    targets = prepared.targets[indices] * 10
+    options = {"indices": indices, "targets": targets, "batch_size": 3, "shuffle": True, "seed": 5,
+               "bucket_boundaries": [4, 8], "with_positions": True}
+    batches = _streamed(prepared, **options)
+    positions = np.concatenate([x["position"] for x, _ in batches])
+    assert sorted(positions.tolist()) == sorted(prepared.positions[indices].tolist())
+    target_of = dict(zip(prepared.positions[indices].tolist(), targets))
+    for x, y in batches:
+        expected = TOY_SCHEMA.pad_batch([by_position[p] for p in x["position"].tolist()])
+        assert set(x) == {*expected, "position"}
+        for name, value in expected.items():
+            assert x[name].dtype == value.dtype, name
+            np.testing.assert_array_equal(x[name], value, err_msg=name)
+        np.testing.assert_allclose(y[:, 0], [target_of[p] for p in x["position"].tolist()], rtol=1e-6)
+        sizes = [len(by_position[p]["z"]) for p in x["position"].tolist()]
+        assert np.searchsorted([4, 8], min(sizes), "right") == np.searchsorted([4, 8], max(sizes), "right")
+    assert len(batches) == prepared.batches_per_epoch(indices, 3, bucket_boundaries=[4, 8])
+    again = _streamed(prepared, **options)
+    assert [x["position"].tolist() for x, _ in again] == [x["position"].tolist() for x, _ in batches]
+    two = _streamed(prepared, **options, epochs=2)
+    first, second = two[: len(batches)], two[len(batches):]
+    assert [x["position"].tolist() for x, _ in first] == [x["position"].tolist() for x, _ in batches]
+    assert sorted(np.concatenate([x["position"] for x, _ in second]).tolist()) == sorted(positions.tolist())
+
+
+def test_stream_default_buckets_and_inputs_only(prepared):
+    batches = list(prepared.stream(batch_size=4))
+    assert all(isinstance(x, dict) and "position" not in x for x in batches)
+    assert sum(len(x["z"]) for x in batches) == len(prepared)
+    assert len(batches) == prepared.batches_per_epoch(batch_size=4)
+
+
+def test_stream_shards_by_file_under_input_context(prepared):
+    indices = np.arange(len(prepared))
+    seen = []
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(2, pipeline, 2)
+        dataset = prepared.stream(indices, batch_size=4, input_context=context, with_positions=True)
+        batches = [x for x in dataset]
+        assert max(len(x["z"]) for x in batches) <= 2  # the per-replica batch size
+        assert len(batches) == prepared.batches_per_epoch(indices, 4, context)
+        seen.append(set(np.concatenate([x["position"].numpy() for x in batches]).tolist()))
+        shards = set(prepared.record_shards[np.isin(prepared.positions, list(seen[-1]))].tolist())
+        assert shards == set(range(len(prepared.shards))[pipeline::2])
+    assert not seen[0] & seen[1]
+    assert seen[0] | seen[1] == set(prepared.positions.tolist())
+    assert prepared.steps_per_epoch(indices, 4, 2, 2) == min(
+        prepared.batches_per_epoch(indices, 4, tf.distribute.InputContext(2, k, 2)) for k in range(2))
+
+
+def test_strict_raises_naming_the_id(tmp_path):
+    with pytest.raises(AtomSetsError, match=BAD):
+        _prepare(tmp_path / "strict", strict=True)
+
+
+def _file_state(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_bytes().hex() for p in sorted(folder.glob("shard-*"))}
+
+
+def test_killed_run_resumes_to_the_same_dataset(tmp_path):
+    whole = tmp_path / "whole"
+    expected = _prepare(whole)
+    resumed = tmp_path / "resumed"
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from test_prepared import _prepare; "
+              "from _prepared_toy import ToyBuilder; from pathlib import Path; "
+              "_prepare(Path(sys.argv[2]), builder=ToyBuilder(exit_at='e020'))")
+    run = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent), str(resumed)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert not (resumed / MANIFEST).exists()
+    assert sorted(p.name for p in resumed.glob("shard-*.json")) == ["shard-00000.json", "shard-00001.json"]
+    kept = (resumed / "shard-00000.tfrecord").stat().st_mtime_ns
+    manifest = _prepare(resumed)
+    assert manifest == expected
+    assert (resumed / "shard-00000.tfrecord").stat().st_mtime_ns == kept
+    assert _file_state(resumed) == _file_state(whole)
+    assert json.loads((resumed / MANIFEST).read_text()) == json.loads((whole / MANIFEST).read_text())
+    assert not list(resumed.glob(".tmp-*"))
+
+
+def test_two_workers_write_the_same_bytes(tmp_path):
+    one = _prepare(tmp_path / "one")
+    two = _prepare(tmp_path / "two", workers=2)
+    assert one == two
+    assert _file_state(tmp_path / "one") == _file_state(tmp_path / "two")
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_and_truncated_shards_are_named(tmp_path):
+    folder = tmp_path / "broken"
+    _prepare(folder)
+    dataset = PreparedDataset.open(folder)
+    dataset.verify()
+    shard = folder / "shard-00001.tfrecord"
+    _flip(shard, shard.stat().st_size // 2)
+    with pytest.raises(CorruptShardError, match="shard-00001.tfrecord"):
+        dataset.verify()
+    with pytest.raises(CorruptShardError, match="shard-00001.tfrecord"):
+        dataset.records()
+    with pytest.raises(tf.errors.DataLossError) as lost:
+        list(dataset.stream(batch_size=4))
+    assert "shard-00001.tfrecord" in str(dataset.data_loss_error(lost.value))
+    truncated = folder / "shard-00002.tfrecord"
+    truncated.write_bytes(truncated.read_bytes()[:-7])
+    for read in (lambda: dataset.records(np.arange(20, 30)), lambda: dataset.stream(batch_size=4)):
+        with pytest.raises(CorruptShardError, match="shard-00002.tfrecord"):
+            read()
+
+
+def test_incompatible_datasets_are_refused(prepared, tmp_path):
+    prepared.check_compatible("toy-graph", {"cutoff": 3.0}, "ab" * 32)
+    with pytest.raises(PreparedDatasetError, match="prepared for toy-graph, not cgat-graph") as refused:
+        prepared.check_compatible("cgat-graph", {"cutoff": 3.0})
+    assert str(prepared.path / MANIFEST) in str(refused.value)
+    with pytest.raises(PreparedDatasetError, match="prepared with cutoff 3.0, this model uses 4.0"):
+        prepared.check_compatible("toy-graph", {"cutoff": 4.0})
+    with pytest.raises(PreparedDatasetError, match="another parent model"):
+        prepared.check_compatible("toy-graph", {"cutoff": 3.0}, "cd" * 32)
+    folder = tmp_path / "again"
+    _prepare(folder)
+    with pytest.raises(PreparedDatasetError, match="cutoff") as refused:
+        _prepare(folder, builder=ToyBuilder(cutoff=4.0))
+    assert str(folder) in str(refused.value)
+    with pytest.raises(PreparedDatasetError, match="parent"):
+        _prepare(folder, parent={"family": "toy", "sha256": "cd" * 32})
+    assert _prepare(folder, builder=ToyBuilder(cutoff=4.0), restart=True)["settings"] == {"cutoff": 4.0}
+    assert PreparedDataset.open(folder / MANIFEST).settings == {"cutoff": 4.0}
+
+
+def test_missing_garbled_and_foreign_folders_are_refused(tmp_path):
+    with pytest.raises(PreparedDatasetError, match="manifest.json"):
+        PreparedDataset.open(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(PreparedDatasetError, match=str(tmp_path / MANIFEST)):
+        PreparedDataset.open(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(PreparedDatasetError, match="not the manifest"):
+        PreparedDataset.open(tmp_path)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(PreparedDatasetError, match="notes.txt"):
+        _prepare(foreign, restart=True)
+    assert (foreign / "notes.txt").exists()
