@@ -237,6 +237,36 @@ def tap(model, data, layers, out_npz, batch_size) -> None:
 
 
 @cli.command()
+@click.argument("data")
+@click.option("--for", "model", required=True,
+              help="A MEGNet or CGAT checkpoint or preset (its graphs), or a structural AtomSets model such as "
+                   "atomsets-v1 or mlp-f (its taps; see --features-from).")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The dataset folder (TFRecord shards and manifest.json).")
+@click.option("--features-from", default=None,
+              help="The MEGNet that a structural AtomSets model taps (default: the paper's parent model).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes that build graphs.")
+@click.option("--shard-size", type=click.IntRange(1), default=1024, show_default=True, help="Entries per shard.")
+@click.option("--strict", is_flag=True, help="Stop at the first entry that cannot be prepared (default: list it "
+                                             "in the manifest and go on).")
+@click.option("--restart", is_flag=True, help="Discard a dataset prepared otherwise in the folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def prepare(data, model, out_dir, features_from, workers, shard_size, strict, restart, quiet) -> None:
+    """Prepare DATA once for a model: graphs or taps in TFRecord shards, read by every command that takes DATA.
+
+    An interrupted run started again continues: finished shards are kept.
+    """
+    from atomsets_tf.workflows.prepare import prepare as prepare_data
+
+    manifest = prepare_data(data, model, out_dir, workers=workers, features_from=features_from,
+                            shard_size=shard_size, strict=strict, restart=restart, progress=not quiet)
+    failed = len(manifest["failures"])
+    click.echo(f"Prepared {len(manifest['ids'])} entries in {len(manifest['shards'])} shards in {out_dir}"
+               + (f"; {failed} could not be prepared (listed in manifest.json)" if failed else ""))
+
+
+@cli.command()
 def models() -> None:
     """List the preset models and whether each is available locally."""
     from atomsets_tf.presets import list_presets
@@ -439,7 +469,7 @@ def extrapolation_command(task, model_names, quantile, **opts) -> None:
 #: Commands that run TensorFlow: it is imported first, with its C++ start-up notes held back, so that
 #: stderr carries only the command's own progress and its ``Error:`` line. ``models`` and --help need none.
 TENSORFLOW_COMMANDS = {"fit", "retrain", "predict", "tap", "inspect", "convert", "benchmark", "grid",
-                       "learning-curve", "extrapolation"}
+                       "learning-curve", "extrapolation", "prepare"}
 
 
 def _needs_tensorflow(args: list[str]) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf.data.composition import composition_to_set
+from atomsets_tf.data.prepared import MANIFEST, PreparedDataset
 from atomsets_tf.errors import AtomSetsError, DataFormatError, InvalidTargetError
 from atomsets_tf.utils.io import shared_dir
 
@@ -46,9 +47,12 @@ class Table:
         inputs: composition strings (``kind == "composition"``) or pymatgen
             ``Structure`` objects (``kind == "structure"``).
         targets: float64 ``(n,)``, or ``None`` for a file without targets.
-        kind: ``"composition"`` or ``"structure"``.
+        kind: ``"composition"``, ``"structure"``, or ``"prepared"`` (``inputs`` are then positions in
+            ``prepared``).
         target_name: the target column's name.
         source: where the table was read from.
+        prepared: the :class:`~atomsets_tf.data.prepared.PreparedDataset` the table reads (else ``None``):
+            the models read its records (graphs or taps) instead of building them.
     """
 
     ids: list[str]
@@ -58,6 +62,7 @@ class Table:
     target_name: str = "target"
     source: str = ""
     meta: dict = field(default_factory=dict)
+    prepared: PreparedDataset | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,6 +78,7 @@ class Table:
             target_name=self.target_name,
             source=self.source,
             meta=dict(self.meta),
+            prepared=self.prepared,
         )
 
     def require_targets(self) -> np.ndarray:
@@ -287,15 +293,29 @@ def _table_from_dir(path: Path) -> Table:
     return _finish(ids, inputs, None, "target", str(path))
 
 
+def _table_from_prepared(path: Path) -> Table:
+    """The table of a prepared dataset (``atomsets-tf prepare``): its ids and targets; inputs are positions."""
+    dataset = PreparedDataset.open(path)
+    targets = None if dataset.targets is None else np.asarray(dataset.targets, dtype=np.float64)
+    source = dataset.source if isinstance(dataset.source, dict) else {}
+    meta = {"task": source["task"]} if source.get("task") else {}
+    return Table(ids=list(dataset.ids), inputs=list(range(len(dataset))), targets=targets, kind="prepared",
+                 target_name=str(source.get("target_name", "target")), source=str(path), meta=meta,
+                 prepared=dataset)
+
+
 def read_table(path: str | os.PathLike, target: str | None = None) -> Table:
     """Read a data set from a file or a folder.
 
     Accepts matbench-layout JSON (``.json`` or ``.json.gz``, pandas' 'split'
     orient), JSON holding a dict of parallel lists, CSV with an id column, a
-    composition/formula column and a target column, and folders of CIF/POSCAR
-    files (ids are the file stems, no targets).
+    composition/formula column and a target column, folders of CIF/POSCAR
+    files (ids are the file stems, no targets), and prepared datasets
+    (``atomsets-tf prepare``; see :class:`Table`).
     """
     p = Path(path)
+    if p.is_dir() and (p / MANIFEST).is_file():
+        return _table_from_prepared(p)
     if p.is_dir():
         return _table_from_dir(p)
     if not p.is_file():

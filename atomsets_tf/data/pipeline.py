@@ -161,7 +161,15 @@ def make_dataset(
     makes the dataset safe to re-iterate: an iterator created midway (Keras does
     so at each epoch under a ``MirroredStrategy``) starts at the right epoch
     instead of replaying the first one.
+
+    A collection that streams from disk (``sets.streams``, a prepared dataset's
+    :class:`~atomsets_tf.data.streaming.StreamingSets`) is streamed by tf.data
+    instead: endless passes, each reshuffled in a bounded buffer and bucketed
+    by size inside it.
     """
+    if getattr(sets, "streams", False):
+        start = first_epoch if epoch_source is None else int(epoch_source())
+        return sets.stream(targets, batch_size, shuffle=shuffle, seed=seed + 7919 * start)
     dense = int(sets.sizes().max()) <= dense_limit
     everything = sets.padded(np.arange(len(sets)), pad_multiple) if dense else None
     y = None if targets is None else np.asarray(targets, dtype=np.float32)[:, None]

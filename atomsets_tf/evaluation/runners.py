@@ -104,7 +104,7 @@ def run_model(
 
 def _check_runnable(table: data_io.Table, model: str) -> None:
     entry(model)  # an unknown name is refused, listing the known ones
-    if needs_structures(model) and table.kind != "structure":
+    if needs_structures(model) and table.kind not in ("structure", "prepared"):
         raise AtomSetsError(f"{model} needs structures, but {table.meta.get('task') or table.source or 'the data'} "
                             "holds compositions")
 

@@ -20,6 +20,7 @@ import numpy as np
 import atomsets_tf.layers  # noqa: F401  (registers the serialisable layers and optimizers a saved model may hold)
 from atomsets_tf.data.io import Table
 from atomsets_tf.data.padding import size_bucketed_batches
+from atomsets_tf.data.streaming import StreamingSets, stream_threshold
 from atomsets_tf.errors import AtomSetsError, CheckpointError, UnknownTapError
 from atomsets_tf.models.registry import families
 
@@ -80,6 +81,46 @@ class ModelFamily:
     def is_head(self, layer) -> bool:
         """Whether ``layer`` belongs to the head that ``head`` transfer mode retrains."""
         raise NotImplementedError
+
+    def record_builder(self, model):
+        """The builder of ``model``'s prepared-dataset records (:class:`~atomsets_tf.data.prepared.RecordBuilder`:
+        picklable, free of TensorFlow, carrying the model's graph settings)."""
+        raise AtomSetsError(f"{self.name} models read no prepared datasets")
+
+    def sets_from_records(self, model, records: Sequence[dict]):
+        """The padded-examples collection (what :meth:`sets` returns) of prepared-dataset records."""
+        raise AtomSetsError(f"{self.name} models read no prepared datasets")
+
+    def prepared_sets(self, model, table: Table):
+        """The padded-examples collection of a table read from a prepared dataset (``table.prepared``), after
+        checking that the dataset was prepared with ``model``'s settings: read into memory, or streamed from the
+        shards for a large table (see :mod:`~atomsets_tf.data.streaming`).
+
+        Raises:
+            PreparedDatasetError: the dataset was prepared for another kind of model or with other settings.
+        """
+        builder = self.record_builder(model)
+        table.prepared.check_compatible(builder.kind, builder.settings, what=self.name)
+        return read_prepared(table, lambda records: self.sets_from_records(model, records))
+
+
+def read_prepared(table: Table, to_sets):
+    """The examples of a prepared ``table``: ``to_sets`` of its records (read into memory), or, above
+    :func:`~atomsets_tf.data.streaming.stream_threshold` entries, :class:`~atomsets_tf.data.streaming.StreamingSets`
+    that stream them."""
+    if len(table) > stream_threshold():
+        return StreamingSets(table.prepared, table.inputs, to_sets)
+    return to_sets(table.prepared.records(table.inputs))
+
+
+#: Entries of a prepared table that inference reads into memory at a time.
+PREPARED_CHUNK = 16384
+
+
+def prepared_chunks(table: Table, size: int = PREPARED_CHUNK):
+    """Consecutive parts of a prepared ``table`` of at most ``size`` entries (for inference at flat memory)."""
+    for start in range(0, len(table), size):
+        yield table.subset(np.arange(start, min(start + size, len(table))))
 
 
 def check_tap_names(names: Sequence[str], valid: Sequence[str]) -> None:

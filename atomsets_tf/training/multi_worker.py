@@ -99,6 +99,8 @@ def _build(model, dataset) -> None:
     from a peeked batch, so do we, from one batch of the (undistributed)
     dataset, symbolically: nothing is trained or counted.
     """
+    if not isinstance(dataset, tf.data.Dataset):  # a dataset function: one input pipeline's batches
+        dataset = dataset(tf.distribute.InputContext())
     x, y = next(iter(dataset.take(1)))
     if hasattr(model, "_symbolic_build"):  # what fit() does (Keras >= 3.0)
         model._symbolic_build(data_batch=(x, y, None))
@@ -123,7 +125,10 @@ def fit_multi_worker(
 
     ``model`` must be built (or buildable from a batch) and compiled inside the
     strategy's scope; ``dataset`` yields global batches ``(x, y)`` and holds at
-    least ``(epochs - initial_epoch) * steps_per_epoch`` of them. Every worker
+    least ``(epochs - initial_epoch) * steps_per_epoch`` of them, or is a
+    function of a ``tf.distribute.InputContext`` giving one input pipeline's
+    per-replica batches (``strategy.distribute_datasets_from_function``: each
+    worker reads its own files). Every worker
     must call this with the same arguments. Callbacks see the model and the
     logs as under ``fit`` (``on_train_batch_end`` gets the batch's logs, averaged
     over the replicas); ``model.stop_training`` set on any worker stops all of
@@ -140,7 +145,8 @@ def fit_multi_worker(
         callback_list = keras.callbacks.CallbackList(
             list(callbacks or []), add_history=True, add_progbar=verbose != 0, verbose=verbose,
             epochs=epochs, steps=steps_per_epoch, model=model)
-        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        iterator = iter(strategy.experimental_distribute_dataset(dataset) if isinstance(dataset, tf.data.Dataset)
+                        else strategy.distribute_datasets_from_function(dataset))
 
         @tf.function
         def train_step(iterator):

@@ -186,9 +186,13 @@ def train(
         callbacks.append(EpochProgress(config.epochs))
     steps = n_batches(len(train_idx), config.batch_size)
     counter = BatchCounter(steps, resumed)
-    train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
-                            epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
     multi_worker = is_multi_worker()
+    if multi_worker and getattr(train_sets, "streams", False):  # each worker reads its own shards
+        train_ds = train_sets.dataset_fn(targets[train_idx], config.batch_size, shuffle=True,
+                                         seed=config.seed + 7919 * resumed)
+    else:
+        train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
+                                epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
     fit_fn = partial(fit_multi_worker, model) if multi_worker else model.fit  # Keras' fit fails there
     with stop.handling_signals(enabled=not multi_worker):  # a signal to one worker would desynchronise them
         history = fit_fn(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=[counter, *callbacks],

@@ -10,7 +10,7 @@ import numpy as np
 from atomsets_tf.data.io import Table
 from atomsets_tf.models.atomsets.features import model_sets
 from atomsets_tf.models.atomsets.model import AtomSets
-from atomsets_tf.models.base import ModelFamily, load_keras_model, predict_sets
+from atomsets_tf.models.base import ModelFamily, load_keras_model, predict_sets, prepared_chunks
 
 #: Layers of an AtomSets model that ``head`` transfer mode retrains: the MLP after the readout and the output.
 HEAD_PREFIXES = ("head_dense", "head_dropout", "output", "target_scaler")
@@ -29,6 +29,10 @@ class AtomSetsFamily(ModelFamily):
         return AtomSets.from_preset(name)
 
     def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
+            parts = [predict_sets(model, model_sets(model, part), max(batch_size, 256))
+                     for part in prepared_chunks(table)]
+            return np.concatenate(parts) if parts else np.zeros(0)
         return predict_sets(model, model_sets(model, table), max(batch_size, 256))
 
     def tap_names(self, model) -> Sequence[str]:

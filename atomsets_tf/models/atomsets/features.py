@@ -31,14 +31,16 @@ import numpy as np
 from atomsets_tf import presets
 from atomsets_tf.data.io import Table
 from atomsets_tf.data.pipeline import WeightedSets, compositions_to_sets
+from atomsets_tf.data.records import FieldSpec, RecordSchema
 from atomsets_tf.data.taps import pack_taps, unpack_taps
 from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.models.base import read_prepared
 from atomsets_tf.models.megnet.model import load_megnet
 from atomsets_tf.models.registry import DEFAULT_SOURCE, STRUCTURAL_MODELS
 from atomsets_tf.utils.io import atomic_path
 
-__all__ = ["DEFAULT_SOURCE", "STRUCTURAL_MODELS", "composition_sets", "model_sets", "structural_sets",
-           "tap_features", "table_compositions"]
+__all__ = ["DEFAULT_SOURCE", "STRUCTURAL_MODELS", "TapRecordBuilder", "composition_sets", "model_sets",
+           "prepared_tap_sets", "structural_sets", "tap_features", "table_compositions"]
 
 def model_key(source: str | os.PathLike) -> str:
     """A stable key of a feature source: the sha256 of its checkpoint file (or of a preset's)."""
@@ -93,25 +95,99 @@ def _site_weights(structure) -> np.ndarray:
     return np.array([sum(site.species.values()) for site in structure], dtype=np.float32)
 
 
+def _as_set(use: str, feature: np.ndarray, structure) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted set (values, weights) a head of kind ``use`` sees for one structure's tapped ``feature``:
+    per-site rows (``atom``), or a set of one vector (structure-level taps, ``stats`` of the per-site rows)."""
+    if use == "atom":
+        return np.asarray(feature, np.float32), _site_weights(structure)
+    if use == "stats":
+        w = _site_weights(structure)[:, None]
+        mean = (w * feature).sum(0) / w.sum()
+        std = np.sqrt((w * (feature - mean) ** 2).sum(0) / w.sum())
+        feature = np.concatenate([mean, std, feature.min(0), feature.max(0)])
+    return np.asarray(feature, np.float32)[None, :], np.ones(1, np.float32)
+
+
 def structural_sets(model: str, source, table, progress: bool = False) -> WeightedSets:
-    """The weighted sets that the head of ``model`` trains on, tapped from ``source``."""
+    """The weighted sets that the head of ``model`` trains on, tapped from ``source`` (or read from the prepared
+    dataset ``table`` comes from, checked to hold that tap of that source)."""
     if model not in STRUCTURAL_MODELS:
         raise AtomSetsError(f"unknown structural model {model!r}; choose one of {', '.join(STRUCTURAL_MODELS)}")
+    if table.prepared is not None:
+        return prepared_tap_sets(TapRecordBuilder(model, source), table)
     if table.kind != "structure":
         raise AtomSetsError(f"{model} needs structures, but {table.source or 'the data'} holds compositions")
     tap, use = STRUCTURAL_MODELS[model]
     feats = tap_features(source, tap, table.ids, table.inputs, progress=progress)
-    if use == "atom":
-        return WeightedSets([np.asarray(f, np.float32) for f in feats], [_site_weights(s) for s in table.inputs])
-    if use == "stats":
-        vectors = []
-        for f, s in zip(feats, table.inputs):
-            w = _site_weights(s)[:, None]
-            mean = (w * f).sum(0) / w.sum()
-            std = np.sqrt((w * (f - mean) ** 2).sum(0) / w.sum())
-            vectors.append(np.concatenate([mean, std, f.min(0), f.max(0)]))
-        feats = np.stack(vectors)
-    return WeightedSets([np.asarray(v, np.float32)[None, :] for v in feats], [np.ones(1, np.float32)] * len(feats))
+    pairs = [_as_set(use, f, s) for f, s in zip(feats, table.inputs)]
+    return WeightedSets([v for v, _ in pairs], [w for _, w in pairs])
+
+
+def prepared_tap_sets(builder: TapRecordBuilder, table: Table) -> WeightedSets:
+    """The weighted sets stored in the prepared dataset ``table`` reads, after checking it holds ``builder``'s taps.
+
+    Raises:
+        PreparedDatasetError: the dataset holds other records (another tap, another parent model, graphs).
+    """
+    table.prepared.check_compatible(builder.kind, builder.settings, what=f"{builder.model} (tap {builder.tap})")
+    return read_prepared(table, lambda records: WeightedSets([r["features"] for r in records],
+                                                             [r["weights"] for r in records]))
+
+
+class TapRecordBuilder:
+    """Builds the prepared-dataset records of a structural AtomSets model: the weighted set its head reads,
+    tapped from the parent MEGNet ``source``.
+
+    It runs the MEGNet, so it builds whole shards in the preparing process (:meth:`build_batch`, the
+    ``batch_builder`` of :func:`~atomsets_tf.data.prepared.prepare_dataset`).
+
+    Args:
+        model: a structural model name (``atomsets-v1``, ``mlp-f``, ...).
+        source: the parent MEGNet, a checkpoint path or preset name.
+    """
+
+    kind = "atomsets-taps"
+
+    def __init__(self, model: str, source) -> None:
+        if model not in STRUCTURAL_MODELS:
+            raise AtomSetsError(f"unknown structural model {model!r}; choose one of {', '.join(STRUCTURAL_MODELS)}")
+        self.model, self.source = model, source
+        self.tap, self.use = STRUCTURAL_MODELS[model]
+        self._megnet = None
+
+    @property
+    def megnet(self):
+        if self._megnet is None:
+            self._megnet = load_megnet(self.source)
+        return self._megnet
+
+    @property
+    def settings(self) -> dict:
+        """What the records depend on: the tap, how the head uses it, and the parent's file hash."""
+        return {"tap": self.tap, "use": self.use, "source_sha256": model_key(self.source)}
+
+    @property
+    def schema(self) -> RecordSchema:
+        dim = self.megnet.tap_dim(self.tap) * (4 if self.use == "stats" else 1)
+        return RecordSchema(fields={"features": FieldSpec("float32", (dim,), "atoms", "float32"),
+                                    "weights": FieldSpec("float32", (), "atoms", "float32")},
+                            masks={}, multiples={"atoms": 8}, size_group="atoms")
+
+    def build_batch(self, entries, ids) -> list:
+        """The record of each entry, or the :class:`~atomsets_tf.errors.AtomSetsError` that refused it."""
+        out: list = [None] * len(entries)
+        graphs, where = [], []
+        for i, (structure, entry_id) in enumerate(zip(entries, ids)):
+            try:
+                graphs.append(self.megnet.graph(structure, label=str(entry_id)))
+                where.append(i)
+            except AtomSetsError as exc:
+                out[i] = exc
+        feats = self.megnet.run_graphs(graphs, [self.tap])[self.tap] if graphs else []
+        for i, feature in zip(where, feats):
+            values, weights = _as_set(self.use, np.asarray(feature), entries[i])
+            out[i] = {"features": values, "weights": weights}
+        return out
 
 
 def table_compositions(table: Table) -> list:
@@ -126,6 +202,9 @@ def composition_sets(table: Table, element_table=None, model=None) -> WeightedSe
     Raises:
         UnknownElementError: an element the table or the model has no row for, naming the entry.
     """
+    if table.prepared is not None:
+        raise AtomSetsError(f"{table.source} is a prepared dataset of {table.prepared.kind} records; compositional "
+                            "models read compositions: give them the data file it was prepared from")
     sets = compositions_to_sets(table_compositions(table), table.ids, element_table)
     if model is not None:
         for entry_id, zs in zip(table.ids, sets.values):

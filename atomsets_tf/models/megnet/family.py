@@ -9,8 +9,14 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf.data.io import Table
-from atomsets_tf.models.base import ModelFamily, require_structures
-from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs, input_shapes
+from atomsets_tf.models.base import ModelFamily, prepared_chunks, require_structures
+from atomsets_tf.models.megnet.graph import (
+    GraphRecordBuilder,
+    MEGNetGraph,
+    batch_graphs,
+    graph_from_record,
+    input_shapes,
+)
 from atomsets_tf.models.megnet.model import KERAS_MODEL_NAME, MEGNet
 
 #: Layers of a MEGNet that ``head`` transfer mode retrains: the final MLP, a new classifier, the target scaler.
@@ -62,6 +68,10 @@ class MEGNetFamily(ModelFamily):
         return MEGNet.from_preset(name)
 
     def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
+            parts = [model.run_graphs(self._graphs(model, part), ["prediction"], batch_size)["prediction"][:, 0]
+                     for part in prepared_chunks(table)]
+            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
         require_structures(table, "a MEGNet model")
         return np.asarray(model.predict(table.inputs, batch_size=batch_size, progress=progress, ids=table.ids))
 
@@ -70,6 +80,8 @@ class MEGNetFamily(ModelFamily):
 
     def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int = 32,
                   progress: bool = False) -> dict:
+        if table.prepared is not None:
+            return model.run_graphs(self._graphs(model, table), list(names), batch_size, progress)
         require_structures(table, "tapping")
         return model.tap(table.inputs, list(names), batch_size=batch_size, progress=progress, ids=table.ids)
 
@@ -80,8 +92,23 @@ class MEGNetFamily(ModelFamily):
         return layer.name.startswith(HEAD_PREFIXES)
 
     def sets(self, model: MEGNet, table: Table) -> GraphSet:
-        """The graphs of ``table``'s structures, built with ``model``'s cutoff, as a padded-examples collection."""
+        """The graphs of ``table``'s structures, built with ``model``'s cutoff (or read from the prepared dataset
+        the table comes from), as a padded-examples collection."""
+        if table.prepared is not None:
+            return self.prepared_sets(model, table)
         return GraphSet(model.graphs(table.inputs, table.ids), model.n_state)
+
+    def _graphs(self, model: MEGNet, table: Table) -> list[MEGNetGraph]:
+        """The graphs of a prepared table, read into memory."""
+        builder = self.record_builder(model)
+        table.prepared.check_compatible(builder.kind, builder.settings, what=self.name)
+        return [graph_from_record(r) for r in table.prepared.records(table.inputs)]
+
+    def record_builder(self, model: MEGNet) -> GraphRecordBuilder:
+        return GraphRecordBuilder(model.cutoff, model.n_vocab - 1, model.n_state)
+
+    def sets_from_records(self, model: MEGNet, records) -> GraphSet:
+        return GraphSet([graph_from_record(r) for r in records], model.n_state)
 
 
 FAMILY = MEGNetFamily()

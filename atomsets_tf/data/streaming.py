@@ -1,0 +1,86 @@
+"""A prepared dataset's examples as a padded-examples collection that trains by streaming from its shards.
+
+:class:`StreamingSets` has the interface of :class:`~atomsets_tf.data.pipeline.WeightedSets` (``len()``,
+``sizes()``, ``subset()``, ``padded()``, ``tensor_spec()``), so the training engine takes it where it takes
+examples held in memory:
+
+* :func:`~atomsets_tf.data.pipeline.make_dataset` streams it: shards read interleaved, shuffled in a bounded
+  buffer, bucketed by size inside the buffer, padded and prefetched by tf.data
+  (:meth:`~atomsets_tf.data.prepared.PreparedDataset.stream`); under ``MultiWorkerMirroredStrategy`` each worker
+  reads its own shards (:meth:`StreamingSets.dataset_fn`);
+* random access (``padded``: validation and test predictions) reads the selected records into memory once.
+
+A table read from a prepared dataset streams when it has more than :func:`stream_threshold` entries
+(``$ATOMSETS_TF_STREAM_ABOVE``, default 200,000); smaller ones are read into memory and train exactly as the
+data file they were prepared from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+#: Environment variable: tables of prepared datasets with more entries than this stream (default 200,000).
+STREAM_ENV = "ATOMSETS_TF_STREAM_ABOVE"
+DEFAULT_STREAM_ABOVE = 200_000
+#: Examples in the shuffle buffer of a streamed pass (bucketing by size happens inside it).
+SHUFFLE_BUFFER = 8192
+
+
+def stream_threshold() -> int:
+    """Entries above which a prepared table streams (``$ATOMSETS_TF_STREAM_ABOVE``)."""
+    value = os.environ.get(STREAM_ENV, "")
+    return int(value) if value.strip().lstrip("-").isdigit() else DEFAULT_STREAM_ABOVE
+
+
+class StreamingSets:
+    """Examples of a prepared dataset, read from its shards.
+
+    Args:
+        dataset: the :class:`~atomsets_tf.data.prepared.PreparedDataset`.
+        positions: which of its examples (positions in ``dataset.ids``), in this order.
+        to_sets: the family's conversion of records into its in-memory collection (used for random access).
+    """
+
+    streams = True
+
+    def __init__(self, dataset, positions: Sequence[int], to_sets: Callable[[list], object]) -> None:
+        self.dataset = dataset
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.to_sets = to_sets
+        self._memory = None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def sizes(self) -> np.ndarray:
+        return np.asarray(self.dataset.sizes, dtype=np.int64)[self.positions]
+
+    def subset(self, indices) -> StreamingSets:
+        return StreamingSets(self.dataset, self.positions[np.asarray(indices, dtype=np.int64)], self.to_sets)
+
+    def tensor_spec(self) -> dict:
+        return self.dataset.schema.tensor_spec()
+
+    def in_memory(self):
+        """The examples read into the family's in-memory collection (once)."""
+        if self._memory is None:
+            self._memory = self.to_sets(self.dataset.records(self.positions))
+        return self._memory
+
+    def padded(self, indices, pad_multiple: int = 8) -> dict[str, np.ndarray]:
+        return self.in_memory().padded(indices, pad_multiple)
+
+    def stream(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0,
+               input_context=None):
+        """Endless padded batches ``(inputs, y)`` of these examples (``targets`` in their order), reshuffled every
+        pass; ``input_context`` (``tf.distribute.InputContext``) selects the shards of one input pipeline."""
+        return self.dataset.stream(self.positions, None if targets is None else np.asarray(targets, np.float32),
+                                   batch_size, shuffle=shuffle, seed=seed, epochs=None,
+                                   buffer_size=SHUFFLE_BUFFER, input_context=input_context)
+
+    def dataset_fn(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0):
+        """For ``strategy.distribute_datasets_from_function``: each input pipeline reads its own shards."""
+        return lambda input_context: self.stream(targets, batch_size, shuffle, seed, input_context)

@@ -1,0 +1,127 @@
+"""`atomsets-tf prepare`: datasets prepared once for a model, read by every command that takes data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from atomsets_tf.cli import main
+from atomsets_tf.training.trainer import TrainingConfig
+from atomsets_tf.workflows.fit import ModelConfig, fit
+from atomsets_tf.workflows.prepare import prepare
+from atomsets_tf.workflows.retrain import retrain
+from tests._tables import write_matbench_json
+from tests.test_cli import error_lines
+
+PRESET = "megnet-mp-2019.4.1-formation_energy"
+OTHER_MEGNET = "megnet-mp-2019.4.1-efermi"
+TRAINING = TrainingConfig(epochs=2, patience=2, batch_size=8, seed=1)
+
+
+@pytest.fixture(scope="module")
+def perovskites(shared):
+    from atomsets_tf.data.io import load
+
+    return load(shared / "data" / "structures" / "matbench_perovskites_val_subset.json.gz").subset(range(48))
+
+
+@pytest.fixture(scope="module")
+def source_file(perovskites, tmp_path_factory):
+    return write_matbench_json(perovskites, tmp_path_factory.mktemp("data") / "p.json", "e_form")
+
+
+@pytest.fixture(scope="module")
+def megnet_dataset(source_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared") / "megnet"
+    prepare(source_file, PRESET, out, shard_size=20, progress=False)
+    return out
+
+
+def test_manifest_describes_the_dataset(megnet_dataset, perovskites):
+    manifest = json.loads((megnet_dataset / "manifest.json").read_text())
+    assert manifest["kind"] == "megnet-graph" and manifest["settings"]["cutoff"] == 5.0
+    assert manifest["ids"] == perovskites.ids and manifest["failures"] == []
+    np.testing.assert_array_equal(manifest["targets"], perovskites.targets)
+    assert len(manifest["shards"]) == 3 and all(len(s["sha256"]) == 64 for s in manifest["shards"])
+    assert manifest["parent"]["family"] == "megnet" and len(manifest["parent"]["sha256"]) == 64
+
+
+def weights(model) -> list[np.ndarray]:
+    keras_model = getattr(model, "keras_model", model)
+    return [np.asarray(w) for w in keras_model.get_weights()]
+
+
+def test_retrain_on_a_prepared_dataset_equals_retrain_on_its_source(megnet_dataset, source_file):
+    from_file = retrain(PRESET, str(source_file), "head", training=TRAINING, progress=False)
+    from_prepared = retrain(PRESET, str(megnet_dataset), "head", training=TRAINING, progress=False)
+    assert from_prepared.test_ids == from_file.test_ids
+    for a, b in zip(weights(from_prepared.model), weights(from_file.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert from_prepared.metrics["test_mae"] == from_file.metrics["test_mae"]
+
+
+def test_predict_and_tap_read_a_prepared_dataset(megnet_dataset, source_file, tmp_path):
+    for data, name in ((source_file, "file"), (megnet_dataset, "prepared")):
+        assert main(["predict", PRESET, str(data), "-o", str(tmp_path / f"{name}.csv")]) == 0
+        assert main(["tap", PRESET, str(data), "--layer", "f", "-o", str(tmp_path / f"{name}.npz")]) == 0
+    assert (tmp_path / "file.csv").read_text() == (tmp_path / "prepared.csv").read_text()
+    with np.load(tmp_path / "file.npz") as a, np.load(tmp_path / "prepared.npz") as b:
+        np.testing.assert_array_equal(a["ids"], b["ids"])
+        np.testing.assert_array_equal(a["f"], b["f"])
+
+
+def test_a_megnet_dataset_is_refused_by_a_structural_atomsets_model(megnet_dataset):
+    from atomsets_tf.errors import PreparedDatasetError
+
+    with pytest.raises(PreparedDatasetError, match="megnet-graph"):
+        fit(str(megnet_dataset), "atomsets-v1", training=TRAINING, progress=False)
+
+
+def test_taps_prepared_from_another_parent_are_refused(source_file, tmp_path):
+    from atomsets_tf.errors import PreparedDatasetError
+
+    out = tmp_path / "v1"
+    prepare(source_file, "mlp-f", out, progress=False)
+    with pytest.raises(PreparedDatasetError, match="manifest"):
+        fit(str(out), "mlp-f", features_from=OTHER_MEGNET, training=TRAINING, progress=False)
+
+
+def test_fit_on_prepared_taps_matches_fit_on_the_file(source_file, tmp_path):
+    out = tmp_path / "f"
+    prepare(source_file, "mlp-f", out, shard_size=16, progress=False)
+    config = ModelConfig(units=8)
+    a = fit(str(source_file), "mlp-f", training=TRAINING, model_config=config, progress=False)
+    b = fit(str(out), "mlp-f", training=TRAINING, model_config=config, progress=False)
+    for x, y in zip(weights(a.model), weights(b.model), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def isolated_atoms():
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice.cubic(30.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_a_structure_that_fails_is_listed_and_strict_stops(perovskites, tmp_path, capsys):
+    table = perovskites.subset(range(6))
+    table.inputs[2] = isolated_atoms()
+    data = write_matbench_json(table, tmp_path / "bad.json", "e_form")
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(data), "--for", PRESET, "-o", str(out), "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["id"] for f in manifest["failures"]] == [table.ids[2]]
+    assert "bond" in manifest["failures"][0]["reason"]
+    assert table.ids[2] not in manifest["ids"] and len(manifest["ids"]) == 5
+    capsys.readouterr()
+    assert main(["prepare", str(data), "--for", PRESET, "-o", str(tmp_path / "strict"), "--strict"]) == 2
+    assert len(error_lines(capsys.readouterr().err)) == 1
+
+
+def test_retrain_streams_a_large_prepared_dataset(megnet_dataset, monkeypatch):
+    from atomsets_tf.data import streaming
+
+    monkeypatch.setenv(streaming.STREAM_ENV, "0")  # every prepared table streams
+    result = retrain(PRESET, str(megnet_dataset), "head", training=TRAINING, progress=False)
+    assert result.metrics["epochs_run"] == 2 and np.isfinite(result.metrics["test_mae"])
