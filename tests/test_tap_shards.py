@@ -230,3 +230,20 @@ def test_cli_folder_output_errors(tmp_path, capsys, monkeypatch):
         assert main(["tap", "model.keras", "matbench_steels", "--layer", "V1", "-o", *output]) == 2
         lines = error_lines(capsys.readouterr().err)
         assert len(lines) == 1 and message in lines[0] and output[0].rstrip("/") in lines[0]
+
+
+def test_model_level_taps_are_kept_once_and_the_folder_is_locked(tmp_path):
+    from atomsets_tf.errors import RunLockedError
+
+    edge_table = np.arange(25 * 4, dtype=np.float32).reshape(25, 4)  # as CGAT's edge_fea_table_k: not per entry
+    chunks = [(["a", "b", "c"], {"E": edge_table, "s": np.zeros((3, 2))}), (["d"], {"E": edge_table,
+                                                                                   "s": np.ones((1, 2))})]
+    with TapShardWriter(tmp_path / "dir", 3) as writer:
+        with pytest.raises(RunLockedError, match=str(tmp_path / "dir")):
+            with TapShardWriter(tmp_path / "dir", 3):
+                pass
+        writer.write_all(iter(chunks))
+    ids, taps = load_tap_folder(tmp_path / "dir")
+    assert ids == ["a", "b", "c", "d"] and writer.index["taps"]["E"] == {"level": "model", "width": 4}
+    np.testing.assert_array_equal(taps["E"], edge_table)
+    np.testing.assert_array_equal(taps["s"], [[0, 0], [0, 0], [0, 0], [1, 1]])

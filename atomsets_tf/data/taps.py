@@ -178,7 +178,8 @@ def load_tap_folder(folder: str | os.PathLike) -> tuple[list[str], dict[str, obj
     """``(ids, taps)`` of a whole tap folder, shards concatenated: the same as the one-file layout gives.
 
     Atom-level taps are lists of per-entry arrays, structure-level taps one ``(n, d)``
-    array, model-level taps the array of the first shard.
+    array, model-level taps the array of the first shard. A folder of no entries
+    has no shards, and so no taps: ``([], {})``.
 
     Raises:
         DataFormatError: naming the index or the shard file that is missing or corrupt.
