@@ -214,26 +214,50 @@ def predict(model, data, out_csv, batch_size) -> None:
 @click.argument("model")
 @click.argument("data")
 @click.option("--layer", "layers", multiple=True, required=True, help="Tap name (repeatable), e.g. V1, f.")
-@click.option("-o", "--output", "out_npz", required=True, type=click.Path(dir_okay=False), help="Output .npz.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output .npz file, or a folder (a path ending in / or an existing folder) for sharded output.")
+@click.option("--shard-size", type=click.IntRange(1), default=None,
+              help="Entries per shard of a folder output  [default: 4096].")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-def tap(model, data, layers, out_npz, batch_size) -> None:
-    """Write intermediate features of MODEL for the structures in DATA to OUT.npz.
+def tap(model, data, layers, output, shard_size, batch_size) -> None:
+    """Write intermediate features of MODEL for the structures in DATA to OUTPUT.
 
-    The file holds `ids` (n,). An atom-level layer L is stored as float32
+    An .npz file holds `ids` (n,). An atom-level layer L is stored as float32
     (total_atoms, d) with `L.offsets` int64 (n+1,): structure i owns rows
     offsets[i]:offsets[i+1], in site order. A structure-level layer is (n, d).
+
+    A folder (-o DIR/) is written as it goes, so memory stays flat on large
+    inputs: shards taps-00000.npz, taps-00001.npz, ... of --shard-size
+    structures, each in the layout above with its own `ids` and offsets, then
+    index.json (tap names, widths, levels, shards with their first entry and
+    sha256, the model and data). Rerun an interrupted command to resume it.
+    Read it with atomsets_tf.data.taps.load_tap_folder or read_tap_shards.
     """
     from atomsets_tf.data.io import load
+    from atomsets_tf.data.taps import INDEX_FILE
+    from atomsets_tf.errors import OutputPathError
     from atomsets_tf.models.loading import load_model, tap_table
     from atomsets_tf.utils.io import check_writable
-    from atomsets_tf.workflows.outputs import write_taps_npz
+    from atomsets_tf.workflows.outputs import DEFAULT_SHARD_SIZE, write_tap_folder, write_taps_npz
 
-    check_writable(out_npz, (".npz",))  # before the work, not after it
+    to_folder = output.endswith(("/", os.sep)) or os.path.isdir(output)
+    if to_folder:  # before the work, not after it
+        check_writable(os.path.join(output, INDEX_FILE))
+    else:
+        check_writable(output, (".npz",))
+        if shard_size is not None:
+            raise OutputPathError(f"--shard-size needs a folder output (-o DIR/), got the file {output}")
     net = load_model(model)
     table = load(data)
+    if to_folder:
+        index = write_tap_folder(net, table, list(layers), output, batch_size, shard_size or DEFAULT_SHARD_SIZE,
+                                 model_name=str(model), data=str(data), progress=True)
+        click.echo(f"Wrote {', '.join(index['taps'])} for {len(table)} structures to {output} "
+                   f"({len(index['shards'])} shards and {INDEX_FILE})")
+        return
     out = tap_table(net, table, list(layers), batch_size, progress=True)
-    write_taps_npz(out_npz, table.ids, out)
-    click.echo(f"Wrote {', '.join(out)} for {len(table)} structures to {out_npz}")
+    write_taps_npz(output, table.ids, out)
+    click.echo(f"Wrote {', '.join(out)} for {len(table)} structures to {output}")
 
 
 @cli.command()

@@ -1,19 +1,23 @@
 """One entry point for every model the package reads: AtomSets, MEGNet and CGAT.
 
 :func:`load_model` takes a path (``.keras``, megnet ``.hdf5``, CGAT Lightning
-``.ckpt``) or a preset name; :func:`predict_table`, :func:`tap_table` and
-:func:`describe` run whatever it returned on a data table. Each goes through the
-model's family (:mod:`~atomsets_tf.models.base`, :mod:`~atomsets_tf.models.registry`).
+``.ckpt``) or a preset name; :func:`predict_table`, :func:`tap_table`,
+:func:`iter_tap_table` (chunk by chunk) and :func:`describe` run whatever it
+returned on a data table. Each goes through the model's family
+(:mod:`~atomsets_tf.models.base`, :mod:`~atomsets_tf.models.registry`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from atomsets_tf import presets
 from atomsets_tf.data.io import Table
@@ -87,6 +91,48 @@ def predict_table(model, table: Table, batch_size: int = 32, progress: bool = Fa
 def tap_table(model, table: Table, names, batch_size: int = 32, progress: bool = False) -> dict:
     """Intermediate features of a MEGNet or CGAT model (see their ``tap``)."""
     return family_of(model).tap_table(model, table, list(names), batch_size, progress)
+
+
+def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int = 32, chunk_size: int = 4096,
+                   progress: bool = False, start: int = 0) -> Iterator[tuple[list[str], dict]]:
+    """Intermediate features of ``table``, chunk by chunk: only one chunk's results are in memory.
+
+    Calls the family's ``tap_table`` (as :func:`tap_table` does) on
+    ``table.subset(...)`` of ``chunk_size`` consecutive entries at a time, from
+    entry ``start`` on (``start > 0``: resume a folder that already holds the first
+    entries). Feed it to :class:`~atomsets_tf.workflows.outputs.TapShardWriter`.
+
+    Args:
+        model: a loaded MEGNet or CGAT model.
+        table: the structures.
+        names: tap names (see :func:`tap_names`).
+        batch_size: structures per padded batch.
+        chunk_size: entries per chunk (the last one may have fewer).
+        progress: one tqdm bar over all chunks on stderr (shown only on a terminal).
+        start: the index of the first entry to tap.
+
+    Returns:
+        An iterator of ``(ids, taps)``, ``taps`` as :func:`tap_table` returns them for those ids.
+
+    Raises:
+        UnknownTapError, EmptyStructureError, IsolatedAtomError, UnknownElementError, DataFormatError:
+            from the family's ``tap_table``, when the chunk holding the bad entry is reached.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    owner, names = family_of(model), list(names)
+    with tqdm(total=len(table), initial=start, unit="structure", desc="tap", file=sys.stderr,
+              disable=None if progress else True, dynamic_ncols=True) as bar:
+        for first in range(start, len(table), chunk_size):
+            chunk = table.subset(range(first, min(first + chunk_size, len(table))))
+
+            def report(done: int, total: int, first: int = first) -> None:
+                bar.update(first + done - bar.n)
+
+            taps = owner.tap_table(model, chunk, names, batch_size, report if progress else False)
+            bar.update(first + len(chunk) - bar.n)
+            yield chunk.ids, taps
+            del chunk, taps  # freed before the next chunk is tapped
 
 
 def tap_names(model) -> list[str]:

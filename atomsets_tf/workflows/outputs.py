@@ -1,12 +1,17 @@
-"""What a run writes: the model, ``metrics.json``, prediction CSVs, tap ``.npz`` files, and package versions.
+"""What a run writes: the model, ``metrics.json``, prediction CSVs, tap ``.npz`` files and folders, package versions.
 
 Every file is written atomically (:func:`~atomsets_tf.utils.io.atomic_path`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import json
+import os
 import platform
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -14,8 +19,21 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf._version import __version__
-from atomsets_tf.data.taps import pack_taps
-from atomsets_tf.utils.io import atomic_path, write_json_atomic
+from atomsets_tf.data.io import Table
+from atomsets_tf.data.taps import (
+    FOLDER_FORMAT,
+    FOLDER_VERSION,
+    INDEX_FILE,
+    PARTIAL_INDEX_FILE,
+    file_sha256,
+    pack_taps,
+    read_tap_index,
+    shard_name,
+    tap_levels,
+)
+from atomsets_tf.errors import RunSettingsError
+from atomsets_tf.models.loading import iter_tap_table
+from atomsets_tf.utils.io import atomic_path, output_lock, write_json_atomic
 
 
 def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save_model=None) -> None:
@@ -58,3 +76,189 @@ def write_taps_npz(path, ids, taps: dict) -> None:
     """Write tapped features as ``.npz`` atomically, in the layout of :mod:`atomsets_tf.data.taps`."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **pack_taps(ids, taps))
+
+
+#: Entries per shard of a tap folder when none is given (``atomsets-tf tap -o DIR/``).
+DEFAULT_SHARD_SIZE = 4096
+
+
+class TapShardWriter:
+    """Write a sharded tap folder (layout: :mod:`atomsets_tf.data.taps`) one chunk at a time.
+
+    A context manager: it holds the folder's lock (:func:`~atomsets_tf.utils.io.output_lock`)
+    while open. :meth:`write` writes each chunk as the next shard, atomically, and
+    records it in ``index.partial.json``; a clean exit writes ``index.json`` (last)
+    and removes the partial index. Nothing of a chunk is kept once it is written.
+
+    When ``ids`` is given and the folder holds the partial (or complete) index of a
+    run with the same settings (model, data, ids, tap names, shard size), the shards
+    whose sha256 still matches are kept: :attr:`done` entries need not be tapped again.
+
+    Args:
+        folder: the output folder (created if needed).
+        shard_size: entries per shard; every chunk but the last must have exactly this many.
+        ids: every entry's id, in order (enables resuming, and checks the total on exit).
+        names: the tap names, for the settings of a resume.
+        model: the model the taps come from (a path or preset name), for the index.
+        data: the data they were computed on, for the index.
+        resume: whether to keep the matching shards of an earlier run.
+
+    Raises:
+        RunLockedError: another process is writing ``folder``.
+        RunSettingsError: ``folder`` holds a tap index made with other settings.
+    """
+
+    def __init__(self, folder: str | os.PathLike, shard_size: int, *, ids: Sequence[str] | None = None,
+                 names: Sequence[str] = (), model: str = "", data: str = "", resume: bool = True):
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+        self.folder = Path(folder)
+        self.shard_size = int(shard_size)
+        self.n_total = None if ids is None else len(ids)
+        self.model, self.data = str(model), str(data)
+        self.settings = None if ids is None else _tap_settings(ids, names, self.shard_size, self.model, self.data)
+        self.resume = resume and ids is not None
+        self.done = 0
+        self._shards: list[dict] = []
+        self._levels: dict[str, dict] | None = None
+        #: The index written on a clean exit (``None`` until then).
+        self.index: dict | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> TapShardWriter:
+        self._stack.enter_context(output_lock(self.folder))
+        try:
+            self._resume()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+        finally:
+            self._stack.close()
+
+    def write(self, ids: Sequence[str], taps: Mapping[str, object]) -> None:
+        """Write the next ``len(ids)`` entries as one shard (atomically) and record it in the partial index."""
+        n = len(ids)
+        if n > self.shard_size or (self._shards and self._shards[-1]["n"] != self.shard_size):
+            raise ValueError(f"shards hold {self.shard_size} entries (only the last one fewer): "
+                             f"got {n} entries after shards of {[s['n'] for s in self._shards]}")
+        levels = tap_levels(n, taps)
+        if self._levels is None:
+            self._levels = levels
+        elif _level_names(levels) != _level_names(self._levels):
+            raise ValueError(f"shard {len(self._shards)} has taps {_level_names(levels)}, "
+                             f"the first one {_level_names(self._levels)}")
+        path = self.folder / shard_name(len(self._shards))
+        widths = {k: v["width"] for k, v in self._levels.items() if v["width"] is not None}
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **pack_taps(ids, taps, widths))
+        self._shards.append({"file": path.name, "n": n, "first": self.done, "sha256": file_sha256(path)})
+        self.done += n
+        write_json_atomic(self.folder / PARTIAL_INDEX_FILE, self._index(complete=False))
+
+    def write_all(self, chunks: Iterable[tuple[Sequence[str], Mapping[str, object]]]) -> None:
+        """:meth:`write` each ``(ids, taps)`` chunk of ``chunks`` (an iterator: one chunk alive at a time)."""
+        for ids, taps in chunks:
+            self.write(ids, taps)
+            del ids, taps  # so that the next chunk is computed with this one freed
+
+    def _index(self, complete: bool) -> dict:
+        return {"format": FOLDER_FORMAT, "version": FOLDER_VERSION, "complete": complete, "n": self.done,
+                "model": self.model, "data": self.data, "shard_size": self.shard_size,
+                "settings": self.settings, "taps": self._levels or {}, "shards": self._shards}
+
+    def _resume(self) -> None:
+        """Keep the shards of an earlier run with the same settings whose sha256 still matches."""
+        found = [self.folder / n for n in (INDEX_FILE, PARTIAL_INDEX_FILE) if (self.folder / n).is_file()]
+        index = read_tap_index(self.folder, found[0].name) if found and self.resume else None
+        if index is not None and index.get("settings") != self.settings:
+            raise RunSettingsError(
+                f"{self.folder} holds taps of another run ({index.get('model')!r} on {index.get('data')!r}, "
+                f"{index.get('n')} entries in shards of {index.get('shard_size')}): remove it or use another folder")
+        for path in found:
+            path.unlink()  # the folder is no longer complete; a matching prefix is recorded anew below
+        if index is not None:
+            self._levels = index.get("taps") or None
+            self._keep_matching(index["shards"])
+
+    def _keep_matching(self, shards: list[dict]) -> None:
+        for k, shard in enumerate(shards):
+            path = self.folder / str(shard.get("file"))
+            if shard.get("file") != shard_name(k) or not path.is_file() or file_sha256(path) != shard.get("sha256"):
+                break
+            self._shards.append(shard)
+            self.done += int(shard["n"])
+        if self._shards:
+            write_json_atomic(self.folder / PARTIAL_INDEX_FILE, self._index(complete=False))
+
+    def _finish(self) -> None:
+        if self.n_total is not None and self.done != self.n_total:
+            raise ValueError(f"{self.folder}: {self.done} of {self.n_total} entries were written")
+        self.index = self._index(complete=True)
+        write_json_atomic(self.folder / INDEX_FILE, self.index)
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / PARTIAL_INDEX_FILE).unlink()
+
+
+def write_tap_shards(folder: str | os.PathLike, chunks: Iterable[tuple[Sequence[str], Mapping[str, object]]],
+                     shard_size: int, model: str = "", data: str = "") -> Path:
+    """Write the ``(ids, taps)`` chunks of an iterator as a sharded tap folder; returns the folder.
+
+    Each chunk becomes one shard (every one but the last of ``shard_size`` entries);
+    only one chunk is alive at a time. An earlier index in ``folder`` is replaced
+    (no resume: see :class:`TapShardWriter` for that).
+    """
+    with TapShardWriter(folder, shard_size, model=model, data=data, resume=False) as writer:
+        writer.write_all(chunks)
+    return Path(folder)
+
+
+def write_tap_folder(model, table: Table, names: Sequence[str], folder: str | os.PathLike, batch_size: int = 32,
+                     shard_size: int = DEFAULT_SHARD_SIZE, model_name: str = "", data: str = "",
+                     progress: bool = False) -> dict:
+    """Tap ``model`` on ``table`` chunk by chunk into the sharded tap folder ``folder``; returns its index.
+
+    One chunk of ``shard_size`` entries is in memory at a time. A folder that an
+    interrupted call with the same settings left behind is resumed: its intact
+    shards are not tapped again.
+
+    Args:
+        model: a loaded MEGNet or CGAT model.
+        table: the structures.
+        names: tap names.
+        folder: the output folder.
+        batch_size: structures per padded batch.
+        shard_size: entries per shard.
+        model_name: the model's path or preset name, for the index (and the settings of a resume).
+        data: the data's path or name, for the index (and the settings of a resume).
+        progress: a progress bar on stderr (on a terminal).
+
+    Returns:
+        The index written as ``folder/index.json`` (layout: :mod:`atomsets_tf.data.taps`).
+
+    Raises:
+        RunLockedError, RunSettingsError: see :class:`TapShardWriter`.
+        UnknownTapError, EmptyStructureError, IsolatedAtomError, UnknownElementError, DataFormatError:
+            a bad tap name or entry (the shards before it are kept).
+    """
+    names = list(names)
+    with TapShardWriter(folder, shard_size, ids=table.ids, names=names, model=model_name, data=data) as writer:
+        writer.write_all(iter_tap_table(model, table, names, batch_size, shard_size, progress, start=writer.done))
+    return writer.index
+
+
+def _tap_settings(ids: Sequence[str], names: Sequence[str], shard_size: int, model: str, data: str) -> str:
+    """A fingerprint of what a tap folder holds: equal fingerprints, interchangeable shards."""
+    ids_digest = hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()
+    text = json.dumps({"ids": ids_digest, "n": len(ids), "names": list(names), "shard_size": shard_size,
+                       "model": model, "data": data})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _level_names(levels: Mapping[str, Mapping]) -> list[tuple[str, object]]:
+    return sorted((name, info["level"]) for name, info in levels.items())
