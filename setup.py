@@ -31,6 +31,7 @@ setup(
         "h5py>=3.8",
         "click>=8.1",
         "pandas>=2.0",
+        "tqdm>=4.60",  # the progress bars of prepare and tap
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
