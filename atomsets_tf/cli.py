@@ -48,6 +48,9 @@ def _training_options(command):
         click.option("--patience", type=click.IntRange(1), default=200, show_default=True,
                      help="Epochs without a better validation metric before stopping."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Global batch size."),
+        click.option("--steps-per-epoch", type=click.IntRange(1), default=None,
+                     help="Batches per epoch (default: one pass over the training set; useful on a large "
+                          "prepared dataset)."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True),
         click.option("--loss", type=click.Choice(["mae", "mse", "robust_l1"]), default="mae", show_default=True,
                      help="robust_l1: CGAT's loss with its predicted log-std (CGAT models only)."),
@@ -113,6 +116,7 @@ def _run_settings(opts: dict):
         seed=opts["seed"], checkpoint_interval_s=opts["checkpoint_every"], loss=opts["loss"],
         schedule=opts["schedule"], schedule_period=opts["schedule_period"],
         mixed_precision=opts["mixed_precision"], optimizer=opts["optimizer"], weight_decay=opts["weight_decay"],
+        steps_per_epoch=opts["steps_per_epoch"],
     )
     common = {key: opts[key] for key in ("task_type", "protocol", "fold", "val_fraction", "split_file", "out_dir",
                                          "restart")}

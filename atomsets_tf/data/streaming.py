@@ -8,7 +8,9 @@ examples held in memory:
   buffer, bucketed by size inside the buffer, padded and prefetched by tf.data
   (:meth:`~atomsets_tf.data.prepared.PreparedDataset.stream`); under ``MultiWorkerMirroredStrategy`` each worker
   reads its own shards (:meth:`StreamingSets.dataset_fn`);
-* random access (``padded``: validation and test predictions) reads the selected records into memory once.
+* predictions (:meth:`StreamingSets.prediction_batches`) stream too, each batch with the indices of its examples,
+  so memory stays flat for validation and test sets of any size; random access (``padded``) reads the selected
+  records into memory once.
 
 A table read from a prepared dataset streams when it has more than :func:`stream_threshold` entries
 (``$ATOMSETS_TF_STREAM_ABOVE``, default 200,000); smaller ones are read into memory and train exactly as the
@@ -80,6 +82,19 @@ class StreamingSets:
         return self.dataset.stream(self.positions, None if targets is None else np.asarray(targets, np.float32),
                                    batch_size, shuffle=shuffle, seed=seed, epochs=None,
                                    buffer_size=SHUFFLE_BUFFER, input_context=input_context)
+
+    def steps_per_epoch(self, batch_size: int, num_input_pipelines: int = 1, num_replicas_in_sync: int = 1) -> int:
+        """Batches in one streamed pass (the fewest of any input pipeline, so that no worker runs out)."""
+        return self.dataset.steps_per_epoch(self.positions, batch_size, num_input_pipelines, num_replicas_in_sync)
+
+    def prediction_batches(self, batch_size: int):
+        """``(indices, inputs)`` for every batch of one pass, in no particular order (``indices``: int64 positions
+        in this collection of the batch's examples)."""
+        local = np.full(self.dataset.n_entries, -1, dtype=np.int64)
+        local[np.asarray(self.dataset.positions)[self.positions]] = np.arange(len(self.positions))
+        for inputs in self.dataset.stream(self.positions, None, batch_size, with_positions=True):
+            position = inputs.pop("position").numpy()
+            yield local[position], inputs
 
     def dataset_fn(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0):
         """For ``strategy.distribute_datasets_from_function``: each input pipeline reads its own shards."""

@@ -182,7 +182,11 @@ def predict_sets(model, sets, batch_size: int = 256) -> np.ndarray:
     """Predictions of ``model`` for every example of ``sets`` (any padded-examples collection), in order."""
     forward = compiled_forward(model, sets.tensor_spec() if hasattr(sets, "tensor_spec") else None)
     out = np.empty(len(sets), dtype=np.float64)
-    for idx in size_bucketed_batches(sets.sizes(), batch_size):
-        values = np.asarray(forward(sets.padded(idx)))
+    if getattr(sets, "streams", False):  # a prepared dataset on disk: streamed, at flat memory
+        batches = sets.prediction_batches(batch_size)
+    else:
+        batches = ((idx, sets.padded(idx)) for idx in size_bucketed_batches(sets.sizes(), batch_size))
+    for idx, inputs in batches:
+        values = np.asarray(forward(inputs))
         out[idx] = values[:, 0] if values.ndim == 2 else values  # a second column is a log-std
     return out

@@ -48,6 +48,15 @@ def strategy_name(strategy) -> str:
     return "MultiWorkerMirroredStrategy" if is_multi_worker(strategy) else type(strategy).__name__
 
 
+def num_workers(strategy=None) -> int:
+    """Worker processes of ``strategy``'s cluster (its chief included); 1 outside multi-worker training."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if not is_multi_worker(strategy):
+        return 1
+    spec = strategy.cluster_resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(job, [])) for job in ("chief", "worker"))
+
+
 def is_chief(strategy=None) -> bool:
     """Whether this process is the chief: any process outside multi-worker training, else
     the task of type ``chief``, or worker 0 when the cluster has no chief."""

@@ -39,6 +39,9 @@ METRICS_FILE = "metrics.json"
 #: What a finished run leaves in its folder (``restart`` removes them with the state).
 RUN_OUTPUTS = (METRICS_FILE, "test_predictions.csv", "training_log.csv", "model.keras")
 #: Training settings that do not change the numbers, so a resumed run may change them.
+#: Training settings added after runs were first recorded: left out at their default (``None``), so that
+#: the runs recorded before keep their fingerprint.
+LATER_SETTINGS = ("steps_per_epoch",)
 OPERATIONAL_SETTINGS = ("checkpoint_interval_s",)
 #: Settings recorded for a reader only: the hashes beside them are what is compared.
 DESCRIPTIVE_SETTINGS = ("data", "split_file")
@@ -89,7 +92,7 @@ def run_settings(
     config = None
     if training is not None:
         config = {k: v for k, v in (asdict(training) if is_dataclass(training) else dict(training)).items()
-                  if k not in OPERATIONAL_SETTINGS}
+                  if k not in OPERATIONAL_SETTINGS and not (k in LATER_SETTINGS and v is None)}
     return {
         **trained,
         "data": table.meta.get("task") or table.source,

@@ -32,7 +32,7 @@ from atomsets_tf.training.callbacks import (
     load_training_state,
 )
 from atomsets_tf.training.losses import REGRESSION_LOSSES, robust_l1
-from atomsets_tf.training.multi_worker import fit_multi_worker, is_multi_worker
+from atomsets_tf.training.multi_worker import fit_multi_worker, is_multi_worker, num_workers
 from atomsets_tf.training.runs import RUN_FILE, STATE_DIR, STATE_FILE
 from atomsets_tf.training.schedules import scheduler_callback
 from atomsets_tf.training.transfer import make_optimizer
@@ -64,6 +64,7 @@ class TrainingConfig:
         schedule_period: period in epochs of the cyclical schedule.
         optimizer: ``"adam"`` or ``"adamw"`` (the CGAT paper's, with ``weight_decay``).
         weight_decay: AdamW's decoupled weight decay.
+        steps_per_epoch: batches in an epoch; ``None`` = one pass over the training set.
         mixed_precision: ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"``:
             the Keras dtype policy the model is built with (the policy in force
             before is restored afterwards).
@@ -81,6 +82,7 @@ class TrainingConfig:
     optimizer: str = "adam"
     weight_decay: float = 1e-6
     mixed_precision: str | None = None
+    steps_per_epoch: int | None = None
 
 
 def _truncate_log(path: Path, epochs: int) -> None:
@@ -184,7 +186,7 @@ def train(
                                                config.schedule_period))
     if progress:
         callbacks.append(EpochProgress(config.epochs))
-    steps = n_batches(len(train_idx), config.batch_size)
+    steps = _steps_per_epoch(train_sets, config)
     counter = BatchCounter(steps, resumed)
     multi_worker = is_multi_worker()
     if multi_worker and getattr(train_sets, "streams", False):  # each worker reads its own shards
@@ -201,6 +203,17 @@ def train(
     if stop.signum is not None and keep.stopped_epoch is None and epochs_run < config.epochs:
         raise TrainingInterrupted(stop.describe(), stop.signum)
     return {"epochs_run": epochs_run, "best_epoch": keep.best_epoch + 1, "resumed_from_epoch": resumed}
+
+
+def _steps_per_epoch(train_sets, config: TrainingConfig) -> int:
+    """Steps of one epoch: one pass over the training set (for a streamed set, the fewest batches any worker's
+    pipeline yields in a pass), or ``config.steps_per_epoch`` when set."""
+    if config.steps_per_epoch is not None:
+        return int(config.steps_per_epoch)
+    if not getattr(train_sets, "streams", False):
+        return n_batches(len(train_sets), config.batch_size)
+    strategy = tf.distribute.get_strategy()
+    return train_sets.steps_per_epoch(config.batch_size, num_workers(strategy), strategy.num_replicas_in_sync)
 
 
 def strategy_label(strategy) -> str:
