@@ -23,18 +23,31 @@ import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 #: Environment variable: tables of prepared datasets with more entries than this stream (default 200,000).
 STREAM_ENV = "ATOMSETS_TF_STREAM_ABOVE"
 DEFAULT_STREAM_ABOVE = 200_000
 #: Examples in the shuffle buffer of a streamed pass (bucketing by size happens inside it).
 SHUFFLE_BUFFER = 8192
+#: Environment variable: one process reads a prepared dataset's shards as this many workers would, each global
+#: batch joining one batch of every worker's pipeline, and so reproduces a multi-worker run step for step.
+PIPELINES_ENV = "ATOMSETS_TF_INPUT_PIPELINES"
+
+
+def _int_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.lstrip("-").isdigit() else default
 
 
 def stream_threshold() -> int:
     """Entries above which a prepared table streams (``$ATOMSETS_TF_STREAM_ABOVE``)."""
-    value = os.environ.get(STREAM_ENV, "")
-    return int(value) if value.strip().lstrip("-").isdigit() else DEFAULT_STREAM_ABOVE
+    return _int_from_env(STREAM_ENV, DEFAULT_STREAM_ABOVE)
+
+
+def emulated_pipelines() -> int:
+    """How many workers' input pipelines one process reads as (``$ATOMSETS_TF_INPUT_PIPELINES``, default 1)."""
+    return max(1, _int_from_env(PIPELINES_ENV, 1))
 
 
 class StreamingSets:
@@ -78,14 +91,46 @@ class StreamingSets:
     def stream(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0,
                input_context=None):
         """Endless padded batches ``(inputs, y)`` of these examples (``targets`` in their order), reshuffled every
-        pass; ``input_context`` (``tf.distribute.InputContext``) selects the shards of one input pipeline."""
-        return self.dataset.stream(self.positions, None if targets is None else np.asarray(targets, np.float32),
-                                   batch_size, shuffle=shuffle, seed=seed, epochs=None,
-                                   buffer_size=SHUFFLE_BUFFER, input_context=input_context)
+        pass, full batches only; ``input_context`` (``tf.distribute.InputContext``) selects the shards of one
+        input pipeline. Outside one, with :func:`emulated_pipelines` > 1, each batch joins one batch of every
+        pipeline (what the workers of a multi-worker run train on at one step)."""
+        targets = None if targets is None else np.asarray(targets, np.float32)
+        n = emulated_pipelines() if input_context is None else 1
+        if n == 1:
+            return self._stream(targets, batch_size, shuffle, seed, input_context)
+        parts = [self._stream(targets, batch_size, shuffle, seed, tf.distribute.InputContext(n, k, n))
+                 for k in range(n)]
+        return tf.data.Dataset.zip(tuple(parts)).map(self._joiner(targets is not None)).prefetch(2)
+
+    def _stream(self, targets, batch_size: int, shuffle: bool, seed: int, input_context):
+        return self.dataset.stream(self.positions, targets, batch_size, shuffle=shuffle, seed=seed, epochs=None,
+                                   buffer_size=SHUFFLE_BUFFER, input_context=input_context, drop_remainder=True)
+
+    def _joiner(self, with_targets: bool):
+        """Joins batches along the batch axis, padding the ragged axis of each input to the longest."""
+        schema = self.dataset.schema
+        ragged = {name for name, spec in schema.fields.items() if spec.group is not None} | set(schema.masks)
+
+        def join(*batches):
+            inputs = [b[0] if with_targets else b for b in batches]
+            out = {}
+            for key in inputs[0]:
+                values = [x[key] for x in inputs]
+                if key in ragged:
+                    n = tf.reduce_max(tf.stack([tf.shape(v)[1] for v in values]))
+                    values = [tf.pad(v, [[0, 0], [0, n - tf.shape(v)[1]]] + [[0, 0]] * (len(v.shape) - 2))
+                              for v in values]
+                out[key] = tf.concat(values, axis=0)
+            return (out, tf.concat([b[1] for b in batches], axis=0)) if with_targets else out
+
+        return join
 
     def steps_per_epoch(self, batch_size: int, num_input_pipelines: int = 1, num_replicas_in_sync: int = 1) -> int:
-        """Batches in one streamed pass (the fewest of any input pipeline, so that no worker runs out)."""
-        return self.dataset.steps_per_epoch(self.positions, batch_size, num_input_pipelines, num_replicas_in_sync)
+        """Full batches in one streamed pass (the fewest of any input pipeline, so that no worker runs out)."""
+        if num_input_pipelines == 1 and emulated_pipelines() > 1:
+            num_input_pipelines = num_replicas_in_sync = emulated_pipelines()
+        return self.dataset.steps_per_epoch(self.positions, batch_size, num_input_pipelines, num_replicas_in_sync,
+                                            drop_remainder=True)
 
     def prediction_batches(self, batch_size: int):
         """``(indices, inputs)`` for every batch of one pass, in no particular order (``indices``: int64 positions
