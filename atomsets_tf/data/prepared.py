@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from atomsets_tf.data.records import (
     BuiltEntry,
@@ -221,10 +221,18 @@ class _Progress:
         self.bar.close()
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """forkserver where there is one, else spawn: the parent may have started TensorFlow's threads (no fork)."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+def _pool_context(builder: RecordBuilder) -> multiprocessing.context.BaseContext:
+    """The process-pool context: forkserver (else spawn), never a plain fork (TensorFlow's threads).
+
+    The fork server imports ``__main__`` once (as Python does by default), then
+    the records module and the builder's module, so that workers start without
+    importing anything.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", init_worker.__module__, type(builder).__module__])
+    return context
 
 
 def _shard_slices(n_entries: int, shard_size: int) -> list[tuple[int, int]]:
@@ -245,7 +253,7 @@ def _built_in_pool(builder, entries, ids, todo, workers, progress) -> Iterator[t
     """Shards built by a process pool, yielded in shard order (at most ``2 * workers`` in flight)."""
     pending = deque()
     tasks = iter(todo)
-    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=init_worker,
+    with ProcessPoolExecutor(workers, mp_context=_pool_context(builder), initializer=init_worker,
                              initargs=(builder,)) as pool:
         try:
             while True:
@@ -525,6 +533,7 @@ class PreparedDataset:
                 (``prepared for megnet-graph, not cgat-graph``, ``prepared with cutoff 5.0,
                 this model uses 4.0``, ``prepared from another parent model (sha256 ab12.. != cd34..)``).
         """
+        settings = json.loads(json.dumps(settings))  # as the manifest holds them (tuples become lists)
         problems = []
         if kind != self.kind:
             problems.append(f"prepared for {self.kind}, not {kind}")
@@ -606,21 +615,14 @@ class PreparedDataset:
         """
         selection = self._selection(indices)
         wanted = set(self.positions[selection].tolist())
-        parse = _parse_function(self.schema)
         found: dict[int, dict] = {}
         for j in sorted(set(self.record_shards[selection].tolist())):
             self.check_sizes([j])
-            path = self.shard_files[j]
-            dataset = tf.data.TFRecordDataset(str(path)).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
-                                                                deterministic=True)
             try:
-                for element in dataset.as_numpy_iterator():
-                    position = int(element["position"])
-                    if position in wanted:
-                        found[position] = element["fields"]
-            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as exc:
-                raise CorruptShardError(f"shard {path} is corrupt ({_first_line(exc)}): prepare the dataset "
-                                        f"again") from None
+                found.update(_shard_records(self.shard_files[j], self.schema, wanted))
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, ValueError) as exc:
+                raise CorruptShardError(f"shard {self.shard_files[j]} is corrupt ({_first_line(exc)}): prepare "
+                                        f"the dataset again") from None
         missing = [self.ids[k] for k, p in zip(selection, self.positions[selection]) if int(p) not in found]
         if missing:
             raise CorruptShardError(f"{len(missing)} record(s) ({missing[0]} ...) are missing from the shards of "
@@ -721,9 +723,7 @@ class PreparedDataset:
         keep = np.zeros(self.n_entries, dtype=bool)
         keep[self.positions[selection]] = True
         dataset = self._parsed(shards, keep, self._targets_by_position(selection, targets), shuffle, seed,
-                               cycle_length)
-        if shuffle:
-            dataset = dataset.shuffle(buffer_size, seed=seed + 1, reshuffle_each_iteration=True)
+                               buffer_size, cycle_length)
         dataset = self._batched(dataset, per_batch, self._boundaries(selection, batch_size, bucket_boundaries))
         dataset = dataset.map(_finish_function(self.schema, with_positions, targets is not None),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -747,17 +747,20 @@ class PreparedDataset:
         return by_position
 
     def _parsed(self, shards: list[int], keep: np.ndarray, targets_by_position: np.ndarray | None, shuffle: bool,
-                seed: int, cycle_length: int) -> tf.data.Dataset:
-        """The kept records of ``shards``, parsed (feed dtypes), files interleaved (and shuffled)."""
+                seed: int, buffer_size: int, cycle_length: int) -> tf.data.Dataset:
+        """The kept records of ``shards``: files interleaved, records shuffled (serialised: cheap), then parsed."""
         files = tf.constant([str(self.shard_files[j]) for j in shards], dtype=tf.string)
         dataset = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
             dataset = dataset.shuffle(max(len(shards), 1), seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(cycle_length, len(shards))),
                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        dataset = dataset.map(_parse_function(self.schema, keep, targets_by_position),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return dataset.filter(lambda element: element["keep"])
+        keep_t = tf.constant(keep)
+        dataset = dataset.filter(lambda serialized: tf.gather(keep_t, _parse_position(serialized)))
+        if shuffle:
+            dataset = dataset.shuffle(buffer_size, seed=seed + 1, reshuffle_each_iteration=True)
+        return dataset.map(_parse_function(self.schema, targets_by_position), num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True)
 
     def _batched(self, dataset: tf.data.Dataset, batch_size: int, boundaries: list[int]) -> tf.data.Dataset:
         """Padded batches, bucketed by the size group's length when there are boundaries."""
@@ -774,14 +777,39 @@ def _first_line(exc: Exception) -> str:
     return text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
 
 
-def _parse_function(schema: RecordSchema, keep: np.ndarray | None = None,
-                    target_by_position: np.ndarray | None = None) -> Callable:
-    """serialised Example -> {"fields", "n", "position"(, "keep", "y")}: stored dtypes for ``records``,
-    feed dtypes when ``keep`` is given (streaming)."""
+def _features(schema: RecordSchema) -> dict:
+    """The tf.io features of a serialised record (``id`` is not read back)."""
     features = {"position": tf.io.FixedLenFeature([], tf.int64)}
     features.update({f"n:{g}": tf.io.FixedLenFeature([], tf.int64) for g in schema.groups})
     features.update({f"f:{name}": tf.io.FixedLenFeature([], tf.string) for name in schema.fields})
-    keep_t = None if keep is None else tf.constant(keep)
+    return features
+
+
+def _parse_position(serialized: tf.Tensor) -> tf.Tensor:
+    return tf.io.parse_single_example(serialized, {"position": tf.io.FixedLenFeature([], tf.int64)})["position"]
+
+
+def _shard_records(path: Path, schema: RecordSchema, wanted: set[int]) -> dict[int, dict[str, np.ndarray]]:
+    """position -> record (NumPy, stored dtypes) of the records of one shard whose position is in ``wanted``."""
+    features = _features(schema)
+    found = {}
+    for chunk in tf.data.TFRecordDataset(str(path)).batch(1024):
+        parsed = {key: value.numpy() for key, value in tf.io.parse_example(chunk, features).items()}
+        for k, position in enumerate(parsed["position"].tolist()):
+            if position not in wanted:
+                continue
+            record = {}
+            for name, spec in schema.fields.items():
+                shape = spec.shape if spec.group is None else (int(parsed[f"n:{spec.group}"][k]), *spec.shape)
+                flat = np.frombuffer(parsed[f"f:{name}"][k], dtype=np.dtype(spec.dtype).newbyteorder("<"))
+                record[name] = flat.reshape(shape).astype(spec.dtype)
+            found[position] = record
+    return found
+
+
+def _parse_function(schema: RecordSchema, target_by_position: np.ndarray | None = None) -> Callable:
+    """serialised record -> {"fields" (feed dtypes), "n", "position"(, "y")}, for streaming."""
+    features = _features(schema)
     target_t = None if target_by_position is None else tf.constant(target_by_position)
 
     def parse(serialized):
@@ -791,11 +819,9 @@ def _parse_function(schema: RecordSchema, keep: np.ndarray | None = None,
             flat = tf.io.decode_raw(example[f"f:{name}"], tf.as_dtype(spec.dtype), little_endian=True)
             shape = list(spec.shape) if spec.group is None else [example[f"n:{spec.group}"], *spec.shape]
             value = tf.reshape(flat, tf.cast(shape, tf.int64) if shape else [])
-            fields[name] = value if keep_t is None else tf.cast(value, tf.as_dtype(spec.feed_dtype))
+            fields[name] = tf.cast(value, tf.as_dtype(spec.feed_dtype))
         position = example["position"]
         out = {"fields": fields, "n": {g: example[f"n:{g}"] for g in schema.groups}, "position": position}
-        if keep_t is not None:
-            out["keep"] = tf.gather(keep_t, position)
         if target_t is not None:
             out["y"] = tf.gather(target_t, position)
         return out
