@@ -14,7 +14,7 @@ from tests._tables import write_matbench_json
 from tests.test_multi_worker import TIMEOUT_S, assert_same_weights, env_for, free_ports, last_json
 
 # One worker (or, without TF_CONFIG, one process): fit mlp-f on the streamed dataset, print the metrics, the final
-# weights and the shard files this process streamed for training.
+# weights and the shard files of each input pipeline this process streamed from.
 SCRIPT = r"""
 import json, sys
 from atomsets_tf.training.strategy import get_strategy
@@ -22,12 +22,16 @@ strategy = get_strategy(sys.argv[1])
 from atomsets_tf.data.prepared import PreparedDataset
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.workflows.fit import ModelConfig, fit
-read = []
-parsed = PreparedDataset._parsed
-def recording(self, shards, *args, **kwargs):
-    read.append(sorted(self.shards[j]["file"] for j in shards))
-    return parsed(self, shards, *args, **kwargs)
-PreparedDataset._parsed = recording
+read, context = [], []
+stream, parsed = PreparedDataset.stream, PreparedDataset._parsed
+def streaming(self, *args, input_context=None, **kwargs):
+    context[:] = [input_context]
+    return stream(self, *args, input_context=input_context, **kwargs)
+def parsing(self, shards, *args):
+    if context and context[0] is not None and context[0].num_input_pipelines > 1:
+        read.append(sorted(self.shards[j]["file"] for j in shards))
+    return parsed(self, shards, *args)
+PreparedDataset.stream, PreparedDataset._parsed = streaming, parsing
 config = TrainingConfig(epochs=3, patience=3, batch_size=8, learning_rate=1e-2, seed=3, checkpoint_interval_s=0)
 result = fit(sys.argv[2], "mlp-f", training=config, model_config=ModelConfig(units=8), progress=False,
              strategy=strategy)
@@ -63,9 +67,9 @@ def run(args: list[str], envs: list[dict]) -> list[dict]:
     return [last_json(out) for out, _ in outputs]
 
 
-def own_shards(result: dict, n_shards: int) -> set[str]:
-    """The shard files a worker streamed for training (its validation predictions stream every shard)."""
-    parts = {tuple(files) for files in result["read"] if len(files) < n_shards}
+def own_shards(result: dict) -> set[str]:
+    """The shard files a worker streamed for training (the one input pipeline it read)."""
+    parts = {tuple(files) for files in result["read"]}
     assert len(parts) == 1, parts
     return set(parts.pop())
 
@@ -78,7 +82,7 @@ def test_two_workers_stream_their_own_shards_and_match_one_process(dataset):
     assert_same_weights(chief, other)
     # Each worker read the training stream from its own shard files: disjoint, and together all of them.
     n_shards = len(json.loads((dataset / "manifest.json").read_text())["shards"])
-    mine, theirs = own_shards(chief, n_shards), own_shards(other, n_shards)
+    mine, theirs = own_shards(chief), own_shards(other)
     assert not mine & theirs and len(mine | theirs) == n_shards
 
     # One process reading the shards as two workers do trains on the same global batches, to the same weights.

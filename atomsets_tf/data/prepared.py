@@ -638,7 +638,7 @@ class PreparedDataset:
         return shards[pipeline::n_pipelines], int(input_context.get_per_replica_batch_size(batch_size))
 
     def batches_per_epoch(self, indices: Sequence[int] | None = None, batch_size: int = 32, input_context=None,
-                          bucket_boundaries: Sequence[int] | None = None) -> int:
+                          bucket_boundaries: Sequence[int] | None = None, drop_remainder: bool = False) -> int:
         """The exact number of batches one epoch of :meth:`stream` yields (same arguments).
 
         Bucketing yields one partial batch per bucket, so this is
@@ -655,15 +655,18 @@ class PreparedDataset:
         sizes = self.sizes[mine]
         boundaries = self._boundaries(selection, batch_size, bucket_boundaries)
         buckets = np.searchsorted(np.asarray(boundaries, dtype=np.int64), sizes, side="right")
+        if drop_remainder:
+            return int(sum(int(n) // per_batch for n in np.bincount(buckets)))
         return int(sum(-(-int(n) // per_batch) for n in np.bincount(buckets) if n))
 
     def steps_per_epoch(self, indices: Sequence[int] | None = None, batch_size: int = 32,
                         num_input_pipelines: int = 1, num_replicas_in_sync: int = 1,
-                        bucket_boundaries: Sequence[int] | None = None) -> int:
+                        bucket_boundaries: Sequence[int] | None = None, drop_remainder: bool = False) -> int:
         """The fewest batches any of ``num_input_pipelines`` pipelines yields per epoch (see batches_per_epoch)."""
         contexts = [tf.distribute.InputContext(num_input_pipelines, k, num_replicas_in_sync)
                     for k in range(num_input_pipelines)]
-        return min(self.batches_per_epoch(indices, batch_size, c, bucket_boundaries) for c in contexts)
+        return min(self.batches_per_epoch(indices, batch_size, c, bucket_boundaries, drop_remainder)
+                   for c in contexts)
 
     def _boundaries(self, selection: np.ndarray, batch_size: int, bucket_boundaries) -> list[int]:
         if self.schema.size_group is None:
@@ -688,6 +691,7 @@ class PreparedDataset:
         bucket_boundaries: Sequence[int] | None = None,
         with_positions: bool = False,
         cycle_length: int = 4,
+        drop_remainder: bool = False,
     ) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of padded, size-bucketed batches ``(inputs, y[B, 1])`` (or only inputs).
 
@@ -713,6 +717,8 @@ class PreparedDataset:
                 selected sizes (:func:`default_bucket_boundaries`).
             with_positions: add ``"position"`` (int64 ``[B]``, the records' positions) to the inputs.
             cycle_length: shard files read at once.
+            drop_remainder: full batches only (each bucket's last, partial batch of a pass is dropped: the
+                workers of a multi-worker step then average equal batches).
 
         Returns:
             The dataset; one epoch has :meth:`batches_per_epoch` batches.
@@ -724,7 +730,8 @@ class PreparedDataset:
         keep[self.positions[selection]] = True
         dataset = self._parsed(shards, keep, self._targets_by_position(selection, targets), shuffle, seed,
                                buffer_size, cycle_length)
-        dataset = self._batched(dataset, per_batch, self._boundaries(selection, batch_size, bucket_boundaries))
+        dataset = self._batched(dataset, per_batch, self._boundaries(selection, batch_size, bucket_boundaries),
+                                drop_remainder)
         dataset = dataset.map(_finish_function(self.schema, with_positions, targets is not None),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if epochs is None or epochs != 1:
@@ -762,14 +769,15 @@ class PreparedDataset:
         return dataset.map(_parse_function(self.schema, targets_by_position), num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
 
-    def _batched(self, dataset: tf.data.Dataset, batch_size: int, boundaries: list[int]) -> tf.data.Dataset:
+    def _batched(self, dataset: tf.data.Dataset, batch_size: int, boundaries: list[int],
+                 drop_remainder: bool = False) -> tf.data.Dataset:
         """Padded batches, bucketed by the size group's length when there are boundaries."""
         if not boundaries:
-            return dataset.padded_batch(batch_size)
+            return dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
         group = self.schema.size_group
         return dataset.bucket_by_sequence_length(
             lambda element: tf.cast(element["n"][group], tf.int32), boundaries,
-            [batch_size] * (len(boundaries) + 1))
+            [batch_size] * (len(boundaries) + 1), drop_remainder=drop_remainder)
 
 
 def _first_line(exc: Exception) -> str:

@@ -122,7 +122,7 @@ def build_model(
     feature_dim = n_before = source = None
     if model in STRUCTURAL_MODELS:
         tap, use = STRUCTURAL_MODELS[model]
-        feature_dim = int(sets.values[0].shape[1])
+        feature_dim = int(sets.tensor_spec()["features"].shape[-1])
         n_before = 0 if use != "atom" else None
         source = {"model": model, "source": str(features_from or DEFAULT_SOURCE), "tap": tap}
     mean, std = 0.0, 1.0
