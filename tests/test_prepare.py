@@ -125,3 +125,16 @@ def test_retrain_streams_a_large_prepared_dataset(megnet_dataset, monkeypatch):
     monkeypatch.setenv(streaming.STREAM_ENV, "0")  # every prepared table streams
     result = retrain(PRESET, str(megnet_dataset), "head", training=TRAINING, progress=False)
     assert result.metrics["epochs_run"] == 2 and np.isfinite(result.metrics["test_mae"])
+
+
+def test_benchmark_and_learning_curve_read_a_prepared_dataset(megnet_dataset, tmp_path):
+    out = tmp_path / "bench"
+    assert main(["benchmark", str(megnet_dataset), "--model", "megnet-head", "--protocol", "paper", "--folds", "0",
+                 "--budget-epochs", "1", "--batch-size", "16", "--quiet", "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_folds"] == 1 and np.isfinite(summary["mean"])
+    curve = tmp_path / "curve"
+    assert main(["learning-curve", str(megnet_dataset), "--model", "megnet-head", "--sizes", "16,32",
+                 "--protocol", "paper", "--budget-epochs", "1", "--batch-size", "16", "--quiet",
+                 "-o", str(curve)]) == 0
+    assert (curve / "learning_curve.json").is_file()
