@@ -374,11 +374,12 @@ def test_graphs_are_memoised_by_structure_and_checked_against_the_embedding(stru
 
 
 def test_graph_memo_is_bounded_by_bytes(graphs):
-    memo = GraphMemo(max_bytes=graphs[0].nbytes + graphs[1].nbytes)
+    size = [GraphMemo.entry_bytes(g) for g in graphs]
+    memo = GraphMemo(max_bytes=size[0] + size[1])
     keys = [(i,) for i in range(4)]
     memo.put(keys[0], "s0", graphs[0])
     memo.put(keys[1], "s1", graphs[1])
-    assert len(memo) == 2 and memo.nbytes == graphs[0].nbytes + graphs[1].nbytes
+    assert len(memo) == 2 and memo.nbytes == size[0] + size[1]
     assert memo.get(keys[0], "s0") is graphs[0]  # now the most recently used
     assert memo.get(keys[0], "another structure") is None
     memo.put(keys[2], "s2", graphs[2])  # too many bytes: the least recently used (graph 1) goes first

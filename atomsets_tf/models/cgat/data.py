@@ -508,11 +508,13 @@ def _covered_symbols(embedding: Coverage | None) -> tuple[Collection[str], str]:
     return frozenset(str(v) for v in values), "given element set"
 
 
-def _check_covered(symbols: Sequence[str], covered: Collection[str], covered_name: str, label: str) -> None:
-    """Raise :class:`UnknownElementError` (naming ``label``) for a symbol not in ``covered``."""
+def _check_covered(symbols: Sequence[str], covered: Collection[str], covered_name: str, structure: Any,
+                   structure_id: str | None) -> None:
+    """Raise :class:`UnknownElementError` (naming the structure) for a symbol not in ``covered``."""
     for symbol in symbols:
         if symbol not in covered:
-            raise UnknownElementError(f"{label}: element {symbol!r} is not in the {covered_name}")
+            raise UnknownElementError(f"{_describe(structure, structure_id)}: element {symbol!r} is not in "
+                                      f"the {covered_name}")
 
 
 def structure_to_graph(structure: Any, embedding: Coverage | None = None, radius: float = 18.0,
@@ -543,7 +545,7 @@ def structure_to_graph(structure: Any, embedding: Coverage | None = None, radius
     symbols = _site_symbols(structure, structure_id)
     counts = Counter(symbols)  # distinct elements in order of first appearance
     distinct = list(counts)
-    _check_covered(distinct, covered, covered_name, _describe(structure, structure_id))
+    _check_covered(distinct, covered, covered_name, structure, structure_id)
     try:
         elem_z = atomic_numbers_of(distinct, covered_name)
     except UnknownElementError as exc:
@@ -555,17 +557,23 @@ def structure_to_graph(structure: Any, embedding: Coverage | None = None, radius
     return CGATGraph(atom_z, idx, rank, elem_z, weights, distinct, structure_id)
 
 
+#: Bytes of a graph's Python objects besides its arrays' data (the object, five array headers, the element list;
+#: ~850 measured), counted by :class:`GraphMemo`.
+GRAPH_OBJECT_BYTES = 1024
+
+
 class GraphMemo:
-    """Graphs built in this process, bounded by the bytes of their arrays (:attr:`CGATGraph.nbytes`); the
-    least recently used go first. Retraining the same table at several data sizes (learning curves), from
-    a parent loaded anew each time, builds each graph once.
+    """Graphs built in this process, bounded by their bytes (:attr:`CGATGraph.nbytes` +
+    :data:`GRAPH_OBJECT_BYTES` each); the least recently used go first. Retraining the same table at
+    several data sizes (learning curves), from a parent loaded anew each time, builds each graph once
+    (a hit costs ~2 µs, a build 0.5-1 ms).
 
     An entry is keyed by (structure object, id, radius, neighbours) and holds the structure itself, so its
     ``id`` cannot be reused while the entry lives. A graph does not depend on the embedding's values, only
     on whether the embedding covers its elements, which is checked on every hit.
 
     Args:
-        max_bytes: the bound on the graphs' array bytes.
+        max_bytes: the bound on the graphs' bytes.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -575,6 +583,11 @@ class GraphMemo:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @staticmethod
+    def entry_bytes(graph: CGATGraph) -> int:
+        """The bytes a graph counts for."""
+        return graph.nbytes + GRAPH_OBJECT_BYTES
 
     def get(self, key: tuple, structure: Any) -> CGATGraph | None:
         """The graph memoised for ``key`` if it was built from ``structure`` itself, else ``None``."""
@@ -588,19 +601,19 @@ class GraphMemo:
         """Memoise ``graph``, dropping the least recently used graphs beyond :attr:`max_bytes`."""
         old = self._entries.pop(key, None)
         if old is not None:
-            self.nbytes -= old[1].nbytes
+            self.nbytes -= self.entry_bytes(old[1])
         self._entries[key] = (structure, graph)
-        self.nbytes += graph.nbytes
+        self.nbytes += self.entry_bytes(graph)
         while self.nbytes > self.max_bytes and self._entries:
-            self.nbytes -= self._entries.popitem(last=False)[1][1].nbytes
+            self.nbytes -= self.entry_bytes(self._entries.popitem(last=False)[1][1])
 
     def clear(self) -> None:
         self._entries.clear()
         self.nbytes = 0
 
 
-#: The bound of the process's graph memo: 512 MiB of graph arrays, e.g. ~370,000 graphs of 5-7 atoms
-#: (~1.4 kB each: jdft2d, perovskites), ~70,000 of 35 atoms.
+#: The bound of the process's graph memo: 512 MiB, e.g. ~230,000 graphs of 5-7 atoms (jdft2d, perovskites:
+#: 1.0-1.4 kB of arrays each), ~65,000 of 35 atoms.
 GRAPH_CACHE_BYTES = 512 * 2**20
 #: The process's graph memo (:func:`structures_to_graphs`).
 GRAPH_MEMO = GraphMemo(GRAPH_CACHE_BYTES)
@@ -630,7 +643,7 @@ def structures_to_graphs(structures: Sequence[Any], embedding: Coverage | None =
             graph = structure_to_graph(s, covered, radius, max_neighbors, sid)
             GRAPH_MEMO.put(key, s, graph)
         else:
-            _check_covered(graph.elements, covered, covered_name, _describe(s, sid))
+            _check_covered(graph.elements, covered, covered_name, s, sid)
         graphs.append(graph)
     return graphs
 
