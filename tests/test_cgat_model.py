@@ -165,6 +165,22 @@ def test_graph_record_round_trip(graphs):
         CGATGraph.from_record({**graphs[0].to_record(), "elem_z": np.array([11, 200], np.int32)}, "mb-2")
 
 
+def test_graph_record_through_tf_train_example(graphs):
+    """A record stored as a ``tf.train.Example`` (flat int64 / float lists) reads back as the same graph."""
+    g = graphs[2]
+    record = g.to_record()
+    features = {k: tf.train.Feature(float_list=tf.train.FloatList(value=v.ravel())) if v.dtype == np.float32
+                else tf.train.Feature(int64_list=tf.train.Int64List(value=v.ravel())) for k, v in record.items()}
+    blob = tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    spec = {k: tf.io.VarLenFeature(tf.float32 if v.dtype == np.float32 else tf.int64) for k, v in record.items()}
+    parsed = {k: tf.sparse.to_dense(v).numpy() for k, v in tf.io.parse_single_example(blob, spec).items()}
+    back = CGATGraph.from_record(parsed, "sio2")
+    assert back.elements == g.elements == ["Si", "O"]
+    for key in record:
+        np.testing.assert_array_equal(getattr(back, key), record[key])
+    np.testing.assert_array_equal(collate([back])["atom_z"], collate([g])["atom_z"])
+
+
 def test_element_symbols_without_pymatgen_match_pymatgen():
     from pymatgen.core import Element
 

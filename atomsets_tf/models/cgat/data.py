@@ -312,8 +312,10 @@ class CGATGraph:
         weights = np.asarray(record["elem_weights"], np.float32).reshape(-1)
         n = len(atom_z)
         nbr = [np.asarray(record[key], np.int32) for key in ("nbr_idx", "nbr_rank")]
-        if n == 0 or any(a.size % n or (a.ndim == 2 and len(a) != n) or a.ndim > 2 for a in nbr) \
-                or nbr[0].size != nbr[1].size or len(weights) != len(elem_z):
+        fits = n > 0 and len(weights) == len(elem_z) and all(
+            a.ndim in (1, 2) and a.size == nbr[0].size and a.size % n == 0 and (a.ndim == 1 or len(a) == n)
+            for a in nbr)
+        if not fits:
             raise DataFormatError(f"{name}: record arrays do not fit together ({n} atoms, neighbour arrays "
                                   f"{nbr[0].shape} and {nbr[1].shape}, {len(elem_z)} elements and "
                                   f"{len(weights)} weights)")

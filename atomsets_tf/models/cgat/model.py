@@ -417,7 +417,8 @@ class CGAT(keras.Model):
 
     # ------------------------------------------------------------------ structures
     def set_element_embedding(self, embedding: ElementEmbedding) -> None:
-        """Use ``embedding`` for structures (not stored in the model unless it was built with ``elements``)."""
+        """Use ``embedding`` for structures and for the atomic-number inputs (:meth:`element_z_table`); it is
+        stored in the model's ``element_table`` when the model was built with the same ``elements``."""
         if embedding.dim != self.orig_elem_fea_len:
             raise ValueError(f"embedding width {embedding.dim} != model input width {self.orig_elem_fea_len}")
         self._embedding_cache = embedding
