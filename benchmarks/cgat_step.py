@@ -93,26 +93,28 @@ def profile(model: CGAT, batch: dict, warmup: int, runs: int) -> dict:
     """Where the time goes: each sub-module timed on its own (forward, and forward+backward)."""
     taps = model.compute_taps(batch, ["node_fea_0"])  # noqa: F841 - builds/warms the model
     flat_mask = tf.reshape(batch["atom_mask"], [-1]) > 0
-    n = batch["atom_fea"].shape[1]
+    z_table = model.element_z_table()  # the element vectors, looked up as the model does
+    atom_fea, elem_fea = tf.gather(z_table, batch["atom_z"]), tf.gather(z_table, batch["elem_z"])
+    n = batch["atom_z"].shape[1]
     k = batch["nbr_idx"].shape[2]
     real = tf.cast(tf.where(flat_mask)[:, 0], tf.int32)
     pos = tf.cumsum(tf.cast(flat_mask, tf.int32)) - 1
     cid = real // n
     recv = tf.gather(pos, tf.gather(tf.reshape(batch["nbr_idx"], [-1, k]), real) + (cid * n)[:, None])
     rank = tf.gather(tf.reshape(batch["nbr_rank"], [-1, k]), real)
-    x0 = tf.matmul(tf.gather(tf.reshape(tf.constant(batch["atom_fea"]), [-1, 200]), real), model.embedding_kernel)
+    x0 = tf.matmul(tf.gather(tf.reshape(atom_fea, [-1, 200]), real), model.embedding_kernel)
     table = tf.convert_to_tensor(model.nbr_embedding)
     layer = model.node_layers[1]
     aggr = layer.aggregate(x0, table, recv, rank)
-    crys = model.roost(batch["elem_fea"], batch["elem_weights"])
-    pooled = model.cry_pool(x0, crys, cid, tf.shape(batch["atom_fea"])[0])
+    crys = model.roost(elem_fea, batch["elem_weights"])
+    pooled = model.cry_pool(x0, crys, cid, tf.shape(atom_fea)[0])
     parts = {
         "node_attention_aggregate (x n_graph)": (lambda: layer.aggregate(x0, table, recv, rank), layer.attention.weights
                                                  + layer.message.weights),
         "node_hypernetwork (x n_graph)": (lambda: layer.hyper(aggr, x0, x0), layer.hyper.weights),
         "edge_mlp (x n_graph)": (lambda: model.edge_layers[0](table), model.edge_layers[0].weights),
-        "roost": (lambda: model.roost(batch["elem_fea"], batch["elem_weights"]), model.roost.weights),
-        "cry_pool": (lambda: model.cry_pool(x0, crys, cid, tf.shape(batch["atom_fea"])[0]), model.cry_pool.weights),
+        "roost": (lambda: model.roost(elem_fea, batch["elem_weights"]), model.roost.weights),
+        "cry_pool": (lambda: model.cry_pool(x0, crys, cid, tf.shape(atom_fea)[0]), model.cry_pool.weights),
         "output_head": (lambda: model.head(pooled), model.head.weights),
     }
     def with_grad(fn, weights):

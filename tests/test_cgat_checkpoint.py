@@ -60,7 +60,7 @@ def batch():
     emb = ElementEmbedding(["Na", "Cl", "Cu"], rng.normal(size=(3, 200)).astype(np.float32))
     nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     cu = Structure(Lattice([[0, 1.8, 1.8], [1.8, 0, 1.8], [1.8, 1.8, 0]]), ["Cu"], [[0, 0, 0]])
-    return collate(structures_to_graphs([nacl, cu], emb))
+    return collate(structures_to_graphs([nacl, cu], emb), embedding=emb)  # the element vectors themselves
 
 
 # ----------------------------------------------------------------------------- malicious / broken files

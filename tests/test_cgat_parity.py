@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -63,13 +64,19 @@ def structures():
 
 
 @pytest.fixture(scope="module")
-def built_graphs(structures):
+def matscholar():
+    from atomsets_tf.models.cgat.data import load_matscholar_embedding
+
+    return load_matscholar_embedding(SHARED / "pretrained" / "cgat" / "matscholar-embedding.json")
+
+
+@pytest.fixture(scope="module")
+def built_graphs(structures, matscholar):
     """Our graphs, built from the structures (data-preparation parity)."""
-    from atomsets_tf.models.cgat.data import load_matscholar_embedding, structures_to_graphs
+    from atomsets_tf.models.cgat.data import structures_to_graphs
 
     ids, structs = structures
-    emb = load_matscholar_embedding(SHARED / "pretrained" / "cgat" / "matscholar-embedding.json")
-    return structures_to_graphs(structs, emb, ids=ids)
+    return structures_to_graphs(structs, matscholar, ids=ids)
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +95,50 @@ def graphs(small_io):
     return graphs_from_golden(small_io)
 
 
-def graphs_from_golden(io: dict) -> list:
-    """The original's batch inputs (``in_*``, ``ids``) as :class:`~atomsets_tf.models.cgat.data.CGATGraph` objects.
+@dataclass
+class GoldenCrystal:
+    """One crystal of the original's batch inputs, the element features as given (the model's float layout)."""
+
+    atom_fea: np.ndarray
+    nbr_idx: np.ndarray
+    nbr_rank: np.ndarray
+    elem_fea: np.ndarray
+    elem_weights: np.ndarray
+    structure_id: str
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.atom_fea)
+
+    def roost_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        from atomsets_tf.models.cgat.data import roost_pairs
+
+        return roost_pairs(len(self.elem_weights))
+
+
+def golden_batch(crystals: list) -> dict[str, np.ndarray]:
+    """The crystals padded into the model's float layout (``atom_fea`` / ``elem_fea``), as ``collate`` pads."""
+    from atomsets_tf.data.padding import pad_stack, padded_length
+
+    n = padded_length(max(c.n_atoms for c in crystals), 8)
+    e = padded_length(max(len(c.elem_weights) for c in crystals), 4)
+    return {
+        "atom_fea": pad_stack([c.atom_fea for c in crystals], n, 0.0, np.float32),
+        "atom_mask": pad_stack([np.ones(c.n_atoms, np.float32) for c in crystals], n, 0.0, np.float32),
+        "nbr_idx": pad_stack([c.nbr_idx for c in crystals], n, 0, np.int32),
+        "nbr_rank": pad_stack([c.nbr_rank for c in crystals], n, 0, np.int32),
+        "elem_fea": pad_stack([c.elem_fea for c in crystals], e, 0.0, np.float32),
+        "elem_weights": pad_stack([c.elem_weights for c in crystals], e, 0.0, np.float32),
+    }
+
+
+def graphs_from_golden(io: dict) -> list[GoldenCrystal]:
+    """The original's batch inputs (``in_*``, ``ids``) per crystal (:class:`GoldenCrystal`).
 
     Checks on the way that the flat layout is the one the conversion assumes: 24 consecutive edges per
     centre atom, neighbours inside the centre's crystal, and Roost pair lists = all ordered pairs of
     distinct elements of each crystal (our model forms those densely, so they carry nothing else).
     """
-    from atomsets_tf.models.cgat.data import CGATGraph
-
     ptr, k = io["in_ptr"], 24
     centre, nbr = io["in_edge_index"]
     assert np.array_equal(centre, np.repeat(np.arange(ptr[-1]), k)), "not 24 consecutive edges per atom"
@@ -107,7 +149,7 @@ def graphs_from_golden(io: dict) -> list:
         atoms, elems = slice(ptr[c], ptr[c + 1]), slice(elem_base[c], elem_base[c + 1])
         local_nbr = nbr[ptr[c] * k : ptr[c + 1] * k].reshape(-1, k) - ptr[c]
         assert local_nbr.min() >= 0 and local_nbr.max() < ptr[c + 1] - ptr[c], f"crystal {c}: foreign neighbour"
-        graphs.append(CGATGraph(
+        graphs.append(GoldenCrystal(
             atom_fea=io["in_x"][atoms], nbr_idx=local_nbr.astype(np.int32),
             nbr_rank=io["in_edge_attr"][ptr[c] * k : ptr[c + 1] * k].reshape(-1, k).astype(np.int32),
             elem_fea=io["in_roost_elem_fea"][elems], elem_weights=io["in_roost_elem_weights"][elems, 0],
@@ -154,9 +196,7 @@ def forward_keys(io: dict) -> list[str]:
 
 
 def check_forward(model, graphs, io, report: dict | None = None) -> None:
-    from atomsets_tf.models.cgat.data import collate
-
-    taps = model.compute_taps(collate(graphs), forward_keys(io))
+    taps = model.compute_taps(golden_batch(graphs), forward_keys(io))
     errors = {}
     for key in forward_keys(io):
         ours, ref = unpad(graphs, key, taps[key]), io[key]
@@ -171,12 +211,10 @@ def check_forward(model, graphs, io, report: dict | None = None) -> None:
 
 def check_rezero_half(model, graphs, io) -> None:
     """The ``alt_rezero0p5_*`` keys: every ReZero alpha set to 0.5 (exercises the residual branches)."""
-    from atomsets_tf.models.cgat.data import collate
-
     for a in model.head.alphas:
         a.assign(np.full((1,), 0.5, np.float32))
     names = [k[len("alt_rezero0p5_"):] for k in io if k.startswith("alt_rezero0p5_")]
-    taps = model.compute_taps(collate(graphs), names)
+    taps = model.compute_taps(golden_batch(graphs), names)
     errors = {n: rel_err(taps[n], io["alt_rezero0p5_" + n]) for n in names}
     assert max(errors.values()) <= RTOL, errors
 
@@ -185,7 +223,6 @@ def training_step(model, graphs, io) -> tuple[float, dict[str, float], list[str]
     """One L1 step as CGAT's ``training_step``: loss, per-torch-key gradient norms, keys without gradient."""
     import tensorflow as tf
 
-    from atomsets_tf.models.cgat.data import collate
     from atomsets_tf.models.cgat.model import cgat_l1_loss
 
     model.target_mean.assign(float(io["norm_mean"][0]))
@@ -194,7 +231,7 @@ def training_step(model, graphs, io) -> tuple[float, dict[str, float], list[str]
     np.testing.assert_allclose(np.asarray(y), io["train_target_norm"][:, 0], rtol=1e-6, atol=1e-6)
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
-        loss = cgat_l1_loss(y, model(collate(graphs), training=True))
+        loss = cgat_l1_loss(y, model(golden_batch(graphs), training=True))
     grads = tape.gradient(loss, variables)
     by_var = {id(v): g for v, g in zip(variables, grads, strict=True)}
     norms, none_keys, full = {}, [], {}
@@ -300,13 +337,13 @@ def golden_sites(io: dict, c: int):
         yield a, io["in_edge_index"][1, edges] - ptr[c], io["in_edge_attr"][edges]
 
 
-def test_inputs_match_cgat_data_preparation(structures, built_graphs, small_io, record_property):
+def test_inputs_match_cgat_data_preparation(structures, built_graphs, matscholar, small_io, record_property):
     io, (_, structs) = small_io, structures
     graphs = built_graphs
     assert [g.structure_id for g in graphs] == io["ids"].tolist()
     ptr = io["in_ptr"]
     assert np.array_equal(np.diff(ptr), [g.n_atoms for g in graphs])
-    assert np.array_equal(np.concatenate([g.atom_fea for g in graphs]), io["in_x"])
+    assert np.array_equal(np.concatenate([g.features(matscholar)[0] for g in graphs]), io["in_x"])
     assert sum(g.nbr_idx.size for g in graphs) == io["in_edge_index"].shape[1] == io["in_edge_attr"].size
     n_sites = n_cut = n_differ = 0
     for c, (g, s) in enumerate(zip(graphs, structs, strict=True)):
@@ -321,7 +358,7 @@ def test_inputs_match_cgat_data_preparation(structures, built_graphs, small_io, 
     assert n_sites == ptr[-1]
     # Roost inputs, exactly
     assert np.array_equal(np.concatenate([g.elem_weights for g in graphs]), io["in_roost_elem_weights"][:, 0])
-    assert np.array_equal(np.concatenate([g.elem_fea for g in graphs]), io["in_roost_elem_fea"])
+    assert np.array_equal(np.concatenate([g.features(matscholar)[1] for g in graphs]), io["in_roost_elem_fea"])
     base = np.cumsum([0] + [len(g.elem_weights) for g in graphs])
     self_idx = np.concatenate([g.roost_pairs()[0] + base[c] for c, g in enumerate(graphs)])
     nbr_idx = np.concatenate([g.roost_pairs()[1] + base[c] for c, g in enumerate(graphs)])
@@ -346,6 +383,24 @@ def test_data_preparation_comparison_can_fail(structures, small_io):
     assert gold_rank[-1] > 1
     with pytest.raises(AssertionError, match="shell 1"):
         compare_site(wrong_nbr, gold_rank, gold_idx, gold_rank, shell, cut)
+
+
+def test_atomic_number_inputs_give_the_outputs_of_the_golden_features(built_graphs, matscholar, small_io):
+    """Our graphs' atomic numbers, looked up in the model's stored matscholar table, give exactly the outputs
+    of the original's own input features (``in_x``, ``in_roost_elem_fea``) on the same neighbour lists."""
+    from atomsets_tf.models.cgat.data import collate
+    from atomsets_tf.models.cgat.model import CGAT
+
+    model = CGAT.from_state_dict(small_state_dict(), elements=matscholar.symbols)
+    model.set_element_embedding(matscholar)
+    io, ptr = small_io, small_io["in_ptr"]
+    elem_base = np.cumsum([0] + [len(g.elem_weights) for g in built_graphs])
+    crystals = [GoldenCrystal(io["in_x"][ptr[c]:ptr[c + 1]], g.nbr_idx, g.nbr_rank,
+                              io["in_roost_elem_fea"][elem_base[c]:elem_base[c + 1]], g.elem_weights, g.structure_id)
+                for c, g in enumerate(built_graphs)]
+    ours = np.asarray(model(collate(built_graphs)))
+    assert np.all(np.isfinite(ours)) and np.ptp(ours[:, 0]) > 0
+    np.testing.assert_array_equal(ours, np.asarray(model(golden_batch(crystals))))
 
 
 # ----------------------------------------------------------------------------- small configuration

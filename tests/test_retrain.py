@@ -86,7 +86,7 @@ def test_bad_mode_and_factor(capsys, perovskites):
         retrain(PRESET, perovskites, "full", backbone_lr_factor=2.0)
 
 
-@pytest.mark.parametrize("mode", ["head", "full"])
+@pytest.mark.parametrize("mode", ["head", "full", "scratch"])
 def test_cgat_retrain(tmp_path, shared, mode):
     pytest.importorskip("torch")
     from atomsets_tf.data.io import load
@@ -99,6 +99,8 @@ def test_cgat_retrain(tmp_path, shared, mode):
                      out_dir=tmp_path, progress=False, backbone_lr_factor=0.5 if mode == "full" else 1.0)
     assert result.metrics["model"] == "cgat" and np.isfinite(result.metrics["test_mae"])
     child = load_model(tmp_path / "model.keras")
+    # the element vectors it looks up are the parent's, also when trained from scratch
+    np.testing.assert_array_equal(np.asarray(child.element_z_table()), np.asarray(parent.element_z_table()))
     def rel(v):  # the path inside the model (the model's own name may differ)
         return v.path.split("/", 1)[1]
 

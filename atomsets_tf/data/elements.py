@@ -14,6 +14,68 @@ from atomsets_tf.errors import DataFormatError, UnknownElementError, UnknownPres
 #: File name of the 16-wide elemental embedding that megnet ships.
 MEGNET_ELEMENT_TABLE = "elemental_embedding_1MEGNet_layer.json"
 
+#: Element symbols by atomic number, without pymatgen: ``ELEMENT_SYMBOLS[z]`` is element ``z`` (1 = H .. 118 = Og);
+#: index 0 is ``""`` (no element, the padding of atomic-number inputs).
+ELEMENT_SYMBOLS: tuple[str, ...] = ("", *(
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+    "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb "
+    "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr "
+    "Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og").split())
+#: The largest atomic number of :data:`ELEMENT_SYMBOLS`.
+MAX_Z = len(ELEMENT_SYMBOLS) - 1
+#: Element symbol -> atomic number.
+ATOMIC_NUMBERS: dict[str, int] = {symbol: z for z, symbol in enumerate(ELEMENT_SYMBOLS) if symbol}
+
+
+def atomic_numbers_of(symbols, table_name: str = "periodic") -> np.ndarray:
+    """The atomic number of each element symbol (int32), without pymatgen.
+
+    Args:
+        symbols: element symbols (``"Fe"``).
+        table_name: the table the symbols come from, for the message.
+
+    Returns:
+        int32 ``(len(symbols),)``.
+
+    Raises:
+        UnknownElementError: a symbol that is no element of the periodic table.
+
+    Example:
+
+    >>> atomic_numbers_of(["Na", "Cl"]).tolist()
+    [11, 17]
+    """
+    try:
+        return np.array([ATOMIC_NUMBERS[s] for s in symbols], dtype=np.int32)
+    except KeyError as exc:
+        raise UnknownElementError(f"{exc.args[0]!r} of the {table_name} table is not an element symbol") from None
+
+
+def element_symbols_of(atomic_numbers, entry: str = "") -> list[str]:
+    """The element symbol of each atomic number, without pymatgen.
+
+    Args:
+        atomic_numbers: integers in 1..118.
+        entry: the data entry they belong to, for the message.
+
+    Returns:
+        The symbols, in order.
+
+    Raises:
+        DataFormatError: a number outside 1..118.
+
+    Example:
+
+    >>> element_symbols_of([11, 17])
+    ['Na', 'Cl']
+    """
+    z = np.asarray(atomic_numbers).reshape(-1)
+    bad = (z < 1) | (z > MAX_Z)
+    if bad.any():
+        where = f"{entry}: " if entry else ""
+        raise DataFormatError(f"{where}atomic number {z[bad][0]} is no element (1..{MAX_Z})")
+    return [ELEMENT_SYMBOLS[int(v)] for v in z.tolist()]
+
 
 def read_element_vectors(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Read a ``{"H": [...], "He": [...], ...}`` JSON file (megnet's and CGAT's format).

@@ -82,6 +82,7 @@ def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, fact
         cgat = CGAT.from_config(parent.get_config())  # inside the strategy's scope
         if mode is not TransferMode.SCRATCH:
             cgat.set_weights(parent.get_weights())
+        cgat.set_element_embedding(parent.element_embedding())  # the inputs it looks up, also from scratch
         cgat.fit_normalisation(targets[train_idx])
         cgat.freeze_graph_embedding(mode is TransferMode.HEAD)
         holder["cgat"] = cgat

@@ -38,14 +38,14 @@ class CGATSet:
         return collate([self.graphs[i] for i in indices], atom_multiple=pad_multiple)
 
     def tensor_spec(self) -> dict:
-        g = self.graphs[0]
-        d, k = g.atom_fea.shape[1], g.nbr_idx.shape[1]
+        """The padded batch's :data:`~atomsets_tf.models.cgat.data.INPUT_KEYS` as ``tf.TensorSpec``."""
+        k = self.graphs[0].nbr_idx.shape[1]
         return {
-            "atom_fea": tf.TensorSpec((None, None, d), tf.float32),
+            "atom_z": tf.TensorSpec((None, None), tf.int32),
             "atom_mask": tf.TensorSpec((None, None), tf.float32),
             "nbr_idx": tf.TensorSpec((None, None, k), tf.int32),
             "nbr_rank": tf.TensorSpec((None, None, k), tf.int32),
-            "elem_fea": tf.TensorSpec((None, None, d), tf.float32),
+            "elem_z": tf.TensorSpec((None, None), tf.int32),
             "elem_weights": tf.TensorSpec((None, None), tf.float32),
         }
 

@@ -21,9 +21,12 @@ concatenated. Documented quirks of the original, reproduced where they change nu
 7. ReZero alphas start at 0 (linear head at init).
 11. The original crashes when the last crystal of a batch is elemental; fixed here (tested).
 
-Inputs: the padded layout of :mod:`atomsets_tf.models.cgat.data` (a dict with ``atom_fea``, ``atom_mask``,
-``nbr_idx``, ``nbr_rank``, ``elem_fea``, ``elem_weights``). Output ``[B, 2]``: normalised value and
-log-std. The target normalisation (mean, std) is stored in the model.
+Inputs: the padded layout of :mod:`atomsets_tf.models.cgat.data` (a dict with ``atom_z``, ``atom_mask``,
+``nbr_idx``, ``nbr_rank``, ``elem_z``, ``elem_weights``); the model looks the element vectors up by atomic
+number in its element embedding (:meth:`CGAT.element_z_table`). It also takes the vectors themselves,
+``atom_fea`` and ``elem_fea`` in place of ``atom_z`` and ``elem_z`` (the original code's inputs), with
+bit-identical results for the same vectors. Output ``[B, 2]``: normalised value and log-std. The target
+normalisation (mean, std) is stored in the model.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from atomsets_tf.models.cgat.checkpoint import read_checkpoint
 from atomsets_tf.models.cgat.data import (
     CGATGraph,
     ElementEmbedding,
+    atomic_number_rows,
     collate,
     load_matscholar_embedding,
     structures_to_graphs,
@@ -96,16 +100,18 @@ class CGAT(keras.Model):
 
     Call arguments:
         inputs: a padded batch, as :func:`~atomsets_tf.models.cgat.data.collate` makes it: a dict with
-            ``atom_fea`` (element embedding of each atom), ``atom_mask`` (1 = real atom),
+            ``atom_z`` (atomic number of each atom, 0 = padding), ``atom_mask`` (1 = real atom),
             ``nbr_idx`` (index of each atom's neighbours in its crystal), ``nbr_rank`` (their
-            distance-shell rank, 1..neighbor_number), ``elem_fea`` (embedding of each distinct
-            element) and ``elem_weights`` (its fractional abundance, 0 = padding).
+            distance-shell rank, 1..neighbor_number), ``elem_z`` (atomic number of each distinct
+            element, 0 = padding) and ``elem_weights`` (its fractional abundance, 0 = padding). The
+            element vectors are looked up in :meth:`element_z_table`. Or, in place of ``atom_z`` and
+            ``elem_z``, the vectors themselves: ``atom_fea`` and ``elem_fea``.
         training: unused (no dropout or batch norm).
 
     Input shape:
-        ``atom_fea``: ``(B, N, orig_elem_fea_len)``; ``atom_mask``: ``(B, N)``; ``nbr_idx``,
-        ``nbr_rank``: ``(B, N, K)``; ``elem_fea``: ``(B, E, orig_elem_fea_len)``;
-        ``elem_weights``: ``(B, E)``.
+        ``atom_z``, ``atom_mask``: ``(B, N)``; ``nbr_idx``, ``nbr_rank``: ``(B, N, K)``; ``elem_z``,
+        ``elem_weights``: ``(B, E)``. Or ``atom_fea``: ``(B, N, orig_elem_fea_len)`` and ``elem_fea``:
+        ``(B, E, orig_elem_fea_len)``.
 
     Output shape:
         ``(B, 2)``: normalised value and log-std (see :meth:`denormalise`).
@@ -114,19 +120,25 @@ class CGAT(keras.Model):
 
     >>> import numpy as np
     >>> model = CGAT(orig_elem_fea_len=6, elem_fea_len=4, n_graph=1, nbr_embedding_size=3,
-    ...              neighbor_number=2, msg_heads=1, n_graph_roost=1, out_hidden=[8])
-    >>> batch = {  # one crystal of 3 atoms (two of them the same element) and one of 2 atoms
-    ...     "atom_fea": np.ones((2, 3, 6), "float32"),
+    ...              neighbor_number=2, msg_heads=1, n_graph_roost=1, out_hidden=[8], elements=["Na", "Cl"])
+    >>> model.set_element_embedding(ElementEmbedding(["Na", "Cl"], np.arange(12).reshape(2, 6)))
+    >>> batch = {  # NaCl2 (3 atoms) and Na2 (2 atoms; padded to 3)
+    ...     "atom_z": np.array([[11, 17, 17], [11, 11, 0]], "int32"),
     ...     "atom_mask": np.array([[1, 1, 1], [1, 1, 0]], "float32"),
     ...     "nbr_idx": np.array([[[1, 2], [0, 2], [0, 1]], [[1, 1], [0, 0], [0, 0]]], "int32"),
     ...     "nbr_rank": np.array([[[1, 2], [1, 2], [1, 2]], [[1, 2], [1, 2], [0, 0]]], "int32"),
-    ...     "elem_fea": np.ones((2, 2, 6), "float32"),
-    ...     "elem_weights": np.array([[2 / 3, 1 / 3], [1.0, 0.0]], "float32"),
+    ...     "elem_z": np.array([[11, 17], [11, 0]], "int32"),
+    ...     "elem_weights": np.array([[1 / 3, 2 / 3], [1.0, 0.0]], "float32"),
     ... }
     >>> tuple(model(batch).shape)
     (2, 2)
     >>> tuple(model.compute_taps(batch, ["node_fea_1"])["node_fea_1"].shape)
     (2, 3, 4)
+    >>> table = np.asarray(model.element_z_table())  # the vectors themselves give the same numbers
+    >>> features = {**batch, "atom_fea": table[batch["atom_z"]], "elem_fea": table[batch["elem_z"]]}
+    >>> del features["atom_z"], features["elem_z"]
+    >>> bool(np.array_equal(model(features), model(batch)))
+    True
     """
 
     def __init__(
@@ -166,6 +178,8 @@ class CGAT(keras.Model):
         self._init_mean = float(target_mean)
         self._init_std = float(target_std)
         self.elements = None if elements is None else [str(s) for s in elements]
+        # rows of [zeros, element_table] by atomic number (see element_z_table)
+        self._stored_rows = None if self.elements is None else atomic_number_rows(self.elements)
         self.radius = float(radius)
         self.static_shapes = bool(static_shapes)
         f = self.elem_fea_len
@@ -281,18 +295,30 @@ class CGAT(keras.Model):
                 "segments": keras.ops.where(flat_mask[:, None], recv, total),
                 "crystal_segments": keras.ops.where(flat_mask, crystal_id, b)}
 
+    def _input_features(self, inputs: dict[str, Tensor], real: Tensor) -> tuple[Tensor, Tensor]:
+        """The element vectors of the computed atoms ``[R, d]`` (``real``: their flat padded indices) and of
+        the elements ``[B, E, d]``: looked up in :meth:`element_z_table` by ``atom_z`` / ``elem_z``, or
+        given as ``atom_fea`` / ``elem_fea``. Both give the same float32 values, hence the same outputs."""
+        if "atom_z" in inputs:
+            table = self.element_z_table()
+            flat_z = keras.ops.reshape(keras.ops.cast(inputs["atom_z"], "int32"), (-1,))
+            atom_z = flat_z if self.static_shapes else keras.ops.take(flat_z, real, axis=0)
+            elem_z = keras.ops.cast(inputs["elem_z"], "int32")
+            return keras.ops.take(table, atom_z, axis=0), keras.ops.take(table, elem_z, axis=0)
+        flat_x = keras.ops.reshape(keras.ops.convert_to_tensor(inputs["atom_fea"], "float32"),
+                                   (-1, self.orig_elem_fea_len))
+        x_in = flat_x if self.static_shapes else keras.ops.take(flat_x, real, axis=0)
+        return x_in, keras.ops.convert_to_tensor(inputs["elem_fea"], "float32")
+
     def _forward(self, inputs: dict[str, Tensor], want_taps: bool) -> dict[str, Tensor]:
-        atom_fea = keras.ops.convert_to_tensor(inputs["atom_fea"], "float32")
         atom_mask = keras.ops.convert_to_tensor(inputs["atom_mask"])
-        elem_fea = keras.ops.convert_to_tensor(inputs["elem_fea"], "float32")
         elem_weights = keras.ops.convert_to_tensor(inputs["elem_weights"], "float32")
-        b, n = keras.ops.shape(atom_fea)[0], keras.ops.shape(atom_fea)[1]
+        b, n = keras.ops.shape(atom_mask)[0], keras.ops.shape(atom_mask)[1]
         edges = self._edge_lists(atom_mask, keras.ops.cast(inputs["nbr_idx"], "int32"),
                                  keras.ops.cast(inputs["nbr_rank"], "int32"))
         real, crystal_id, recv, rank, segments, crystal_segments = (
             edges[key] for key in ("real", "crystal_id", "recv", "rank", "segments", "crystal_segments"))
-        flat_x = keras.ops.reshape(atom_fea, (-1, self.orig_elem_fea_len))
-        x_in = flat_x if self.static_shapes else keras.ops.take(flat_x, real, axis=0)
+        x_in, elem_fea = self._input_features(inputs, real)
 
         taps: dict[str, Tensor] = {}
         x0 = keras.ops.matmul(x_in, self.embedding_kernel)
@@ -391,12 +417,35 @@ class CGAT(keras.Model):
 
     # ------------------------------------------------------------------ structures
     def set_element_embedding(self, embedding: ElementEmbedding) -> None:
-        """Use ``embedding`` for structures (not stored in the model unless it was built with ``elements``)."""
+        """Use ``embedding`` for structures and for the atomic-number inputs (:meth:`element_z_table`); it is
+        stored in the model's ``element_table`` when the model was built with the same ``elements``."""
         if embedding.dim != self.orig_elem_fea_len:
             raise ValueError(f"embedding width {embedding.dim} != model input width {self.orig_elem_fea_len}")
         self._embedding_cache = embedding
         if self.elements is not None and list(embedding.symbols) == self.elements:
             self.element_table.assign(embedding.table)
+
+    def element_z_table(self) -> Tensor:
+        """The element vectors by atomic number, float32 ``(MAX_Z + 1, orig_elem_fea_len)``; row 0 (padding)
+        and the elements the embedding lacks are zeros.
+
+        From the stored ``element_table`` when the model has ``elements`` (unless
+        :meth:`set_element_embedding` gave it another set of symbols), else from :meth:`element_embedding`.
+
+        Raises:
+            ValueError: an embedding of another width than ``orig_elem_fea_len``.
+            FileNotFoundError: no stored or given embedding, and no matscholar file.
+        """
+        given = self._embedding_cache
+        if self.elements is not None and (given is None or given.symbols == self.elements):
+            zeros = keras.ops.zeros((1, self.orig_elem_fea_len), "float32")
+            padded = keras.ops.concatenate([zeros, keras.ops.convert_to_tensor(self.element_table)], axis=0)
+            return keras.ops.take(padded, self._stored_rows, axis=0)
+        embedding = self.element_embedding()
+        if embedding.dim != self.orig_elem_fea_len:
+            raise ValueError(f"{embedding.name}: embedding width {embedding.dim} != model input width "
+                             f"{self.orig_elem_fea_len}")
+        return keras.ops.convert_to_tensor(embedding.z_table())
 
     def element_embedding(self) -> ElementEmbedding:
         """The element embedding used for structures (stored table, else the default matscholar file)."""
