@@ -138,3 +138,35 @@ def test_benchmark_and_learning_curve_read_a_prepared_dataset(megnet_dataset, tm
                  "--protocol", "paper", "--budget-epochs", "1", "--batch-size", "16", "--quiet",
                  "-o", str(curve)]) == 0
     assert (curve / "learning_curve.json").is_file()
+
+
+CGAT = "cgat-perovskites"
+
+
+@pytest.fixture(scope="module")
+def cgat_dataset(source_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared") / "cgat"
+    prepare(source_file, CGAT, out, shard_size=16, workers=2, progress=False)
+    return out
+
+
+def test_cgat_graphs_store_atomic_numbers_and_retrain_as_from_the_file(cgat_dataset, source_file, monkeypatch):
+    manifest = json.loads((cgat_dataset / "manifest.json").read_text())
+    assert manifest["kind"] == "cgat-graph" and manifest["settings"]["radius"] == 18.0
+    assert manifest["schema"]["fields"]["atom_z"]["dtype"] == "uint8"
+    assert "atom_fea" not in manifest["schema"]["fields"]
+    from_file = retrain(CGAT, str(source_file), "head", training=TRAINING, progress=False)
+    from_prepared = retrain(CGAT, str(cgat_dataset), "head", training=TRAINING, progress=False)
+    for a, b in zip(weights(from_prepared.model), weights(from_file.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    from atomsets_tf.data import streaming
+
+    monkeypatch.setenv(streaming.STREAM_ENV, "0")  # the tf.data stream feeds the CGAT too
+    streamed = retrain(CGAT, str(cgat_dataset), "head", training=TRAINING, progress=False)
+    assert np.isfinite(streamed.metrics["test_mae"])
+
+
+def test_a_megnet_dataset_is_refused_by_a_cgat(megnet_dataset, tmp_path, capsys):
+    assert main(["predict", CGAT, str(megnet_dataset), "-o", str(tmp_path / "p.csv")]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "megnet-graph" in line and "manifest.json" in line

@@ -99,9 +99,17 @@ class ModelFamily:
         Raises:
             PreparedDatasetError: the dataset was prepared for another kind of model or with other settings.
         """
+        self.check_prepared(model, table)
+        return read_prepared(table, lambda records: self.sets_from_records(model, records))
+
+    def check_prepared(self, model, table: Table) -> None:
+        """Refuse a prepared ``table`` whose records were not prepared with ``model``'s settings.
+
+        Raises:
+            PreparedDatasetError: another kind of records, or other settings (naming the manifest).
+        """
         builder = self.record_builder(model)
         table.prepared.check_compatible(builder.kind, builder.settings, what=self.name)
-        return read_prepared(table, lambda records: self.sets_from_records(model, records))
 
 
 def read_prepared(table: Table, to_sets):

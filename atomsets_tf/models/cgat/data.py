@@ -74,6 +74,7 @@ from atomsets_tf.data.elements import (
     read_element_vectors,
 )
 from atomsets_tf.data.padding import pad_stack, padded_length, size_bucketed_batches
+from atomsets_tf.data.records import FieldSpec, RecordSchema
 from atomsets_tf.errors import (
     DataFormatError,
     EmptyStructureError,
@@ -706,3 +707,54 @@ def iterate_batches(graphs: Sequence[CGATGraph], batch_size: int = 32, bucket: b
     for idx in index_batches:
         t = None if targets is None else np.asarray(targets)[idx]
         yield idx, collate([graphs[i] for i in idx], targets=t)
+
+
+def record_schema(max_neighbors: int = 24) -> RecordSchema:
+    """How a CGAT graph is stored in a prepared dataset (:mod:`atomsets_tf.data.prepared`): the
+    :meth:`CGATGraph.to_record` arrays, per-site ones along the ragged ``atoms`` axis, per-element ones along
+    ``elements``; the padded layout of :func:`collate` (``atom_mask`` included) is rebuilt when batches are
+    formed."""
+    return RecordSchema(
+        fields={
+            "atom_z": FieldSpec("uint8", (), "atoms", "int32"),
+            "nbr_idx": FieldSpec("int32", (int(max_neighbors),), "atoms", "int32"),
+            "nbr_rank": FieldSpec("uint8", (int(max_neighbors),), "atoms", "int32"),
+            "elem_z": FieldSpec("uint8", (), "elements", "int32"),
+            "elem_weights": FieldSpec("float32", (), "elements", "float32"),
+        },
+        masks={"atom_mask": "atoms"},
+        multiples={"atoms": 8, "elements": 4},
+        size_group="atoms",
+    )
+
+
+@dataclass(frozen=True)
+class GraphRecordBuilder:
+    """Builds the prepared-dataset record of one structure with a CGAT's graph settings.
+
+    Picklable and free of TensorFlow, so that ``atomsets-tf prepare --workers N`` runs it in worker processes.
+
+    Args:
+        radius: neighbour cutoff (Å).
+        max_neighbors: neighbours kept per site.
+        elements: the element symbols the model's embedding covers (an element outside them fails the entry).
+    """
+
+    radius: float
+    max_neighbors: int
+    elements: tuple[str, ...]
+    kind: str = "cgat-graph"
+
+    @property
+    def schema(self) -> RecordSchema:
+        return record_schema(self.max_neighbors)
+
+    @property
+    def settings(self) -> dict:
+        """What the records depend on (compared when a prepared dataset meets a model)."""
+        return {"radius": float(self.radius), "max_neighbors": int(self.max_neighbors),
+                "elements": sorted(self.elements)}
+
+    def __call__(self, entry: Any, entry_id: str) -> dict[str, np.ndarray]:
+        return structure_to_graph(entry, frozenset(self.elements), self.radius, self.max_neighbors,
+                                  entry_id).to_record()

@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf.data.io import Table
-from atomsets_tf.models.base import ModelFamily, check_tap_names, require_structures
-from atomsets_tf.models.cgat.data import CGATGraph, collate, structures_to_graphs
+from atomsets_tf.models.base import ModelFamily, check_tap_names, prepared_chunks, require_structures
+from atomsets_tf.models.cgat.data import CGATGraph, GraphRecordBuilder, collate, structures_to_graphs
 from atomsets_tf.models.cgat.model import CGAT, load_cgat
 
 #: CGAT's head: the ReZero residual output network (the CGAT paper's "only regression head").
@@ -87,6 +87,10 @@ class CGATFamily(ModelFamily):
         return CGAT.from_preset(name)
 
     def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
+            parts = [model.predict_structures(self._graphs(model, part), batch_size=batch_size)
+                     for part in prepared_chunks(table)]
+            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
         require_structures(table, "a CGAT model")
         return np.asarray(model.predict_structures(table.inputs, batch_size=batch_size))
 
@@ -95,8 +99,10 @@ class CGATFamily(ModelFamily):
 
     def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int = 32,
                   progress: bool = False) -> dict:
-        require_structures(table, "tapping")
         check_tap_names(names, self.tap_names(model))
+        if table.prepared is not None:
+            return model.tap(self._graphs(model, table), list(names), batch_size=batch_size)
+        require_structures(table, "tapping")
         return model.tap(table.inputs, list(names), batch_size=batch_size)
 
     def is_head(self, layer) -> bool:
@@ -104,9 +110,22 @@ class CGATFamily(ModelFamily):
 
     def sets(self, model: CGAT, table: Table) -> CGATSet:
         """The crystal graphs of ``table``'s structures, built with ``model``'s graph settings and element
-        embedding, as a padded-examples collection."""
+        embedding (or read from the prepared dataset the table comes from), as a padded-examples collection."""
+        if table.prepared is not None:
+            return self.prepared_sets(model, table)
         return CGATSet(structures_to_graphs(table.inputs, model.element_embedding(), model.radius,
                                             model.neighbor_number, ids=table.ids))
+
+    def _graphs(self, model: CGAT, table: Table) -> list[CGATGraph]:
+        """The graphs of a prepared table, read into memory."""
+        self.check_prepared(model, table)
+        return self.sets_from_records(model, table.prepared.records(table.inputs)).graphs
+
+    def record_builder(self, model: CGAT) -> GraphRecordBuilder:
+        return GraphRecordBuilder(model.radius, model.neighbor_number, tuple(model.element_embedding().symbols))
+
+    def sets_from_records(self, model: CGAT, records) -> CGATSet:
+        return CGATSet([CGATGraph.from_record(r) for r in records])
 
 
 FAMILY = CGATFamily()

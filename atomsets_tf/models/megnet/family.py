@@ -100,8 +100,7 @@ class MEGNetFamily(ModelFamily):
 
     def _graphs(self, model: MEGNet, table: Table) -> list[MEGNetGraph]:
         """The graphs of a prepared table, read into memory."""
-        builder = self.record_builder(model)
-        table.prepared.check_compatible(builder.kind, builder.settings, what=self.name)
+        self.check_prepared(model, table)
         return [graph_from_record(r) for r in table.prepared.records(table.inputs)]
 
     def record_builder(self, model: MEGNet) -> GraphRecordBuilder:
