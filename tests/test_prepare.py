@@ -170,3 +170,15 @@ def test_a_megnet_dataset_is_refused_by_a_cgat(megnet_dataset, tmp_path, capsys)
     assert main(["predict", CGAT, str(megnet_dataset), "-o", str(tmp_path / "p.csv")]) == 2
     (line,) = error_lines(capsys.readouterr().err)
     assert "megnet-graph" in line and "manifest.json" in line
+
+
+def test_official_folds_select_by_id_from_the_manifest(tmp_path):
+    from atomsets_tf.data.io import load
+    from atomsets_tf.data.splits import make_splits
+
+    source = load("matbench_jdft2d")
+    prepare("matbench_jdft2d", PRESET, tmp_path / "jdft2d", progress=False)
+    prepared = load(str(tmp_path / "jdft2d"))
+    assert prepared.meta["task"] == "matbench_jdft2d" and prepared.kind == "prepared"
+    for a, b in zip(make_splits(source, "matbench", 2), make_splits(prepared, "matbench", 2), strict=True):
+        assert [source.ids[i] for i in a] == [prepared.ids[i] for i in b]
