@@ -98,3 +98,60 @@ def size_bucketed_batches(
         perm = rng.permutation(len(batches))
         batches = [batches[i] for i in perm]
     return batches
+
+
+def cost_planned_batches(
+    sizes: Sequence[int],
+    max_rows: int,
+    max_padded: int | None = None,
+    call_cost: float = 2048.0,
+    multiple: int = 8,
+) -> list[np.ndarray]:
+    """Batches of example indices that minimise padded work plus a fixed cost per batch.
+
+    Examples are ordered by size (ties by index) and cut into consecutive
+    batches; the cut points minimise ``sum over batches of (rows x padded
+    length) + call_cost x number of batches`` (dynamic programming), under at
+    most ``max_rows`` rows and ``max_padded`` padded entries per batch (a single
+    example longer than ``max_padded`` gets a batch of its own). With
+    ``call_cost = 0`` this is the least padding; a large ``call_cost`` gives
+    few, full batches. It is deterministic: the same sizes give the same batches.
+
+    Args:
+        sizes: size of each example (bonds, for graphs).
+        max_rows: most examples in one batch.
+        max_padded: most padded entries (rows x padded length) in one batch; ``None``: no cap.
+        call_cost: the fixed cost of one batch, in padded entries (e.g. the run time
+            of one network call divided by the time per padded bond).
+        multiple: padded lengths are rounded up to a multiple of this (see :func:`padded_length`).
+
+    Returns:
+        A list of int64 index arrays, in ascending order of size; every index appears once.
+
+    Example:
+
+    >>> [b.tolist() for b in cost_planned_batches([1, 100, 2, 101, 3], max_rows=4, call_cost=16)]
+    [[0, 2, 4], [1, 3]]
+    """
+    if max_rows < 1:
+        raise ValueError("max_rows must be at least 1")
+    order = np.argsort(np.asarray(sizes, dtype=np.int64), kind="stable")
+    n = len(order)
+    sorted_sizes = np.asarray(sizes, dtype=np.int64)[order]
+    lengths = ((np.maximum(sorted_sizes, 1) + multiple - 1) // multiple) * multiple
+    best = np.zeros(n + 1, dtype=np.float64)
+    start = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        length = int(lengths[end - 1])
+        rows = max_rows if max_padded is None else max(1, min(max_rows, int(max_padded) // length))
+        first = max(0, end - rows)
+        cost = best[first:end] + (end - np.arange(first, end)) * float(length)
+        j = int(np.argmin(cost))
+        best[end] = cost[j] + float(call_cost)
+        start[end] = first + j
+    batches = []
+    end = n
+    while end > 0:
+        batches.append(order[start[end] : end].astype(np.int64))
+        end = int(start[end])
+    return batches[::-1]

@@ -44,7 +44,7 @@ import keras
 import numpy as np
 
 from atomsets_tf import presets
-from atomsets_tf.data.padding import padded_length, size_bucketed_batches
+from atomsets_tf.data.padding import cost_planned_batches, padded_length, size_bucketed_batches
 from atomsets_tf.errors import CheckpointError, DataFormatError, UnknownPresetError, UnknownTapError
 from atomsets_tf.models.megnet.activations import keras2_activation
 from atomsets_tf.models.megnet.checkpoint import (
@@ -60,6 +60,12 @@ from atomsets_tf.models.megnet.layers import ExtensiveTargetScaler, GaussianExpa
 
 #: Default cap on a batch's padded bond count (batch rows x padded bonds per row).
 MAX_PADDED_BONDS = 16384
+#: Most structures in one batch when batches are planned by cost (``batch_size=None``).
+MAX_BATCH_ROWS = 1024
+#: The fixed cost of one network call, in padded bonds, for planning batches by cost: on CPU one call of the
+#: published models costs about as much as 2000 padded bonds (~1000 small TensorFlow ops; measured with
+#: ``benchmarks/tap_throughput.py --profile``).
+CALL_COST_BONDS = 2048
 
 INPUT_NAMES = ("atoms", "atom_mask", "distance", "bond_mask", "index1", "index2", "state")
 _BRANCH_TAG = {"atom": "V", "bond": "E", "state": "u"}
@@ -511,15 +517,15 @@ class MEGNet:
         self,
         graphs: Sequence[MEGNetGraph],
         names: Sequence[str],
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: bool | Callable[[int, int], None] = False,
         max_padded_bonds: int | None = MAX_PADDED_BONDS,
     ) -> dict[str, list[np.ndarray] | np.ndarray]:
         """Compute taps for prebuilt graphs (see :meth:`tap`)."""
         names = tuple(dict.fromkeys(names))
         self._check_taps(names)
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError("batch_size must be at least 1 (or None: batches planned by cost)")
         n = len(graphs)
         fn = self._function()
         per: dict[str, list] = {name: [None] * n for name in names}
@@ -554,7 +560,7 @@ class MEGNet:
         self,
         structures: Iterable,
         names: Sequence[str] | str,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: bool | Callable[[int, int], None] = False,
         ids: Sequence[str] | None = None,
         max_padded_bonds: int | None = MAX_PADDED_BONDS,
@@ -564,7 +570,8 @@ class MEGNet:
         Args:
             structures: pymatgen ``Structure`` objects (or their ``as_dict()``).
             names: tap names (see :attr:`tap_names`), e.g. ``["V1", "f"]``.
-            batch_size: structures per padded batch (batches are bucketed by size).
+            batch_size: most structures per padded batch (batches are bucketed by size);
+                ``None`` (default): batches planned by cost, see :func:`plan_batches`.
             max_padded_bonds: split a batch further when rows x padded bonds would exceed this
                 (``None``: no cap); see :func:`plan_batches`.
             progress: ``True`` to report progress on stderr, or a callable ``(done, total)``.
@@ -586,7 +593,7 @@ class MEGNet:
     def predict(
         self,
         structures: Iterable,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: bool | Callable[[int, int], None] = False,
         ids: Sequence[str] | None = None,
         max_padded_bonds: int | None = MAX_PADDED_BONDS,
@@ -607,15 +614,25 @@ class MEGNet:
 
 
 def plan_batches(
-    n_bonds: Sequence[int], batch_size: int, max_padded_bonds: int | None = MAX_PADDED_BONDS
+    n_bonds: Sequence[int], batch_size: int | None, max_padded_bonds: int | None = MAX_PADDED_BONDS
 ) -> list[np.ndarray]:
-    """Batches of graph indices: size-bucketed, then cut so no batch pads beyond ``max_padded_bonds``.
+    """Batches of graph indices, bucketed by bond count.
 
+    With an integer ``batch_size``,
     :func:`~atomsets_tf.data.padding.size_bucketed_batches` orders graphs by bond
     count and cuts batches of ``batch_size``; a batch whose rows x padded length
     would exceed ``max_padded_bonds`` is split further (consecutively, by size), so
     a few large structures do not make a whole batch pad to their size.
+
+    With ``batch_size=None`` the batches are planned by cost
+    (:func:`~atomsets_tf.data.padding.cost_planned_batches`): up to
+    :data:`MAX_BATCH_ROWS` graphs and ``max_padded_bonds`` padded bonds each, cut
+    where the padding a cut saves is worth more than one more network call
+    (:data:`CALL_COST_BONDS`). A structure's taps do not depend on its batch, so
+    this changes only the speed: few, well filled batches.
     """
+    if batch_size is None:
+        return cost_planned_batches(n_bonds, MAX_BATCH_ROWS, max_padded_bonds, CALL_COST_BONDS)
     out: list[np.ndarray] = []
     for idx in size_bucketed_batches(n_bonds, batch_size):
         if max_padded_bonds is None:
