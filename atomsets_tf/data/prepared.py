@@ -688,6 +688,8 @@ class PreparedDataset:
         bucket_boundaries: Sequence[int] | None = None,
         with_positions: bool = False,
         cycle_length: int = 4,
+        first_epoch: int = 0,
+        known_cardinality: bool = False,
     ) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of padded, size-bucketed batches ``(inputs, y[B, 1])`` (or only inputs).
 
@@ -695,7 +697,14 @@ class PreparedDataset:
         parsed and kept when their index is in ``indices``, shuffled in a buffer,
         bucketed by the schema's size group, padded to their group's multiple and
         given their masks: a batch equals :meth:`RecordSchema.pad_batch` of its
-        records. Deterministic for a fixed ``seed``; each epoch reshuffles.
+        records.
+
+        The dataset holds the passes ``first_epoch .. epochs - 1`` back to back;
+        pass ``e`` draws its order from ``seed`` and ``e`` alone, so it is
+        deterministic, every iterator of the dataset sees the same sequence, and a
+        resumed run (``first_epoch``) continues it. With Keras, stream all epochs
+        once and give ``fit`` ``steps_per_epoch=batches_per_epoch(...)``: each Keras
+        epoch is then exactly one pass.
 
         Args:
             indices: positions in :attr:`ids` to stream; all for ``None``.
@@ -705,7 +714,7 @@ class PreparedDataset:
                 ``input_context.get_per_replica_batch_size(batch_size)``).
             shuffle: shuffle file order and records (buffer of ``buffer_size``) each epoch.
             seed: the shuffle seed.
-            epochs: passes over the data; ``None`` repeats forever.
+            epochs: the number of passes (ending before pass ``epochs``); ``None`` repeats forever.
             buffer_size: records in the shuffle buffer.
             input_context: a ``tf.distribute.InputContext``: read only the shard files
                 ``files[input_pipeline_id::num_input_pipelines]``.
@@ -713,6 +722,10 @@ class PreparedDataset:
                 selected sizes (:func:`default_bucket_boundaries`).
             with_positions: add ``"position"`` (int64 ``[B]``, the records' positions) to the inputs.
             cycle_length: shard files read at once.
+            first_epoch: the first pass (to resume a run).
+            known_cardinality: give the dataset its (exact) number of batches, e.g.
+                for ``model.predict``; off by default, as for the other pipelines
+                (Keras reads a known cardinality of a distributed dataset per replica).
 
         Returns:
             The dataset; one epoch has :meth:`batches_per_epoch` batches.
@@ -722,13 +735,21 @@ class PreparedDataset:
         self.check_sizes(shards)
         keep = np.zeros(self.n_entries, dtype=bool)
         keep[self.positions[selection]] = True
-        dataset = self._parsed(shards, keep, self._targets_by_position(selection, targets), shuffle, seed,
-                               buffer_size, cycle_length)
-        dataset = self._batched(dataset, per_batch, self._boundaries(selection, batch_size, bucket_boundaries))
-        dataset = dataset.map(_finish_function(self.schema, with_positions, targets is not None),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if epochs is None or epochs != 1:
-            dataset = dataset.repeat(epochs)
+        targets_by_position = self._targets_by_position(selection, targets)
+        boundaries = self._boundaries(selection, batch_size, bucket_boundaries)
+        finish = _finish_function(self.schema, with_positions, targets is not None)
+
+        def one_pass(epoch):
+            dataset = self._parsed(shards, keep, targets_by_position, shuffle, seed + 7919 * epoch, buffer_size,
+                                   cycle_length)
+            dataset = self._batched(dataset, per_batch, boundaries)
+            return dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+        stop = np.iinfo(np.int64).max if epochs is None else int(epochs)
+        dataset = tf.data.Dataset.range(int(first_epoch), stop).flat_map(one_pass)
+        if known_cardinality and epochs is not None:
+            n_batches = self.batches_per_epoch(selection, batch_size, input_context, boundaries)
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches * max(stop - first_epoch, 0)))
         options = tf.data.Options()
         options.deterministic = True
         if input_context is not None:  # already sharded by file
@@ -747,18 +768,18 @@ class PreparedDataset:
         return by_position
 
     def _parsed(self, shards: list[int], keep: np.ndarray, targets_by_position: np.ndarray | None, shuffle: bool,
-                seed: int, buffer_size: int, cycle_length: int) -> tf.data.Dataset:
+                seed: tf.Tensor, buffer_size: int, cycle_length: int) -> tf.data.Dataset:
         """The kept records of ``shards``: files interleaved, records shuffled (serialised: cheap), then parsed."""
         files = tf.constant([str(self.shard_files[j]) for j in shards], dtype=tf.string)
         dataset = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
-            dataset = dataset.shuffle(max(len(shards), 1), seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.shuffle(max(len(shards), 1), seed=seed, reshuffle_each_iteration=False)
         dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(cycle_length, len(shards))),
                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         keep_t = tf.constant(keep)
         dataset = dataset.filter(lambda serialized: tf.gather(keep_t, _parse_position(serialized)))
         if shuffle:
-            dataset = dataset.shuffle(buffer_size, seed=seed + 1, reshuffle_each_iteration=True)
+            dataset = dataset.shuffle(buffer_size, seed=seed + 1, reshuffle_each_iteration=False)
         return dataset.map(_parse_function(self.schema, targets_by_position), num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
 
