@@ -177,6 +177,10 @@ def test_stream_shards_by_file_under_input_context(prepared):
 def test_strict_raises_naming_the_id(tmp_path):
     with pytest.raises(AtomSetsError, match=BAD):
         _prepare(tmp_path / "strict", strict=True)
+    assert not (tmp_path / "strict" / MANIFEST).exists()
+    _prepare(tmp_path / "lenient")
+    with pytest.raises(AtomSetsError, match=BAD):  # a kept shard listing the failure
+        _prepare(tmp_path / "lenient", strict=True)
 
 
 def _file_state(folder: Path) -> dict[str, str]:

@@ -13,6 +13,13 @@ A *prepared dataset* is a folder of TFRecord shards of records (see
 size-bucketed batches whose layout is :meth:`RecordSchema.pad_batch`'s, sharded
 by file under ``tf.distribute``.
 
+With ``workers > 1`` shards are built in a process pool (forkserver, else
+spawn: never a plain fork, the parent may run TensorFlow). Python starts each
+worker by importing the main script (not a ``python -m`` module) again, and
+with it what the script imports at the top (TensorFlow: seconds per worker,
+once per call), so guard the script's work with ``if __name__ == "__main__":``.
+Builders are pickled once per worker; they should not import TensorFlow.
+
 Each field of a record is stored as its raw little-endian bytes (``f:<name>``),
 with one length per length group (``n:<group>``), the entry's global position
 (``position``, its index in the ``entries`` given to :func:`prepare_dataset`)
@@ -385,6 +392,9 @@ def _build_shards(folder, ids, entries, builder, batch_builder, shard_size, work
         sidecar = _finished_shard(folder, index, ids[start:stop])
         if sidecar is not None:
             sidecars[index] = sidecar
+    kept_failures = [f for i in sorted(sidecars) for f in sidecars[i]["failures"]]
+    if strict and kept_failures:
+        raise PreparedDatasetError(f"{kept_failures[0]['reason']} (listed by a finished shard in {folder})")
     todo = [(i, s) for i, s in enumerate(slices) if i not in sidecars]
     bar = _Progress(len(ids), progress)
     bar.update(sum(stop - start for i, (start, stop) in enumerate(slices) if i in sidecars))
