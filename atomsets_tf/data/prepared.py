@@ -374,7 +374,11 @@ def prepare_dataset(
     fingerprint = {"format": FORMAT, "version": VERSION, "kind": builder.kind, "schema": schema.to_json(),
                    "settings": builder.settings, "parent": parent, "data_hash": data_hash(ids, targets),
                    "shard_size": int(shard_size)}
-    fingerprint = json.loads(json.dumps(fingerprint))  # as a rerun reads it back (tuples become lists)
+    try:
+        fingerprint = json.loads(json.dumps(fingerprint))  # as a rerun reads it back (tuples become lists)
+        json.dumps(source)
+    except (TypeError, ValueError) as exc:
+        raise PreparedDatasetError(f"the builder's settings, parent and source must be JSON-able ({exc})") from None
     with output_lock(folder):
         _claim_folder(folder, fingerprint, restart)
         sidecars = _build_shards(folder, ids, entries, builder, batch_builder, int(shard_size), int(workers),
@@ -787,7 +791,9 @@ class PreparedDataset:
         dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(cycle_length, len(shards))),
                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         keep_t = tf.constant(keep)
-        dataset = dataset.filter(lambda serialized: tf.gather(keep_t, _parse_position(serialized)))
+        dataset = dataset.map(lambda serialized: (serialized, tf.gather(keep_t, _parse_position(serialized))),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.filter(lambda serialized, kept: kept).map(lambda serialized, kept: serialized)
         if shuffle:
             dataset = dataset.shuffle(buffer_size, seed=seed + 1, reshuffle_each_iteration=False)
         return dataset.map(_parse_function(self.schema, targets_by_position), num_parallel_calls=tf.data.AUTOTUNE,
