@@ -747,18 +747,9 @@ class PreparedDataset:
         selection = self._selection(indices)
         shards, per_batch = self._pipeline(selection, batch_size, input_context)
         self.check_sizes(shards)
-        keep = np.zeros(self.n_entries, dtype=bool)
-        keep[self.positions[selection]] = True
-        targets_by_position = self._targets_by_position(selection, targets)
         boundaries = self._boundaries(selection, batch_size, bucket_boundaries)
-        finish = _finish_function(self.schema, with_positions, targets is not None)
-
-        def one_pass(epoch):
-            dataset = self._parsed(shards, keep, targets_by_position, shuffle, seed + 7919 * epoch, buffer_size,
-                                   cycle_length)
-            dataset = self._batched(dataset, per_batch, boundaries)
-            return dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
+        one_pass = self._one_pass_function(selection, shards, targets, per_batch, boundaries, shuffle, seed,
+                                           buffer_size, with_positions, cycle_length)
         stop = np.iinfo(np.int64).max if epochs is None else int(epochs)
         dataset = tf.data.Dataset.range(int(first_epoch), stop).flat_map(one_pass)
         if known_cardinality and epochs is not None:
@@ -769,6 +760,22 @@ class PreparedDataset:
         if input_context is not None:  # already sharded by file
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    def _one_pass_function(self, selection, shards, targets, batch_size, boundaries, shuffle, seed, buffer_size,
+                           with_positions, cycle_length) -> Callable[[tf.Tensor], tf.data.Dataset]:
+        """epoch -> the batches of that pass (its shuffle seeded by ``seed`` and the epoch)."""
+        keep = np.zeros(self.n_entries, dtype=bool)
+        keep[self.positions[selection]] = True
+        targets_by_position = self._targets_by_position(selection, targets)
+        finish = _finish_function(self.schema, with_positions, targets is not None)
+
+        def one_pass(epoch):
+            dataset = self._parsed(shards, keep, targets_by_position, shuffle, seed + 7919 * epoch, buffer_size,
+                                   cycle_length)
+            dataset = self._batched(dataset, batch_size, boundaries)
+            return dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+        return one_pass
 
     def _targets_by_position(self, selection: np.ndarray, targets) -> np.ndarray | None:
         """float32 ``[n_entries]``: ``targets[k]`` at the position of ``selection[k]`` (``None`` for none)."""
