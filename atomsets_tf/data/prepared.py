@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from atomsets_tf._version import __version__
 from atomsets_tf.data.records import (
     BuiltEntry,
     FieldSpec,
@@ -155,15 +156,12 @@ def data_hash(ids: Sequence[str], targets: np.ndarray | None) -> str:
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of the packages records depend on (those installed)."""
-    out = {}
-    for name in ("atomsets-tf", "tensorflow", "numpy", "pymatgen"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    out.setdefault("tensorflow", tf.__version__)
-    out.setdefault("numpy", np.__version__)
+    """Versions of the packages records depend on (pymatgen only when installed)."""
+    out = {"atomsets_tf": __version__, "tensorflow": tf.__version__, "numpy": np.__version__}
+    try:
+        out["pymatgen"] = metadata.version("pymatgen")
+    except metadata.PackageNotFoundError:
+        pass
     return out
 
 
@@ -231,9 +229,9 @@ class _Progress:
 def _pool_context(builder: RecordBuilder) -> multiprocessing.context.BaseContext:
     """The process-pool context: forkserver (else spawn), never a plain fork (TensorFlow's threads).
 
-    The fork server imports ``__main__`` once (as Python does by default), then
-    the records module and the builder's module, so that workers start without
-    importing anything.
+    The fork server preloads the records module and the builder's module, so
+    that workers fork with them imported (and ``__main__``, where Python passes
+    it on; Python 3.11 does not, and imports the main script in each worker).
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -257,14 +255,14 @@ def _built_in_process(builder, entries, ids, todo, progress) -> Iterator[tuple[i
 
 
 def _built_in_pool(builder, entries, ids, todo, workers, progress) -> Iterator[tuple[int, list[BuiltEntry]]]:
-    """Shards built by a process pool, yielded in shard order (at most ``2 * workers`` in flight)."""
+    """Shards built by a process pool, yielded in shard order (at most ``4 * workers`` in flight)."""
     pending = deque()
     tasks = iter(todo)
     with ProcessPoolExecutor(workers, mp_context=_pool_context(builder), initializer=init_worker,
                              initargs=(builder,)) as pool:
         try:
             while True:
-                while len(pending) < 2 * workers:
+                while len(pending) < 4 * workers:
                     task = next(tasks, None)
                     if task is None:
                         break
