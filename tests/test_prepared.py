@@ -199,6 +199,8 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
     assert run.returncode == 3, run.stderr[-2000:]
     assert not (resumed / MANIFEST).exists()
     assert sorted(p.name for p in resumed.glob("shard-*.json")) == ["shard-00000.json", "shard-00001.json"]
+    assert (resumed / ".lock").exists()  # a stale lock (its holder died), taken over by the rerun
+    (resumed / ".tmp-x-shard-00002.tfrecord").write_bytes(b"half a shard")  # as if killed while writing it
     kept = (resumed / "shard-00000.tfrecord").stat().st_mtime_ns
     manifest = _prepare(resumed)
     assert manifest == expected

@@ -732,7 +732,9 @@ class PreparedDataset:
                 ``files[input_pipeline_id::num_input_pipelines]``.
             bucket_boundaries: size-bucket boundaries; by default the quantiles of the
                 selected sizes (:func:`default_bucket_boundaries`).
-            with_positions: add ``"position"`` (int64 ``[B]``, the records' positions) to the inputs.
+            with_positions: add ``"position"`` (int64 ``[B]``, the records' positions) to the
+                inputs. Bucketing reorders records: to predict, iterate the batches, pop
+                ``"position"`` and match the model's outputs by it.
             cycle_length: shard files read at once.
             first_epoch: the first pass (to resume a run).
             known_cardinality: give the dataset its (exact) number of batches, e.g.
