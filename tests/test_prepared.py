@@ -142,6 +142,9 @@ def test_stream_covers_each_index_once_as_pad_batch(prepared):
     first, second = two[: len(batches)], two[len(batches):]
     assert [x["position"].tolist() for x, _ in first] == [x["position"].tolist() for x, _ in batches]
     assert sorted(np.concatenate([x["position"] for x, _ in second]).tolist()) == sorted(positions.tolist())
+    assert [x["position"].tolist() for x, _ in second] != [x["position"].tolist() for x, _ in first]
+    resumed = _streamed(prepared, **options, epochs=2, first_epoch=1)
+    assert [x["position"].tolist() for x, _ in resumed] == [x["position"].tolist() for x, _ in second]
 
 
 def test_stream_default_buckets_and_inputs_only(prepared):
@@ -149,6 +152,8 @@ def test_stream_default_buckets_and_inputs_only(prepared):
     assert all(isinstance(x, dict) and "position" not in x for x in batches)
     assert sum(len(x["z"]) for x in batches) == len(prepared)
     assert len(batches) == prepared.batches_per_epoch(batch_size=4)
+    counted = prepared.stream(batch_size=4, epochs=2, known_cardinality=True)
+    assert int(counted.cardinality()) == 2 * len(batches) == len(list(counted))
 
 
 def test_stream_shards_by_file_under_input_context(prepared):
@@ -172,6 +177,10 @@ def test_stream_shards_by_file_under_input_context(prepared):
 def test_strict_raises_naming_the_id(tmp_path):
     with pytest.raises(AtomSetsError, match=BAD):
         _prepare(tmp_path / "strict", strict=True)
+    assert not (tmp_path / "strict" / MANIFEST).exists()
+    _prepare(tmp_path / "lenient")
+    with pytest.raises(AtomSetsError, match=BAD):  # a kept shard listing the failure
+        _prepare(tmp_path / "lenient", strict=True)
 
 
 def _file_state(folder: Path) -> dict[str, str]:
@@ -190,6 +199,8 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path):
     assert run.returncode == 3, run.stderr[-2000:]
     assert not (resumed / MANIFEST).exists()
     assert sorted(p.name for p in resumed.glob("shard-*.json")) == ["shard-00000.json", "shard-00001.json"]
+    assert (resumed / ".lock").exists()  # a stale lock (its holder died), taken over by the rerun
+    (resumed / ".tmp-x-shard-00002.tfrecord").write_bytes(b"half a shard")  # as if killed while writing it
     kept = (resumed / "shard-00000.tfrecord").stat().st_mtime_ns
     manifest = _prepare(resumed)
     assert manifest == expected
@@ -268,3 +279,31 @@ def test_missing_garbled_and_foreign_folders_are_refused(tmp_path):
     with pytest.raises(PreparedDatasetError, match="notes.txt"):
         _prepare(foreign, restart=True)
     assert (foreign / "notes.txt").exists()
+
+
+def test_batch_builder_writes_what_the_builder_writes(tmp_path):
+    builder = ToyBuilder()
+    calls = []
+
+    def batch_builder(entries, ids):
+        calls.append(len(ids))
+        out = []
+        for entry, entry_id in zip(entries, ids):
+            try:
+                out.append(builder(entry, entry_id))
+            except AtomSetsError as exc:
+                out.append(exc)
+        return out
+
+    plain = _prepare(tmp_path / "plain")
+    batched = _prepare(tmp_path / "batched", batch_builder=batch_builder)
+    assert calls == [8] * (N_ENTRIES // 8)
+    assert batched == plain
+    assert _file_state(tmp_path / "batched") == _file_state(tmp_path / "plain")
+
+
+def test_records_module_imports_no_tensorflow():
+    code = "import sys, atomsets_tf.data.records, _prepared_toy; print('tensorflow' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).parent)
+    assert run.stdout.strip() == "False", run.stderr[-2000:]

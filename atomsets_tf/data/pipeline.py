@@ -169,7 +169,7 @@ def make_dataset(
     """
     if getattr(sets, "streams", False):
         start = first_epoch if epoch_source is None else int(epoch_source())
-        return sets.stream(targets, batch_size, shuffle=shuffle, seed=seed + 7919 * start)
+        return sets.stream(targets, batch_size, shuffle=shuffle, seed=seed, first_epoch=start)
     dense = int(sets.sizes().max()) <= dense_limit
     everything = sets.padded(np.arange(len(sets)), pad_multiple) if dense else None
     y = None if targets is None else np.asarray(targets, dtype=np.float32)[:, None]

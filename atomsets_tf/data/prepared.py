@@ -13,6 +13,13 @@ A *prepared dataset* is a folder of TFRecord shards of records (see
 size-bucketed batches whose layout is :meth:`RecordSchema.pad_batch`'s, sharded
 by file under ``tf.distribute``.
 
+With ``workers > 1`` shards are built in a process pool (forkserver, else
+spawn: never a plain fork, the parent may run TensorFlow). Python starts each
+worker by importing the main script (not a ``python -m`` module) again, and
+with it what the script imports at the top (TensorFlow: seconds per worker,
+once per call), so guard the script's work with ``if __name__ == "__main__":``.
+Builders are pickled once per worker; they should not import TensorFlow.
+
 Each field of a record is stored as its raw little-endian bytes (``f:<name>``),
 with one length per length group (``n:<group>``), the entry's global position
 (``position``, its index in the ``entries`` given to :func:`prepare_dataset`)
@@ -38,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from atomsets_tf._version import __version__
 from atomsets_tf.data.records import (
     BuiltEntry,
     FieldSpec,
@@ -148,15 +156,12 @@ def data_hash(ids: Sequence[str], targets: np.ndarray | None) -> str:
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of the packages records depend on (those installed)."""
-    out = {}
-    for name in ("atomsets-tf", "tensorflow", "numpy", "pymatgen"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    out.setdefault("tensorflow", tf.__version__)
-    out.setdefault("numpy", np.__version__)
+    """Versions of the packages records depend on (pymatgen only when installed)."""
+    out = {"atomsets_tf": __version__, "tensorflow": tf.__version__, "numpy": np.__version__}
+    try:
+        out["pymatgen"] = metadata.version("pymatgen")
+    except metadata.PackageNotFoundError:
+        pass
     return out
 
 
@@ -224,9 +229,9 @@ class _Progress:
 def _pool_context(builder: RecordBuilder) -> multiprocessing.context.BaseContext:
     """The process-pool context: forkserver (else spawn), never a plain fork (TensorFlow's threads).
 
-    The fork server imports ``__main__`` once (as Python does by default), then
-    the records module and the builder's module, so that workers start without
-    importing anything.
+    The fork server preloads the records module and the builder's module, so
+    that workers fork with them imported (and ``__main__``, where Python passes
+    it on; Python 3.11 does not, and imports the main script in each worker).
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -250,14 +255,14 @@ def _built_in_process(builder, entries, ids, todo, progress) -> Iterator[tuple[i
 
 
 def _built_in_pool(builder, entries, ids, todo, workers, progress) -> Iterator[tuple[int, list[BuiltEntry]]]:
-    """Shards built by a process pool, yielded in shard order (at most ``2 * workers`` in flight)."""
+    """Shards built by a process pool, yielded in shard order (at most ``4 * workers`` in flight)."""
     pending = deque()
     tasks = iter(todo)
     with ProcessPoolExecutor(workers, mp_context=_pool_context(builder), initializer=init_worker,
                              initargs=(builder,)) as pool:
         try:
             while True:
-                while len(pending) < 2 * workers:
+                while len(pending) < 4 * workers:
                     task = next(tasks, None)
                     if task is None:
                         break
@@ -367,7 +372,11 @@ def prepare_dataset(
     fingerprint = {"format": FORMAT, "version": VERSION, "kind": builder.kind, "schema": schema.to_json(),
                    "settings": builder.settings, "parent": parent, "data_hash": data_hash(ids, targets),
                    "shard_size": int(shard_size)}
-    fingerprint = json.loads(json.dumps(fingerprint))  # as a rerun reads it back (tuples become lists)
+    try:
+        fingerprint = json.loads(json.dumps(fingerprint))  # as a rerun reads it back (tuples become lists)
+        json.dumps(source)
+    except (TypeError, ValueError) as exc:
+        raise PreparedDatasetError(f"the builder's settings, parent and source must be JSON-able ({exc})") from None
     with output_lock(folder):
         _claim_folder(folder, fingerprint, restart)
         sidecars = _build_shards(folder, ids, entries, builder, batch_builder, int(shard_size), int(workers),
@@ -385,6 +394,9 @@ def _build_shards(folder, ids, entries, builder, batch_builder, shard_size, work
         sidecar = _finished_shard(folder, index, ids[start:stop])
         if sidecar is not None:
             sidecars[index] = sidecar
+    kept_failures = [f for i in sorted(sidecars) for f in sidecars[i]["failures"]]
+    if strict and kept_failures:
+        raise PreparedDatasetError(f"{kept_failures[0]['reason']} (listed by a finished shard in {folder})")
     todo = [(i, s) for i, s in enumerate(slices) if i not in sidecars]
     bar = _Progress(len(ids), progress)
     bar.update(sum(stop - start for i, (start, stop) in enumerate(slices) if i in sidecars))
@@ -691,6 +703,8 @@ class PreparedDataset:
         bucket_boundaries: Sequence[int] | None = None,
         with_positions: bool = False,
         cycle_length: int = 4,
+        first_epoch: int = 0,
+        known_cardinality: bool = False,
         drop_remainder: bool = False,
     ) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of padded, size-bucketed batches ``(inputs, y[B, 1])`` (or only inputs).
@@ -699,7 +713,14 @@ class PreparedDataset:
         parsed and kept when their index is in ``indices``, shuffled in a buffer,
         bucketed by the schema's size group, padded to their group's multiple and
         given their masks: a batch equals :meth:`RecordSchema.pad_batch` of its
-        records. Deterministic for a fixed ``seed``; each epoch reshuffles.
+        records.
+
+        The dataset holds the passes ``first_epoch .. epochs - 1`` back to back;
+        pass ``e`` draws its order from ``seed`` and ``e`` alone, so it is
+        deterministic, every iterator of the dataset sees the same sequence, and a
+        resumed run (``first_epoch``) continues it. With Keras, stream all epochs
+        once and give ``fit`` ``steps_per_epoch=batches_per_epoch(...)``: each Keras
+        epoch is then exactly one pass.
 
         Args:
             indices: positions in :attr:`ids` to stream; all for ``None``.
@@ -709,14 +730,20 @@ class PreparedDataset:
                 ``input_context.get_per_replica_batch_size(batch_size)``).
             shuffle: shuffle file order and records (buffer of ``buffer_size``) each epoch.
             seed: the shuffle seed.
-            epochs: passes over the data; ``None`` repeats forever.
+            epochs: the number of passes (ending before pass ``epochs``); ``None`` repeats forever.
             buffer_size: records in the shuffle buffer.
             input_context: a ``tf.distribute.InputContext``: read only the shard files
                 ``files[input_pipeline_id::num_input_pipelines]``.
             bucket_boundaries: size-bucket boundaries; by default the quantiles of the
                 selected sizes (:func:`default_bucket_boundaries`).
-            with_positions: add ``"position"`` (int64 ``[B]``, the records' positions) to the inputs.
+            with_positions: add ``"position"`` (int64 ``[B]``, the records' positions) to the
+                inputs. Bucketing reorders records: to predict, iterate the batches, pop
+                ``"position"`` and match the model's outputs by it.
             cycle_length: shard files read at once.
+            first_epoch: the first pass (to resume a run).
+            known_cardinality: give the dataset its (exact) number of batches, e.g.
+                for ``model.predict``; off by default, as for the other pipelines
+                (Keras reads a known cardinality of a distributed dataset per replica).
             drop_remainder: full batches only (each bucket's last, partial batch of a pass is dropped: the
                 workers of a multi-worker step then average equal batches).
 
@@ -726,21 +753,35 @@ class PreparedDataset:
         selection = self._selection(indices)
         shards, per_batch = self._pipeline(selection, batch_size, input_context)
         self.check_sizes(shards)
-        keep = np.zeros(self.n_entries, dtype=bool)
-        keep[self.positions[selection]] = True
-        dataset = self._parsed(shards, keep, self._targets_by_position(selection, targets), shuffle, seed,
-                               buffer_size, cycle_length)
-        dataset = self._batched(dataset, per_batch, self._boundaries(selection, batch_size, bucket_boundaries),
-                                drop_remainder)
-        dataset = dataset.map(_finish_function(self.schema, with_positions, targets is not None),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if epochs is None or epochs != 1:
-            dataset = dataset.repeat(epochs)
+        boundaries = self._boundaries(selection, batch_size, bucket_boundaries)
+        one_pass = self._one_pass_function(selection, shards, targets, per_batch, boundaries, shuffle, seed,
+                                           buffer_size, with_positions, cycle_length, drop_remainder)
+        stop = np.iinfo(np.int64).max if epochs is None else int(epochs)
+        dataset = tf.data.Dataset.range(int(first_epoch), stop).flat_map(one_pass)
+        if known_cardinality and epochs is not None:
+            n_batches = self.batches_per_epoch(selection, batch_size, input_context, boundaries, drop_remainder)
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches * max(stop - first_epoch, 0)))
         options = tf.data.Options()
         options.deterministic = True
         if input_context is not None:  # already sharded by file
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    def _one_pass_function(self, selection, shards, targets, batch_size, boundaries, shuffle, seed, buffer_size,
+                           with_positions, cycle_length, drop_remainder) -> Callable[[tf.Tensor], tf.data.Dataset]:
+        """epoch -> the batches of that pass (its shuffle seeded by ``seed`` and the epoch)."""
+        keep = np.zeros(self.n_entries, dtype=bool)
+        keep[self.positions[selection]] = True
+        targets_by_position = self._targets_by_position(selection, targets)
+        finish = _finish_function(self.schema, with_positions, targets is not None)
+
+        def one_pass(epoch):
+            dataset = self._parsed(shards, keep, targets_by_position, shuffle, seed + 7919 * epoch, buffer_size,
+                                   cycle_length)
+            dataset = self._batched(dataset, batch_size, boundaries, drop_remainder)
+            return dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+        return one_pass
 
     def _targets_by_position(self, selection: np.ndarray, targets) -> np.ndarray | None:
         """float32 ``[n_entries]``: ``targets[k]`` at the position of ``selection[k]`` (``None`` for none)."""
@@ -754,18 +795,20 @@ class PreparedDataset:
         return by_position
 
     def _parsed(self, shards: list[int], keep: np.ndarray, targets_by_position: np.ndarray | None, shuffle: bool,
-                seed: int, buffer_size: int, cycle_length: int) -> tf.data.Dataset:
+                seed: tf.Tensor, buffer_size: int, cycle_length: int) -> tf.data.Dataset:
         """The kept records of ``shards``: files interleaved, records shuffled (serialised: cheap), then parsed."""
         files = tf.constant([str(self.shard_files[j]) for j in shards], dtype=tf.string)
         dataset = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
-            dataset = dataset.shuffle(max(len(shards), 1), seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.shuffle(max(len(shards), 1), seed=seed, reshuffle_each_iteration=False)
         dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(cycle_length, len(shards))),
                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         keep_t = tf.constant(keep)
-        dataset = dataset.filter(lambda serialized: tf.gather(keep_t, _parse_position(serialized)))
+        dataset = dataset.map(lambda serialized: (serialized, tf.gather(keep_t, _parse_position(serialized))),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.filter(lambda serialized, kept: kept).map(lambda serialized, kept: serialized)
         if shuffle:
-            dataset = dataset.shuffle(buffer_size, seed=seed + 1, reshuffle_each_iteration=True)
+            dataset = dataset.shuffle(buffer_size, seed=seed + 1, reshuffle_each_iteration=False)
         return dataset.map(_parse_function(self.schema, targets_by_position), num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
 

@@ -181,6 +181,18 @@ class RecordSchema:
 
         Returns:
             name -> array with a leading batch axis: the fields, then the masks.
+
+        Example:
+
+        >>> schema = RecordSchema({"z": FieldSpec("uint8", (), "atoms", "int32")},
+        ...                       masks={"atom_mask": "atoms"}, multiples={"atoms": 4}, size_group="atoms")
+        >>> batch = schema.pad_batch([{"z": np.array([8, 1, 1], np.uint8)}, {"z": np.array([6], np.uint8)}])
+        >>> batch["z"]
+        array([[8, 1, 1, 0],
+               [6, 0, 0, 0]], dtype=int32)
+        >>> batch["atom_mask"]
+        array([[1., 1., 1., 0.],
+               [1., 0., 0., 0.]], dtype=float32)
         """
         if not records:
             raise ValueError("pad_batch needs at least one record")

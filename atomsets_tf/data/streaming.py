@@ -89,22 +89,23 @@ class StreamingSets:
         return self.in_memory().padded(indices, pad_multiple)
 
     def stream(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0,
-               input_context=None):
+               input_context=None, first_epoch: int = 0):
         """Endless padded batches ``(inputs, y)`` of these examples (``targets`` in their order), reshuffled every
-        pass, full batches only; ``input_context`` (``tf.distribute.InputContext``) selects the shards of one
+        pass (pass ``e`` seeded by ``seed`` and ``e``, from ``first_epoch`` on), full batches only; ``input_context`` (``tf.distribute.InputContext``) selects the shards of one
         input pipeline. Outside one, with :func:`emulated_pipelines` > 1, each batch joins one batch of every
         pipeline (what the workers of a multi-worker run train on at one step)."""
         targets = None if targets is None else np.asarray(targets, np.float32)
         n = emulated_pipelines() if input_context is None else 1
         if n == 1:
-            return self._stream(targets, batch_size, shuffle, seed, input_context)
-        parts = [self._stream(targets, batch_size, shuffle, seed, tf.distribute.InputContext(n, k, n))
+            return self._stream(targets, batch_size, shuffle, seed, input_context, first_epoch)
+        parts = [self._stream(targets, batch_size, shuffle, seed, tf.distribute.InputContext(n, k, n), first_epoch)
                  for k in range(n)]
         return tf.data.Dataset.zip(tuple(parts)).map(self._joiner(targets is not None)).prefetch(2)
 
-    def _stream(self, targets, batch_size: int, shuffle: bool, seed: int, input_context):
+    def _stream(self, targets, batch_size: int, shuffle: bool, seed: int, input_context, first_epoch: int):
         return self.dataset.stream(self.positions, targets, batch_size, shuffle=shuffle, seed=seed, epochs=None,
-                                   buffer_size=SHUFFLE_BUFFER, input_context=input_context, drop_remainder=True)
+                                   buffer_size=SHUFFLE_BUFFER, input_context=input_context,
+                                   first_epoch=first_epoch, drop_remainder=True)
 
     def _joiner(self, with_targets: bool):
         """Joins batches along the batch axis, padding the ragged axis of each input to the longest."""
@@ -141,6 +142,7 @@ class StreamingSets:
             position = inputs.pop("position").numpy()
             yield local[position], inputs
 
-    def dataset_fn(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0):
+    def dataset_fn(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0,
+                   first_epoch: int = 0):
         """For ``strategy.distribute_datasets_from_function``: each input pipeline reads its own shards."""
-        return lambda input_context: self.stream(targets, batch_size, shuffle, seed, input_context)
+        return lambda input_context: self.stream(targets, batch_size, shuffle, seed, input_context, first_epoch)

@@ -190,8 +190,8 @@ def train(
     counter = BatchCounter(steps, resumed)
     multi_worker = is_multi_worker()
     if multi_worker and getattr(train_sets, "streams", False):  # each worker reads its own shards
-        train_ds = train_sets.dataset_fn(targets[train_idx], config.batch_size, shuffle=True,
-                                         seed=config.seed + 7919 * resumed)
+        train_ds = train_sets.dataset_fn(targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
+                                         first_epoch=resumed)
     else:
         train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
                                 epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
