@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from benchmarks.synthetic import SyntheticSet  # noqa: E402
 from pymatgen.optimization.neighbors import find_points_in_spheres  # noqa: E402
 
 from atomsets_tf.data.io import load  # noqa: E402
@@ -54,6 +53,7 @@ from atomsets_tf.models.registry import DEFAULT_SOURCE, family_of  # noqa: E402
 from atomsets_tf.utils.io import write_json_atomic  # noqa: E402
 from atomsets_tf.workflows.fit import build_model  # noqa: E402
 from atomsets_tf.workflows.prepare import record_builder  # noqa: E402
+from benchmarks.synthetic import SyntheticSet  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 PRESETS = {"megnet": "megnet-mp-2019.4.1-formation_energy", "cgat": "cgat-perovskites"}
@@ -172,13 +172,15 @@ def run_cli(args: list[str], env: dict | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- the driver
-def _load() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": {}}
+def _load(path: Path) -> dict:
+    results = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    results["path"] = str(path)
+    return results
 
 
 def _record(results: dict, key: str, value: dict) -> None:
     results["runs"][key] = {**value, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    write_json_atomic(RESULTS, results)
+    write_json_atomic(Path(results["path"]), {"runs": results["runs"]})
     print(f"  {key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in value.items() if k != "shards"), flush=True)
 
@@ -305,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=str(ROOT / "runs" / "scale"), help="where the prepared datasets go")
     parser.add_argument("--redo", action="store_true", help="measure again what is recorded")
     parser.add_argument("--table", action="store_true", help="print the recorded table and targets only")
+    parser.add_argument("--results", default=str(RESULTS), help="the JSON file of the measurements")
     args = parser.parse_args(argv)
-    results = _load()
+    results = _load(Path(args.results))
     if not args.table:
         stages = set(args.only.split(","))
         work = Path(args.work)
@@ -315,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             if "prepare" in stages:
                 _prepare_stage(results, args.source, n, work, args.redo)
             _other_stages(results, stages, args.source, n, work, args.redo)
-        results = _load()
+        results = _load(Path(args.results))
     print(table(results, args.source))
     print("\n".join(targets(results, args.source)))
     return 0

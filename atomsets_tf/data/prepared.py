@@ -796,11 +796,17 @@ class PreparedDataset:
 
     def _parsed(self, shards: list[int], keep: np.ndarray, targets_by_position: np.ndarray | None, shuffle: bool,
                 seed: tf.Tensor, buffer_size: int, cycle_length: int) -> tf.data.Dataset:
-        """The kept records of ``shards``: files interleaved, records shuffled (serialised: cheap), then parsed."""
+        """The kept records of ``shards``: files interleaved, records shuffled (serialised: cheap), then parsed.
+
+        The shuffles are stateless, keyed by the pass's ``seed`` tensor: the file order is a permutation, the
+        records are shuffled in blocks of ``buffer_size`` (each record gets a random key from ``seed`` and its
+        position; a block is sorted by key). tf.data's own ``shuffle`` cannot take a tensor seed inside a traced
+        pass when the global seed is 0 (``random_seed.get_seed`` compares it as a Python bool).
+        """
         files = tf.constant([str(self.shard_files[j]) for j in shards], dtype=tf.string)
-        dataset = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
-            dataset = dataset.shuffle(max(len(shards), 1), seed=seed, reshuffle_each_iteration=False)
+            files = tf.random.experimental.stateless_shuffle(files, seed=tf.stack([tf.cast(seed, tf.int64), 0]))
+        dataset = tf.data.Dataset.from_tensor_slices(files)
         dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=max(1, min(cycle_length, len(shards))),
                                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         keep_t = tf.constant(keep)
@@ -808,7 +814,7 @@ class PreparedDataset:
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         dataset = dataset.filter(lambda serialized, kept: kept).map(lambda serialized, kept: serialized)
         if shuffle:
-            dataset = dataset.shuffle(buffer_size, seed=seed + 1, reshuffle_each_iteration=False)
+            dataset = _block_shuffled(dataset, buffer_size, tf.cast(seed, tf.int64) + 1)
         return dataset.map(_parse_function(self.schema, targets_by_position), num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
 
@@ -834,6 +840,20 @@ def _features(schema: RecordSchema) -> dict:
     features.update({f"n:{g}": tf.io.FixedLenFeature([], tf.int64) for g in schema.groups})
     features.update({f"f:{name}": tf.io.FixedLenFeature([], tf.string) for name in schema.fields})
     return features
+
+
+def _block_shuffled(dataset: tf.data.Dataset, block: int, seed: tf.Tensor) -> tf.data.Dataset:
+    """Serialised records shuffled in consecutive blocks of ``block``, by stateless keys from ``seed`` and each
+    record's position (the same ``seed`` gives the same order)."""
+    def keyed(serialized):
+        key = tf.random.stateless_uniform([], seed=tf.stack([seed, _parse_position(serialized)]), dtype=tf.float32)
+        return key, serialized
+
+    def sorted_block(keys, serialized):
+        return tf.gather(serialized, tf.argsort(keys))
+
+    dataset = dataset.map(keyed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(max(int(block), 1)).map(sorted_block).unbatch()
 
 
 def _parse_position(serialized: tf.Tensor) -> tf.Tensor:
