@@ -3,8 +3,10 @@
 For each size N of a deterministic synthetic set (``benchmarks/synthetic.py``: strained and element-substituted
 copies of the jdft2d or perovskite structures) this records, each in a fresh process:
 
-* ``prepare``: structures/s of ``atomsets-tf prepare`` for the MEGNet and the CGAT graphs, with 1 and 2 worker
-  processes (the two must write byte-identical shards), and its peak RSS;
+* ``prepare``: structures/s of ``prepare_dataset`` for the MEGNet and the CGAT graphs, with 1 and 2 worker
+  processes (the two must write byte-identical shards), and its peak RSS; the workers make the synthetic
+  structures themselves (they get integers), and ``prepare-cli`` times ``atomsets-tf prepare FILE`` (structures
+  read and checked in the main process, as a user's file is) at N <= 10^4;
 * ``search``: side by side, on the first structures of the set, the rate of pymatgen's bare compiled neighbour
   search (``Structure.get_neighbor_list`` at CGAT's 18 Å, ``find_points_in_spheres`` at MEGNet's cutoff) against
   the graph builders', in one process;
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -57,7 +60,7 @@ from benchmarks.synthetic import SyntheticSet  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 PRESETS = {"megnet": "megnet-mp-2019.4.1-formation_energy", "cgat": "cgat-perovskites"}
-STAGES = ("prepare", "search", "train", "fit", "tap")
+STAGES = ("prepare", "prepare-cli", "search", "train", "fit", "tap")
 #: Structures timed for the bare neighbour search and the builders.
 SEARCH_SAMPLE = 2000
 TRAIN_BATCH = 128
@@ -74,15 +77,42 @@ def _rss_mb() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- child processes
+@dataclass(frozen=True)
+class SyntheticEntries:
+    """A builder that makes structure ``k`` of a synthetic set itself (in the worker process) and hands it to
+    ``inner``: the entries passed to the workers are integers, as a reader in the workers would take offsets."""
+
+    inner: object
+    data: SyntheticSet
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def schema(self):
+        return self.inner.schema
+
+    @property
+    def settings(self) -> dict:
+        return self.inner.settings
+
+    def __call__(self, k: int, entry_id: str) -> dict:
+        return self.inner(self.data[k], entry_id)
+
+
 def child_prepare(source: str, n: int, model: str, workers: int, out: str) -> dict:
     data = SyntheticSet(source, n)
     builder, parent = record_builder(PRESETS.get(model, model), DEFAULT_SOURCE if model == "atomsets-v1" else None)
     ids = data.ids()
     targets = [data.target(k) for k in range(n)]
+    batch_builder = getattr(builder, "build_batch", None)
+    entries = data if batch_builder is not None else range(n)
+    builder = builder if batch_builder is not None else SyntheticEntries(builder, data)
     start = time.perf_counter()
-    manifest = prepare_dataset(ids, data, targets, out, builder, parent=parent, workers=workers,
+    manifest = prepare_dataset(ids, entries, targets, out, builder, parent=parent, workers=workers,
                                shard_size=4096, progress=False, restart=True,
-                               batch_builder=getattr(builder, "build_batch", None),
+                               batch_builder=batch_builder,
                                source={"data": f"synthetic {source} n={n}"})
     wall = time.perf_counter() - start
     return {"wall_s": wall, "per_s": n / wall, "failures": len(manifest["failures"]),
@@ -203,13 +233,33 @@ def _prepare_stage(results, source, n, work: Path, redo) -> None:
         workers = (1,) if model == "atomsets-v1" else (1, 2)  # taps run the network in the preparing process
         for w in workers:
             out = work / f"{source}-{n}-{model}" if w == 1 else work / f"{source}-{n}-{model}-w{w}"
-            r = _measure(results, f"prepare/{source}/{n}/{model}/w{w}", redo,
-                         lambda m=model, w=w, o=out: run_child("prepare", source=source, n=n, model=m, workers=w,
-                                                               out=str(o)))
-            if w > 1 and r is not None:
-                one = results["runs"].get(f"prepare/{source}/{n}/{model}/w1", {})
-                r["identical_to_w1"] = one.get("shards") == r.get("shards")
-                shutil.rmtree(out, ignore_errors=True)  # the w1 copy is kept for the other stages
+            one = results["runs"].get(f"prepare/{source}/{n}/{model}/w1", {})
+
+            def measure(m=model, w=w, o=out, one=one):
+                r = run_child("prepare", source=source, n=n, model=m, workers=w, out=str(o))
+                if w > 1:
+                    r["identical_to_w1"] = one.get("shards") == r["shards"]
+                    shutil.rmtree(o, ignore_errors=True)  # the w1 copy is kept for the other stages
+                return r
+
+            _measure(results, f"prepare/{source}/{n}/{model}/w{w}", redo, measure)
+
+
+def _prepare_cli_stage(results, source, n, work: Path, redo) -> None:
+    """``atomsets-tf prepare FILE``: the file read and checked in the main process, then 1 or 2 workers."""
+    data = work / f"{source}-{n}.json.gz"
+    if not data.is_file():
+        data.parent.mkdir(parents=True, exist_ok=True)
+        SyntheticSet(source, n).write_json(data)
+    for model in ("megnet", "cgat"):
+        for w in (1, 2):
+            out = work / f"cli-{source}-{n}-{model}-w{w}"
+            r = _measure(results, f"prepare-cli/{source}/{n}/{model}/w{w}", redo, lambda m=model, w=w, o=out: run_cli(
+                ["prepare", str(data), "--for", PRESETS[m], "-o", str(o), "--workers", str(w), "--quiet",
+                 "--restart"]))
+            if r is not None:
+                r["per_s"] = n / r["wall_s"]
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def _other_stages(results, stages, source, n, work: Path, redo) -> None:
@@ -281,6 +331,12 @@ def targets(results: dict, source: str) -> list[str]:
             big = max(per)
             out.append(f"prepare {model}: per-structure time at N={big} / at 10^4 = {per[big] / per[10**4]:.2f} "
                        "(target <= 1.3)")
+    for model in ("megnet", "cgat"):
+        for n in sizes:
+            one, two = (runs.get(f"prepare-cli/{source}/{n}/{model}/w{w}") for w in (1, 2))
+            if one and two:
+                out.append(f"atomsets-tf prepare FILE {model} N={n}: 2 workers / 1 = "
+                           f"{one['wall_s'] / two['wall_s']:.2f} (the file read in the main process)")
     fits = {n: runs[f"fit/{source}/{n}/megnet"]["rss_mb"] for n in sizes if f"fit/{source}/{n}/megnet" in runs}
     if 10**4 in fits and max(fits) > 10**4:
         big = max(fits)
@@ -317,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"N = {n}", flush=True)
             if "prepare" in stages:
                 _prepare_stage(results, args.source, n, work, args.redo)
+            if "prepare-cli" in stages and n <= 10**4:
+                _prepare_cli_stage(results, args.source, n, work, args.redo)
             _other_stages(results, stages, args.source, n, work, args.redo)
         results = _load(Path(args.results))
     print(table(results, args.source))
