@@ -90,10 +90,13 @@ class StreamingSets:
 
     def stream(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0,
                input_context=None, first_epoch: int = 0):
-        """Endless padded batches ``(inputs, y)`` of these examples (``targets`` in their order), reshuffled every
-        pass (pass ``e`` seeded by ``seed`` and ``e``, from ``first_epoch`` on), full batches only; ``input_context`` (``tf.distribute.InputContext``) selects the shards of one
-        input pipeline. Outside one, with :func:`emulated_pipelines` > 1, each batch joins one batch of every
-        pipeline (what the workers of a multi-worker run train on at one step)."""
+        """Endless padded batches ``(inputs, y)`` of these examples (``targets`` in their order), full batches only.
+
+        Every pass is reshuffled (pass ``e`` seeded by ``seed`` and ``e``, from ``first_epoch`` on).
+        ``input_context`` (``tf.distribute.InputContext``) selects the shards of one input pipeline. Outside
+        one, with :func:`emulated_pipelines` > 1, each batch joins one batch of every pipeline (what the workers
+        of a multi-worker run train on at one step).
+        """
         targets = None if targets is None else np.asarray(targets, np.float32)
         n = emulated_pipelines() if input_context is None else 1
         if n == 1:
