@@ -228,8 +228,8 @@ def _measure(results: dict, key: str, redo: bool, fn) -> dict | None:
     return value
 
 
-def _prepare_stage(results, source, n, work: Path, redo) -> None:
-    for model in ("megnet", "cgat", "atomsets-v1"):
+def _prepare_stage(results, source, n, work: Path, redo, models=("megnet", "cgat", "atomsets-v1")) -> None:
+    for model in models:
         workers = (1,) if model == "atomsets-v1" else (1, 2)  # taps run the network in the preparing process
         for w in workers:
             out = work / f"{source}-{n}-{model}" if w == 1 else work / f"{source}-{n}-{model}-w{w}"
@@ -362,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(STAGES), help=f"stages, of {', '.join(STAGES)}")
     parser.add_argument("--work", default=str(ROOT / "runs" / "scale"), help="where the prepared datasets go")
     parser.add_argument("--redo", action="store_true", help="measure again what is recorded")
+    parser.add_argument("--prepare-models", default="megnet,cgat,atomsets-v1",
+                        help="what the prepare stage prepares (atomsets-v1 taps run the MEGNet on every structure)")
     parser.add_argument("--table", action="store_true", help="print the recorded table and targets only")
     parser.add_argument("--results", default=str(RESULTS), help="the JSON file of the measurements")
     args = parser.parse_args(argv)
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in (int(s) for s in args.sizes.split(",")):
             print(f"N = {n}", flush=True)
             if "prepare" in stages:
-                _prepare_stage(results, args.source, n, work, args.redo)
+                _prepare_stage(results, args.source, n, work, args.redo, args.prepare_models.split(","))
             if "prepare-cli" in stages and n <= 10**4:
                 _prepare_cli_stage(results, args.source, n, work, args.redo)
             _other_stages(results, stages, args.source, n, work, args.redo)
