@@ -182,3 +182,20 @@ def test_official_folds_select_by_id_from_the_manifest(tmp_path):
     assert prepared.meta["task"] == "matbench_jdft2d" and prepared.kind == "prepared"
     for a, b in zip(make_splits(source, "matbench", 2), make_splits(prepared, "matbench", 2), strict=True):
         assert [source.ids[i] for i in a] == [prepared.ids[i] for i in b]
+
+
+def test_a_corrupt_record_met_while_streaming_names_its_shard(megnet_dataset, tmp_path, monkeypatch):
+    import shutil
+
+    from atomsets_tf.data import streaming
+    from atomsets_tf.errors import CorruptShardError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(megnet_dataset, broken)
+    shard = sorted(broken.glob("shard-*.tfrecord"))[1]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size (the cheap check passes): only the records' CRCs see it
+    shard.write_bytes(bytes(data))
+    monkeypatch.setenv(streaming.STREAM_ENV, "0")
+    with pytest.raises(CorruptShardError, match=shard.name):
+        retrain(PRESET, str(broken), "head", training=TRAINING, progress=False)

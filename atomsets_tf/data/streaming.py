@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import tensorflow as tf
@@ -141,9 +142,19 @@ class StreamingSets:
         in this collection of the batch's examples)."""
         local = np.full(self.dataset.n_entries, -1, dtype=np.int64)
         local[np.asarray(self.dataset.positions)[self.positions]] = np.arange(len(self.positions))
-        for inputs in self.dataset.stream(self.positions, None, batch_size, with_positions=True):
-            position = inputs.pop("position").numpy()
-            yield local[position], inputs
+        with self.reading():
+            for inputs in self.dataset.stream(self.positions, None, batch_size, with_positions=True):
+                position = inputs.pop("position").numpy()
+                yield local[position], inputs
+
+    @contextmanager
+    def reading(self):
+        """Turns a corrupt record met while streaming (``tf.errors.DataLossError``, which names no file) into
+        :class:`~atomsets_tf.errors.CorruptShardError` naming the shard."""
+        try:
+            yield
+        except tf.errors.DataLossError as exc:
+            raise self.dataset.data_loss_error(exc) from None
 
     def dataset_fn(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0,
                    first_epoch: int = 0):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -196,7 +197,8 @@ def train(
         train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
                                 epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
     fit_fn = partial(fit_multi_worker, model) if multi_worker else model.fit  # Keras' fit fails there
-    with stop.handling_signals(enabled=not multi_worker):  # a signal to one worker would desynchronise them
+    reading = getattr(train_sets, "reading", nullcontext)  # a streamed set names a corrupt shard
+    with stop.handling_signals(enabled=not multi_worker), reading():  # (signals: one worker would desynchronise)
         history = fit_fn(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=[counter, *callbacks],
                          verbose=0, steps_per_epoch=steps, shuffle=False)
     epochs_run = resumed + len(history.epoch)
