@@ -4,31 +4,34 @@
 * :mod:`atomsets_tf.models.cgat.data` — inputs from pymatgen structures;
 * :func:`convert_checkpoint` / :meth:`CGAT.from_checkpoint` — PyTorch Lightning ``.ckpt`` files
   (torch optional, loaded with ``weights_only=True``).
+
+The names are imported on first use (PEP 562): the graph builders' modules import no TensorFlow, so
+that ``atomsets-tf prepare --workers N`` starts light worker processes.
 """
 
-from atomsets_tf.models.cgat.convert import convert_checkpoint, read_checkpoint
-from atomsets_tf.models.cgat.data import (
-    CGATGraph,
-    ElementEmbedding,
-    collate,
-    iterate_batches,
-    load_matscholar_embedding,
-    structure_to_graph,
-    structures_to_graphs,
-)
-from atomsets_tf.models.cgat.model import CGAT, cgat_l1_loss, load_cgat
+from __future__ import annotations
 
-__all__ = [
-    "CGAT",
-    "CGATGraph",
-    "ElementEmbedding",
-    "cgat_l1_loss",
-    "collate",
-    "convert_checkpoint",
-    "iterate_batches",
-    "load_cgat",
-    "load_matscholar_embedding",
-    "read_checkpoint",
-    "structure_to_graph",
-    "structures_to_graphs",
-]
+import importlib
+
+_EXPORTS = {
+    "CGAT": "atomsets_tf.models.cgat.model",
+    "CGATGraph": "atomsets_tf.models.cgat.data",
+    "ElementEmbedding": "atomsets_tf.models.cgat.data",
+    "cgat_l1_loss": "atomsets_tf.models.cgat.model",
+    "collate": "atomsets_tf.models.cgat.data",
+    "convert_checkpoint": "atomsets_tf.models.cgat.convert",
+    "iterate_batches": "atomsets_tf.models.cgat.data",
+    "load_cgat": "atomsets_tf.models.cgat.model",
+    "load_matscholar_embedding": "atomsets_tf.models.cgat.data",
+    "read_checkpoint": "atomsets_tf.models.cgat.convert",
+    "structure_to_graph": "atomsets_tf.models.cgat.data",
+    "structures_to_graphs": "atomsets_tf.models.cgat.data",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,23 +5,33 @@
 * :func:`load_megnet`: a path or a preset name -> :class:`MEGNet`;
 * :func:`structure_to_graph`, :func:`batch_graphs`: megnet's ``CrystalGraph`` and the padded layout;
 * :func:`read_checkpoint`: the h5py/JSON checkpoint reader (no megnet, no tf-keras).
+
+The names are imported on first use (PEP 562): the graph builders' modules import no TensorFlow, so
+that ``atomsets-tf prepare --workers N`` starts light worker processes.
 """
 
-from atomsets_tf.models.megnet.checkpoint import read_checkpoint
-from atomsets_tf.models.megnet.graph import IsolatedAtomWarning, MEGNetGraph, batch_graphs, structure_to_graph
-from atomsets_tf.models.megnet.layers import ExtensiveTargetScaler, GaussianExpansion, MEGNetBlock, MEGNetSet2Set
-from atomsets_tf.models.megnet.model import MEGNet, load_megnet
+from __future__ import annotations
 
-__all__ = [
-    "MEGNet",
-    "load_megnet",
-    "read_checkpoint",
-    "structure_to_graph",
-    "batch_graphs",
-    "MEGNetGraph",
-    "IsolatedAtomWarning",
-    "GaussianExpansion",
-    "MEGNetBlock",
-    "MEGNetSet2Set",
-    "ExtensiveTargetScaler",
-]
+import importlib
+
+_EXPORTS = {
+    "MEGNet": "atomsets_tf.models.megnet.model",
+    "load_megnet": "atomsets_tf.models.megnet.model",
+    "read_checkpoint": "atomsets_tf.models.megnet.checkpoint",
+    "structure_to_graph": "atomsets_tf.models.megnet.graph",
+    "batch_graphs": "atomsets_tf.models.megnet.graph",
+    "MEGNetGraph": "atomsets_tf.models.megnet.graph",
+    "IsolatedAtomWarning": "atomsets_tf.models.megnet.graph",
+    "GaussianExpansion": "atomsets_tf.models.megnet.layers",
+    "MEGNetBlock": "atomsets_tf.models.megnet.layers",
+    "MEGNetSet2Set": "atomsets_tf.models.megnet.layers",
+    "ExtensiveTargetScaler": "atomsets_tf.models.megnet.layers",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
