@@ -199,3 +199,23 @@ def test_a_corrupt_record_met_while_streaming_names_its_shard(megnet_dataset, tm
     monkeypatch.setenv(streaming.STREAM_ENV, "0")
     with pytest.raises(CorruptShardError, match=shard.name):
         retrain(PRESET, str(broken), "head", training=TRAINING, progress=False)
+
+
+def test_structures_of_a_file_are_parsed_and_checked_in_the_workers(perovskites, tmp_path, capsys):
+    table = perovskites.subset(range(6))
+    data = write_matbench_json(table, tmp_path / "p.json", "e_form")
+    raw = json.loads(data.read_text())
+    crowded = table.inputs[1].copy()
+    crowded.append("O", crowded[0].frac_coords + 0.01)  # an atom written twice: refused at load time
+    raw["data"][1][0] = crowded.as_dict()
+    raw["data"][4][0] = {"lattice": "not a structure"}
+    data.write_text(json.dumps(raw))
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(data), "--for", PRESET, "-o", str(out), "--workers", "2", "--quiet"]) == 0
+    failures = {f["id"]: f["reason"] for f in json.loads((out / "manifest.json").read_text())["failures"]}
+    assert sorted(failures) == [table.ids[1], table.ids[4]]
+    assert "closer than the minimum" in failures[table.ids[1]] and "not a pymatgen structure" in failures[table.ids[4]]
+    capsys.readouterr()
+    assert main(["prepare", str(data), "--for", PRESET, "-o", str(tmp_path / "strict"), "--strict"]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert table.ids[1] in line and str(data) in line

@@ -19,6 +19,11 @@ import numpy as np
 
 from atomsets_tf.data.composition import composition_to_set
 from atomsets_tf.data.prepared import MANIFEST, PreparedDataset
+from atomsets_tf.data.structures import (  # noqa: F401  (MIN_SITE_DISTANCE: re-exported, read from here)
+    MIN_SITE_DISTANCE,
+    check_site_distances,
+    structure_from_dict,
+)
 from atomsets_tf.errors import AtomSetsError, DataFormatError, InvalidTargetError
 from atomsets_tf.utils.io import shared_dir
 
@@ -30,12 +35,6 @@ _RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 _STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
 _COMPOSITION_COLUMNS = ("composition", "formula", "formula_pretty", "comp")
 _ID_COLUMNS = ("id", "ids", "material_id", "mbid", "name")
-#: Smallest distance (Å) allowed between two sites of a structure read from a data file.
-#:
-#: The shortest real bond, H2's, is 0.74 Å. Two sites closer than this are an atom written twice
-#: or a broken file (pymatgen's CIF reader refuses them, its JSON and POSCAR readers do not);
-#: graph models would silently turn them into zero-length bonds.
-MIN_SITE_DISTANCE = 0.5
 
 
 @dataclass
@@ -119,42 +118,11 @@ def _to_target(value, entry_id: str, source: str) -> float:
 
 def _parse_input(value, entry_id: str, source: str):
     if isinstance(value, dict):
-        from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
-
-        try:
-            return Structure.from_dict(value)
-        except Exception as exc:
-            raise DataFormatError(f"{source}: entry {entry_id}: not a pymatgen structure dict ({exc})") from None
+        return structure_from_dict(value, entry_id, source)
     if isinstance(value, str):
         return value
     raise DataFormatError(
         f"{source}: entry {entry_id}: input of type {type(value).__name__} is neither a composition nor a structure")
-
-
-def check_site_distances(structure, entry: str, min_distance: float = MIN_SITE_DISTANCE) -> None:
-    """Refuse a structure with two sites (or a site and its own periodic image) closer than ``min_distance`` Å.
-
-    Uses pymatgen's compiled neighbour search within ``min_distance``, so it costs little even for
-    large cells.
-
-    Raises:
-        DataFormatError: naming ``entry``, the two sites and their distance.
-    """
-    centres, neighbours, _, distances = structure.get_neighbor_list(min_distance)
-    close = np.flatnonzero(distances < min_distance)
-    if not close.size:
-        return
-    k = close[np.argmin(distances[close])]
-    i, j, d = int(centres[k]), int(neighbours[k]), float(distances[k])
-    if i == j:
-        where = f"site {i} ({structure[i].species_string}) is {d:.3f} Å from its own periodic image"
-        hint = "a cell too small"
-    else:
-        i, j = min(i, j), max(i, j)
-        where = (f"sites {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
-                 f"are {d:.3f} Å apart")
-        hint = "an atom written twice"
-    raise DataFormatError(f"{entry}: {where}, closer than the minimum {min_distance} Å ({hint}?)")
 
 
 def _check_inputs(ids: list[str], inputs: list, kind: str, source: str) -> None:
@@ -203,15 +171,17 @@ def _matbench_columns(raw: dict, path: Path) -> tuple[list[str], list, list]:
     return ids, columns, rows
 
 
-def _table_from_json(path: Path) -> Table:
+def _table_from_json(path: Path, parse: bool = True) -> Table:
+    """The table of a JSON file; without ``parse``, its inputs are the values the file holds (unparsed)."""
     raw = _read_json(path)
     source = str(path)
+    read = _parse_input if parse else (lambda value, entry_id, source: value)
     if isinstance(raw, dict) and {"index", "columns", "data"} <= raw.keys():
         ids, columns, rows = _matbench_columns(raw, path)
         input_col = 0
         target_col = 1 if len(columns) > 1 else None
         targets_raw = [r[target_col] for r in rows] if target_col is not None else None
-        inputs = [_parse_input(r[input_col], i, source) for r, i in zip(rows, ids)]
+        inputs = [read(r[input_col], i, source) for r, i in zip(rows, ids)]
         target_name = str(columns[target_col]) if target_col is not None else "target"
     elif isinstance(raw, dict) and raw and all(isinstance(v, list) for v in raw.values()):
         # A dict of parallel lists, e.g. {"structure": [...], "Ef": [...]}.
@@ -223,18 +193,42 @@ def _table_from_json(path: Path) -> Table:
         id_key = next((k for k in keys if k in _ID_COLUMNS), None)
         rest = [k for k in keys if k not in (input_key, id_key)]
         ids = [str(x) for x in raw[id_key]] if id_key else [f"{path.name.split('.')[0]}-{i:03d}" for i in range(n)]
-        inputs = [_parse_input(v, i, source) for v, i in zip(raw[input_key], ids)]
+        inputs = [read(v, i, source) for v, i in zip(raw[input_key], ids)]
         target_name = rest[0] if rest else "target"
         targets_raw = raw[rest[0]] if rest else None
     else:
         raise DataFormatError(
             f"{path}: expected matbench's layout {{'index', 'columns', 'data'}} or a dict of parallel lists"
         )
-    return _finish(ids, inputs, targets_raw, target_name, source)
+    return _finish(ids, inputs, targets_raw, target_name, source, check=parse)
 
 
-def _finish(ids, inputs, targets_raw, target_name, source) -> Table:
-    """The checked :class:`Table`: unique ids, one kind of input, valid inputs, numeric targets."""
+def read_raw_structures(path: str | os.PathLike) -> Table | None:
+    """A JSON data file of structures (or a matbench task name) as a table whose inputs are the structure dicts it
+    holds, not yet parsed nor checked (ids and targets are); ``None`` for any other data (a CSV, a folder,
+    compositions).
+
+    For ``prepare``, whose workers parse and check each structure
+    (:class:`~atomsets_tf.data.structures.ParsedStructures`), so that a large file is not parsed in one process.
+    """
+    p, task = Path(path), None
+    if not p.exists() and isinstance(path, str) and os.sep not in path:  # a matbench task name
+        try:
+            p, task = resolve_task(path), task_name(path)
+        except DataFormatError:
+            return None
+    if not (p.is_file() and p.name.lower().endswith((".json", ".json.gz"))):
+        return None
+    table = _table_from_json(p, parse=False)
+    if not all(isinstance(value, dict) for value in table.inputs):
+        return None
+    table.meta.update({"raw_structures": True, **({"task": task} if task else {})})
+    return table
+
+
+def _finish(ids, inputs, targets_raw, target_name, source, check: bool = True) -> Table:
+    """The checked :class:`Table`: unique ids, one kind of input, valid inputs (unless not ``check``), numeric
+    targets."""
     if not ids:
         raise DataFormatError(f"{source} holds no entries")
     if len(set(ids)) != len(ids):
@@ -245,7 +239,8 @@ def _finish(ids, inputs, targets_raw, target_name, source) -> Table:
     if len(kinds) != 1:
         raise DataFormatError(f"{source} mixes compositions and structures")
     kind = kinds.pop()
-    _check_inputs(list(ids), list(inputs), kind, source)
+    if check:
+        _check_inputs(list(ids), list(inputs), kind, source)
     targets = None
     if targets_raw is not None:
         targets = np.array([_to_target(t, i, source) for t, i in zip(targets_raw, ids)], dtype=np.float64)

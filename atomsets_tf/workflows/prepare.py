@@ -21,6 +21,7 @@ from pathlib import Path
 
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.prepared import prepare_dataset
+from atomsets_tf.data.structures import ParsedStructures
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.models.atomsets.features import TapRecordBuilder, model_key
 from atomsets_tf.models.loading import load_model
@@ -52,6 +53,19 @@ def record_builder(model: str, features_from: str | None = None) -> tuple[object
     return fam.record_builder(net), {"family": fam.name, "name": os.fspath(model), "sha256": model_key(model)}
 
 
+def _read(data, parse: bool) -> data_io.Table:
+    """The table to prepare: a JSON file of structures unparsed (unless ``parse``: the workers parse it), any
+    other data as :func:`~atomsets_tf.data.io.load` reads it."""
+    if isinstance(data, data_io.Table):
+        table = data
+    else:
+        table = None if parse else data_io.read_raw_structures(data)
+        table = table if table is not None else data_io.load(data)
+    if table.kind != "structure":
+        raise AtomSetsError(f"prepare needs structures, but {table.source or 'the data'} holds {table.kind}s")
+    return table
+
+
 def prepare(
     data: str | os.PathLike | data_io.Table,
     model: str,
@@ -80,11 +94,11 @@ def prepare(
         AtomSetsError: bad data, an unknown model, or (``strict``) an entry that cannot be prepared.
         PreparedDatasetError: ``out_dir`` holds a dataset prepared otherwise (and not ``restart``).
     """
-    table = data if isinstance(data, data_io.Table) else data_io.load(data)
-    if table.kind != "structure":
-        raise AtomSetsError(f"prepare needs structures, but {table.source or 'the data'} holds {table.kind}s")
     builder, parent = record_builder(model, features_from)
     batch_builder = getattr(builder, "build_batch", None)
+    table = _read(data, parse=batch_builder is not None)
+    if table.meta.get("raw_structures"):  # parsed and checked entry by entry, in the workers
+        builder = ParsedStructures(builder, table.source)
     task = table.meta.get("task") or Path(table.source).name.split(".")[0]
     source = {"data": str(table.source), "target_name": table.target_name,
               **({"task": task} if task.startswith("matbench_") else {})}

@@ -1,0 +1,94 @@
+"""Structures read from data files: parsing, the load-time physical checks, and parsing inside prepare's workers.
+
+This module imports neither TensorFlow nor :mod:`atomsets_tf.data.prepared`: ``atomsets-tf prepare --workers N``
+sends the structures of a data file to its worker processes as the raw dicts the file holds, and
+:class:`ParsedStructures` parses and checks each one there (:func:`structure_from_dict`,
+:func:`check_site_distances`), so that reading a large file is spread over the workers too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from atomsets_tf.errors import DataFormatError
+
+#: Smallest distance (Å) allowed between two sites of a structure read from a data file.
+#:
+#: The shortest real bond, H2's, is 0.74 Å. Two sites closer than this are an atom written twice
+#: or a broken file (pymatgen's CIF reader refuses them, its JSON and POSCAR readers do not);
+#: graph models would silently turn them into zero-length bonds.
+MIN_SITE_DISTANCE = 0.5
+
+
+def structure_from_dict(value: dict, entry_id: str, source: str):
+    """The pymatgen ``Structure`` of ``value`` (``Structure.as_dict()``).
+
+    Raises:
+        DataFormatError: not a structure dict, naming the file and the entry.
+    """
+    from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
+
+    try:
+        return Structure.from_dict(value)
+    except Exception as exc:  # pymatgen raises many kinds
+        raise DataFormatError(f"{source}: entry {entry_id}: not a pymatgen structure dict ({exc})") from None
+
+
+def check_site_distances(structure, entry: str, min_distance: float = MIN_SITE_DISTANCE) -> None:
+    """Refuse a structure with two sites (or a site and its own periodic image) closer than ``min_distance`` Å.
+
+    Uses pymatgen's compiled neighbour search within ``min_distance``, so it costs little even for
+    large cells.
+
+    Raises:
+        DataFormatError: naming ``entry``, the two sites and their distance.
+    """
+    centres, neighbours, _, distances = structure.get_neighbor_list(min_distance)
+    close = np.flatnonzero(distances < min_distance)
+    if not close.size:
+        return
+    k = close[np.argmin(distances[close])]
+    i, j, d = int(centres[k]), int(neighbours[k]), float(distances[k])
+    if i == j:
+        where = f"site {i} ({structure[i].species_string}) is {d:.3f} Å from its own periodic image"
+        hint = "a cell too small"
+    else:
+        i, j = min(i, j), max(i, j)
+        where = (f"sites {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
+                 f"are {d:.3f} Å apart")
+        hint = "an atom written twice"
+    raise DataFormatError(f"{entry}: {where}, closer than the minimum {min_distance} Å ({hint}?)")
+
+
+@dataclass(frozen=True)
+class ParsedStructures:
+    """A record builder for raw structure dicts: parses and checks each (as loading a data file does), then
+    hands the structure to ``inner``. A dict that is no structure, or whose sites are too close, fails its entry.
+
+    Args:
+        inner: the record builder of structures (picklable, TensorFlow-free).
+        source: the data file, for messages.
+    """
+
+    inner: Any
+    source: str
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def schema(self):
+        return self.inner.schema
+
+    @property
+    def settings(self) -> dict:
+        return self.inner.settings
+
+    def __call__(self, entry: dict, entry_id: str) -> dict[str, np.ndarray]:
+        structure = structure_from_dict(entry, entry_id, self.source)
+        check_site_distances(structure, f"{self.source}: entry {entry_id}")
+        return self.inner(structure, entry_id)
