@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -56,7 +55,7 @@ from atomsets_tf.models.registry import DEFAULT_SOURCE, family_of  # noqa: E402
 from atomsets_tf.utils.io import write_json_atomic  # noqa: E402
 from atomsets_tf.workflows.fit import build_model  # noqa: E402
 from atomsets_tf.workflows.prepare import record_builder  # noqa: E402
-from benchmarks.synthetic import SyntheticSet  # noqa: E402
+from benchmarks.synthetic import SyntheticEntries, SyntheticSet  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
 PRESETS = {"megnet": "megnet-mp-2019.4.1-formation_energy", "cgat": "cgat-perovskites"}
@@ -77,30 +76,6 @@ def _rss_mb() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- child processes
-@dataclass(frozen=True)
-class SyntheticEntries:
-    """A builder that makes structure ``k`` of a synthetic set itself (in the worker process) and hands it to
-    ``inner``: the entries passed to the workers are integers, as a reader in the workers would take offsets."""
-
-    inner: object
-    data: SyntheticSet
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    @property
-    def schema(self):
-        return self.inner.schema
-
-    @property
-    def settings(self) -> dict:
-        return self.inner.settings
-
-    def __call__(self, k: int, entry_id: str) -> dict:
-        return self.inner(self.data[k], entry_id)
-
-
 def child_prepare(source: str, n: int, model: str, workers: int, out: str) -> dict:
     data = SyntheticSet(source, n)
     builder, parent = record_builder(PRESETS.get(model, model), DEFAULT_SOURCE if model == "atomsets-v1" else None)

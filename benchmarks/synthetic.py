@@ -255,6 +255,31 @@ class SyntheticSet:
         return path
 
 
+@dataclass(frozen=True)
+class SyntheticEntries:
+    """A record builder that makes structure ``k`` of a synthetic set itself (in ``prepare``'s worker process) and
+    hands it to ``inner``: the entries passed to the workers are integers, as a reader in the workers would take
+    offsets. This module imports no TensorFlow, so the workers start light."""
+
+    inner: object
+    data: SyntheticSet
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def schema(self):
+        return self.inner.schema
+
+    @property
+    def settings(self) -> dict:
+        return self.inner.settings
+
+    def __call__(self, k: int, entry_id: str) -> dict:
+        return self.inner(self.data[k], entry_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: write a synthetic set as a matbench-layout file, or describe its first recipes."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

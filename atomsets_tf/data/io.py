@@ -14,11 +14,12 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from atomsets_tf.data.composition import composition_to_set
-from atomsets_tf.data.prepared import MANIFEST, PreparedDataset
+from atomsets_tf.data.records import MANIFEST
 from atomsets_tf.data.structures import (  # noqa: F401  (MIN_SITE_DISTANCE: re-exported, read from here)
     MIN_SITE_DISTANCE,
     check_site_distances,
@@ -61,7 +62,7 @@ class Table:
     target_name: str = "target"
     source: str = ""
     meta: dict = field(default_factory=dict)
-    prepared: PreparedDataset | None = None
+    prepared: Any = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -290,6 +291,10 @@ def _table_from_dir(path: Path) -> Table:
 
 def _table_from_prepared(path: Path) -> Table:
     """The table of a prepared dataset (``atomsets-tf prepare``): its ids and targets; inputs are positions."""
+    # Imported here: data.prepared imports TensorFlow, and this module must not (prepare's worker processes and
+    # the synthetic sets of the benchmarks read structures through it).
+    from atomsets_tf.data.prepared import PreparedDataset
+
     dataset = PreparedDataset.open(path)
     targets = None if dataset.targets is None else np.asarray(dataset.targets, dtype=np.float64)
     source = dataset.source if isinstance(dataset.source, dict) else {}

@@ -47,6 +47,7 @@ from tqdm import tqdm
 
 from atomsets_tf._version import __version__
 from atomsets_tf.data.records import (
+    MANIFEST,
     BuiltEntry,
     FieldSpec,
     RecordBuilder,
@@ -74,7 +75,6 @@ __all__ = [
 FORMAT = "atomsets-tf-prepared"
 #: The manifest layout version.
 VERSION = 1
-MANIFEST = "manifest.json"
 #: Written first: what a folder is being prepared with (a rerun must match it to resume).
 FINGERPRINT = "prepare.json"
 _OWN_FILE = re.compile(r"(shard-\d{5,}\.(tfrecord|json)|\.tmp-.*)")

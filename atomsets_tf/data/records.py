@@ -22,6 +22,8 @@ import numpy as np
 from atomsets_tf.data.padding import pad_stack, padded_length
 from atomsets_tf.errors import AtomSetsError, RecordSchemaError
 
+#: The file that describes a prepared dataset's folder (see :mod:`atomsets_tf.data.prepared`).
+MANIFEST = "manifest.json"
 #: Stored dtypes a schema may use (those ``tf.io.decode_raw`` reads back).
 STORED_DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64")
 #: Dtypes of a padded batch.
