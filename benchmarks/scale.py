@@ -155,8 +155,13 @@ def child_train(model: str, dataset: str, steps: int) -> dict:
 
 
 def run_child(stage: str, **kwargs) -> dict:
-    """Run one measurement in a fresh Python (clean peak RSS); returns what it printed."""
-    args = [sys.executable, str(Path(__file__).resolve()), "child", stage, json.dumps(kwargs)]
+    """Run one measurement in a fresh Python (clean peak RSS); returns what it printed.
+
+    The child's main module is ``-c`` code, not this file: Python re-imports a main script in every worker
+    process of ``prepare`` (forkserver / spawn), and this one imports TensorFlow.
+    """
+    code = "import sys; from benchmarks.scale import main; sys.exit(main(sys.argv[1:]))"
+    args = [sys.executable, "-c", code, "child", stage, json.dumps(kwargs)]
     r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(f"{stage} {kwargs} failed:\n{r.stderr[-3000:]}")
