@@ -319,7 +319,8 @@ def targets(results: dict, source: str) -> list[str]:
             one, two = (runs.get(f"prepare-cli/{source}/{n}/{model}/w{w}") for w in (1, 2))
             if one and two:
                 out.append(f"atomsets-tf prepare FILE {model} N={n}: 2 workers / 1 = "
-                           f"{one['wall_s'] / two['wall_s']:.2f} (the file read in the main process)")
+                           f"{one['wall_s'] / two['wall_s']:.2f} (JSON read in the main process, structures "
+                           "parsed in the workers)")
     fits = {n: runs[f"fit/{source}/{n}/megnet"]["rss_mb"] for n in sizes if f"fit/{source}/{n}/megnet" in runs}
     if 10**4 in fits and max(fits) > 10**4:
         big = max(fits)
