@@ -219,3 +219,4 @@ def test_structures_of_a_file_are_parsed_and_checked_in_the_workers(perovskites,
     assert main(["prepare", str(data), "--for", PRESET, "-o", str(tmp_path / "strict"), "--strict"]) == 2
     (line,) = error_lines(capsys.readouterr().err)
     assert table.ids[1] in line and str(data) in line
+

@@ -147,3 +147,14 @@ def test_megnet_parent_to_classification(tmp_path, shared, parent):
     assert ((p >= 0) & (p <= 1)).all()
     # Below the head, the features are the parent's, bit for bit.
     np.testing.assert_array_equal(child.tap(table.inputs[:2], ["f"])["f"], parent.tap(table.inputs[:2], ["f"])["f"])
+
+
+def test_cgat_under_mixed_precision_is_refused_with_one_error_line(perovskites, tmp_path, capsys):
+    from tests.test_cli import error_lines
+
+    data = write_matbench_json(perovskites, tmp_path / "p.json", "e_form")
+    args = ["retrain", "cgat-perovskites", str(data), "--mode", "full", "--epochs", "1", "--mixed-precision",
+            "mixed_bfloat16", "--quiet", "-o", str(tmp_path / "run")]
+    assert main(args) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "mixed precision" in line

@@ -74,6 +74,9 @@ def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, fa
 def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
     if task_type != "regression":
         raise AtomSetsError("retraining a CGAT supports regression targets only")
+    if config.mixed_precision:  # its layers mix float32 weights with the policy's compute dtype
+        raise AtomSetsError(f"CGAT does not train under mixed precision ({config.mixed_precision}) yet; "
+                            "leave --mixed-precision out")
     sets = family("cgat").sets(parent, table)
     holder = {}
     with_log_std = config.loss == "robust_l1"
