@@ -193,7 +193,8 @@ def _print_summary(metrics: dict) -> None:
 @click.argument("data")
 @click.option("-o", "--output", "out_csv", required=True, type=click.Path(dir_okay=False),
               help="Output CSV with header id,prediction.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Structures per batch (default: MEGNet plans its batches by cost; 32 for CGAT, 256 for AtomSets).")
 def predict(model, data, out_csv, batch_size) -> None:
     """Predict DATA with MODEL and write OUT.csv (id,prediction).
 
@@ -222,7 +223,8 @@ def predict(model, data, out_csv, batch_size) -> None:
               help="Output .npz file, or a folder (a path ending in / or an existing folder) for sharded output.")
 @click.option("--shard-size", type=click.IntRange(1), default=None,
               help="Entries per shard of a folder output  [default: 4096].")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Structures per batch (default: MEGNet plans its batches by cost; 32 for CGAT, 256 for AtomSets).")
 def tap(model, data, layers, output, shard_size, batch_size) -> None:
     """Write intermediate features of MODEL for the structures in DATA to OUTPUT.
 

@@ -56,7 +56,7 @@ class ModelFamily:
         """The model of the preset ``name``."""
         raise NotImplementedError
 
-    def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Predictions (target units) for every entry of ``table``, in order."""
         raise NotImplementedError
 
@@ -64,7 +64,7 @@ class ModelFamily:
         """The names ``model`` can be tapped at (empty when it has no taps)."""
         return []
 
-    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int = 32,
+    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int | None = None,
                   progress: bool = False) -> dict:
         """Intermediate features of ``model`` for ``table`` (see the family's ``tap``)."""
         raise AtomSetsError(f"{self.name} models have no taps")

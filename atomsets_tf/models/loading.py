@@ -83,17 +83,17 @@ def model_kind(model) -> str:
     return family_of(model).name
 
 
-def predict_table(model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+def predict_table(model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
     """Predictions (in target units) of any loaded model for every entry of ``table``, in order."""
     return family_of(model).predict_table(model, table, batch_size, progress)
 
 
-def tap_table(model, table: Table, names, batch_size: int = 32, progress: bool = False) -> dict:
+def tap_table(model, table: Table, names, batch_size: int | None = None, progress: bool = False) -> dict:
     """Intermediate features of a MEGNet or CGAT model (see their ``tap``)."""
     return family_of(model).tap_table(model, table, list(names), batch_size, progress)
 
 
-def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int = 32, chunk_size: int = 4096,
+def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int | None = None, chunk_size: int = 4096,
                    progress: bool = False, start: int = 0) -> Iterator[tuple[list[str], dict]]:
     """Intermediate features of ``table``, chunk by chunk: only one chunk's results are in memory.
 
@@ -106,7 +106,8 @@ def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int = 
         model: a loaded MEGNet or CGAT model.
         table: the structures.
         names: tap names (see :func:`tap_names`).
-        batch_size: structures per padded batch.
+        batch_size: structures per padded batch (``None``: the family's default; MEGNet plans its batches by
+            cost).
         chunk_size: entries per chunk (the last one may have fewer).
         progress: one tqdm bar over all chunks on stderr (shown only on a terminal).
         start: the index of the first entry to tap.

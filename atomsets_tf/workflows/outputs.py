@@ -218,7 +218,7 @@ def write_tap_shards(folder: str | os.PathLike, chunks: Iterable[tuple[Sequence[
     return Path(folder)
 
 
-def write_tap_folder(model, table: Table, names: Sequence[str], folder: str | os.PathLike, batch_size: int = 32,
+def write_tap_folder(model, table: Table, names: Sequence[str], folder: str | os.PathLike, batch_size: int | None = None,
                      shard_size: int = DEFAULT_SHARD_SIZE, model_name: str = "", data: str = "",
                      progress: bool = False) -> dict:
     """Tap ``model`` on ``table`` chunk by chunk into the sharded tap folder ``folder``; returns its index.

@@ -28,12 +28,13 @@ class AtomSetsFamily(ModelFamily):
     def from_preset(self, name: str) -> AtomSets:
         return AtomSets.from_preset(name)
 
-    def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        batch_size = max(batch_size or 256, 256)
         if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
-            parts = [predict_sets(model, model_sets(model, part), max(batch_size, 256))
+            parts = [predict_sets(model, model_sets(model, part), batch_size)
                      for part in prepared_chunks(table)]
             return np.concatenate(parts) if parts else np.zeros(0)
-        return predict_sets(model, model_sets(model, table), max(batch_size, 256))
+        return predict_sets(model, model_sets(model, table), batch_size)
 
     def tap_names(self, model) -> Sequence[str]:
         return []

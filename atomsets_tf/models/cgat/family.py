@@ -86,7 +86,8 @@ class CGATFamily(ModelFamily):
     def from_preset(self, name: str) -> CGAT:
         return CGAT.from_preset(name)
 
-    def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        batch_size = batch_size or 32
         if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
             parts = [model.predict_structures(self._graphs(model, part), batch_size=batch_size)
                      for part in prepared_chunks(table)]
@@ -97,8 +98,9 @@ class CGATFamily(ModelFamily):
     def tap_names(self, model) -> list[str]:
         return list(model.tap_names())
 
-    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int = 32,
+    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int | None = None,
                   progress: bool = False) -> dict:
+        batch_size = batch_size or 32
         check_tap_names(names, self.tap_names(model))
         if table.prepared is not None:
             return model.tap(self._graphs(model, table), list(names), batch_size=batch_size)

@@ -67,7 +67,7 @@ class MEGNetFamily(ModelFamily):
     def from_preset(self, name: str) -> MEGNet:
         return MEGNet.from_preset(name)
 
-    def predict_table(self, model, table: Table, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
             parts = [model.run_graphs(self._graphs(model, part), ["prediction"], batch_size)["prediction"][:, 0]
                      for part in prepared_chunks(table)]
@@ -78,7 +78,7 @@ class MEGNetFamily(ModelFamily):
     def tap_names(self, model) -> list[str]:
         return list(model.tap_names)
 
-    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int = 32,
+    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int | None = None,
                   progress: bool = False) -> dict:
         if table.prepared is not None:
             return model.run_graphs(self._graphs(model, table), list(names), batch_size, progress)
