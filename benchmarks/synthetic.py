@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf.data.io import Table, load, resolve_task
+from atomsets_tf.data.records import WrappingBuilder
 from atomsets_tf.errors import DataFormatError
 from atomsets_tf.utils.io import atomic_path, shared_dir
 
@@ -256,25 +257,12 @@ class SyntheticSet:
 
 
 @dataclass(frozen=True)
-class SyntheticEntries:
+class SyntheticEntries(WrappingBuilder):
     """A record builder that makes structure ``k`` of a synthetic set itself (in ``prepare``'s worker process) and
     hands it to ``inner``: the entries passed to the workers are integers, as a reader in the workers would take
     offsets. This module imports no TensorFlow, so the workers start light."""
 
-    inner: object
-    data: SyntheticSet
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    @property
-    def schema(self):
-        return self.inner.schema
-
-    @property
-    def settings(self) -> dict:
-        return self.inner.settings
+    data: SyntheticSet | None = None
 
     def __call__(self, k: int, entry_id: str) -> dict:
         return self.inner(self.data[k], entry_id)

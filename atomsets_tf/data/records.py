@@ -263,6 +263,26 @@ class RecordBuilder(Protocol):
         """The record of ``entry``; raises an ``AtomSetsError`` for a bad entry."""
 
 
+@dataclass(frozen=True)
+class WrappingBuilder:
+    """A record builder that turns its own kind of entry into what ``inner`` builds from (subclasses define
+    ``__call__``); its records, hence its kind, schema and settings, are ``inner``'s."""
+
+    inner: Any
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def schema(self) -> RecordSchema:
+        return self.inner.schema
+
+    @property
+    def settings(self) -> dict:
+        return self.inner.settings
+
+
 #: One built entry: (position, id, record or None, failure reason or None).
 BuiltEntry = tuple[int, str, "dict[str, np.ndarray] | None", "str | None"]
 

@@ -9,10 +9,10 @@ sends the structures of a data file to its worker processes as the raw dicts the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from atomsets_tf.data.records import WrappingBuilder
 from atomsets_tf.errors import DataFormatError
 
 #: Smallest distance (Å) allowed between two sites of a structure read from a data file.
@@ -64,7 +64,7 @@ def check_site_distances(structure, entry: str, min_distance: float = MIN_SITE_D
 
 
 @dataclass(frozen=True)
-class ParsedStructures:
+class ParsedStructures(WrappingBuilder):
     """A record builder for raw structure dicts: parses and checks each (as loading a data file does), then
     hands the structure to ``inner``. A dict that is no structure, or whose sites are too close, fails its entry.
 
@@ -73,20 +73,7 @@ class ParsedStructures:
         source: the data file, for messages.
     """
 
-    inner: Any
-    source: str
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    @property
-    def schema(self):
-        return self.inner.schema
-
-    @property
-    def settings(self) -> dict:
-        return self.inner.settings
+    source: str = ""
 
     def __call__(self, entry: dict, entry_id: str) -> dict[str, np.ndarray]:
         structure = structure_from_dict(entry, entry_id, self.source)

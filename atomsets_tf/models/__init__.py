@@ -13,7 +13,7 @@ The names below are imported on first use (PEP 562), so that reading the registr
 
 from __future__ import annotations
 
-import importlib
+from atomsets_tf.utils.aliases import lazy_exports
 
 _EXPORTS = {
     "AtomSets": "atomsets_tf.models.atomsets.model",
@@ -27,7 +27,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -102,6 +102,12 @@ class ModelFamily:
         self.check_prepared(model, table)
         return read_prepared(table, lambda records: self.sets_from_records(model, records))
 
+    def prepared_examples(self, model, table: Table):
+        """The examples of a prepared ``table`` (checked like :meth:`prepared_sets`), read into memory: for
+        inference on a part of the table (:func:`predict_in_chunks`)."""
+        self.check_prepared(model, table)
+        return self.sets_from_records(model, table.prepared.records(table.inputs))
+
     def check_prepared(self, model, table: Table) -> None:
         """Refuse a prepared ``table`` whose records were not prepared with ``model``'s settings.
 
@@ -129,6 +135,13 @@ def prepared_chunks(table: Table, size: int = PREPARED_CHUNK):
     """Consecutive parts of a prepared ``table`` of at most ``size`` entries (for inference at flat memory)."""
     for start in range(0, len(table), size):
         yield table.subset(np.arange(start, min(start + size, len(table))))
+
+
+def predict_in_chunks(table: Table, predict) -> np.ndarray:
+    """``predict(part)`` for each of :func:`prepared_chunks` of a prepared ``table``, concatenated: inference at
+    flat memory on a large dataset."""
+    parts = [np.asarray(predict(part)) for part in prepared_chunks(table)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def check_tap_names(names: Sequence[str], valid: Sequence[str]) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from atomsets_tf.data.io import Table
 from atomsets_tf.models.atomsets.features import model_sets
 from atomsets_tf.models.atomsets.model import AtomSets
-from atomsets_tf.models.base import ModelFamily, load_keras_model, predict_sets, prepared_chunks
+from atomsets_tf.models.base import ModelFamily, load_keras_model, predict_in_chunks, predict_sets
 
 #: Layers of an AtomSets model that ``head`` transfer mode retrains: the MLP after the readout and the output.
 HEAD_PREFIXES = ("head_dense", "head_dropout", "output", "target_scaler")
@@ -30,10 +30,8 @@ class AtomSetsFamily(ModelFamily):
 
     def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         batch_size = max(batch_size or 256, 256)
-        if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
-            parts = [predict_sets(model, model_sets(model, part), batch_size)
-                     for part in prepared_chunks(table)]
-            return np.concatenate(parts) if parts else np.zeros(0)
+        if table.prepared is not None:
+            return predict_in_chunks(table, lambda part: predict_sets(model, model_sets(model, part), batch_size))
         return predict_sets(model, model_sets(model, table), batch_size)
 
     def tap_names(self, model) -> Sequence[str]:

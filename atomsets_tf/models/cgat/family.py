@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf.data.io import Table
-from atomsets_tf.models.base import ModelFamily, check_tap_names, prepared_chunks, require_structures
+from atomsets_tf.models.base import ModelFamily, check_tap_names, predict_in_chunks, require_structures
 from atomsets_tf.models.cgat.data import CGATGraph, GraphRecordBuilder, collate, structures_to_graphs
 from atomsets_tf.models.cgat.model import CGAT, load_cgat
 
@@ -88,10 +88,9 @@ class CGATFamily(ModelFamily):
 
     def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         batch_size = batch_size or 32
-        if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
-            parts = [model.predict_structures(self._graphs(model, part), batch_size=batch_size)
-                     for part in prepared_chunks(table)]
-            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        if table.prepared is not None:
+            return predict_in_chunks(table, lambda part: model.predict_structures(
+                self.prepared_examples(model, part).graphs, batch_size=batch_size))
         require_structures(table, "a CGAT model")
         return np.asarray(model.predict_structures(table.inputs, batch_size=batch_size))
 
@@ -103,7 +102,7 @@ class CGATFamily(ModelFamily):
         batch_size = batch_size or 32
         check_tap_names(names, self.tap_names(model))
         if table.prepared is not None:
-            return model.tap(self._graphs(model, table), list(names), batch_size=batch_size)
+            return model.tap(self.prepared_examples(model, table).graphs, list(names), batch_size=batch_size)
         require_structures(table, "tapping")
         return model.tap(table.inputs, list(names), batch_size=batch_size)
 
@@ -117,11 +116,6 @@ class CGATFamily(ModelFamily):
             return self.prepared_sets(model, table)
         return CGATSet(structures_to_graphs(table.inputs, model.element_embedding(), model.radius,
                                             model.neighbor_number, ids=table.ids))
-
-    def _graphs(self, model: CGAT, table: Table) -> list[CGATGraph]:
-        """The graphs of a prepared table, read into memory."""
-        self.check_prepared(model, table)
-        return self.sets_from_records(model, table.prepared.records(table.inputs)).graphs
 
     def record_builder(self, model: CGAT) -> GraphRecordBuilder:
         return GraphRecordBuilder(model.radius, model.neighbor_number, tuple(model.element_embedding().symbols))

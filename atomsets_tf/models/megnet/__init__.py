@@ -12,7 +12,7 @@ that ``atomsets-tf prepare --workers N`` starts light worker processes.
 
 from __future__ import annotations
 
-import importlib
+from atomsets_tf.utils.aliases import lazy_exports
 
 _EXPORTS = {
     "MEGNet": "atomsets_tf.models.megnet.model",
@@ -31,7 +31,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

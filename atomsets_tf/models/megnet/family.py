@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf.data.io import Table
-from atomsets_tf.models.base import ModelFamily, prepared_chunks, require_structures
+from atomsets_tf.models.base import ModelFamily, predict_in_chunks, require_structures
 from atomsets_tf.models.megnet.graph import (
     GraphRecordBuilder,
     MEGNetGraph,
@@ -68,10 +68,9 @@ class MEGNetFamily(ModelFamily):
         return MEGNet.from_preset(name)
 
     def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-        if table.prepared is not None:  # chunk by chunk: memory stays flat on a large dataset
-            parts = [model.run_graphs(self._graphs(model, part), ["prediction"], batch_size)["prediction"][:, 0]
-                     for part in prepared_chunks(table)]
-            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        if table.prepared is not None:
+            return predict_in_chunks(table, lambda part: model.run_graphs(
+                self.prepared_examples(model, part).graphs, ["prediction"], batch_size)["prediction"][:, 0])
         require_structures(table, "a MEGNet model")
         return np.asarray(model.predict(table.inputs, batch_size=batch_size, progress=progress, ids=table.ids))
 
@@ -81,7 +80,7 @@ class MEGNetFamily(ModelFamily):
     def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int | None = None,
                   progress: bool = False) -> dict:
         if table.prepared is not None:
-            return model.run_graphs(self._graphs(model, table), list(names), batch_size, progress)
+            return model.run_graphs(self.prepared_examples(model, table).graphs, list(names), batch_size, progress)
         require_structures(table, "tapping")
         return model.tap(table.inputs, list(names), batch_size=batch_size, progress=progress, ids=table.ids)
 
@@ -97,11 +96,6 @@ class MEGNetFamily(ModelFamily):
         if table.prepared is not None:
             return self.prepared_sets(model, table)
         return GraphSet(model.graphs(table.inputs, table.ids), model.n_state)
-
-    def _graphs(self, model: MEGNet, table: Table) -> list[MEGNetGraph]:
-        """The graphs of a prepared table, read into memory."""
-        self.check_prepared(model, table)
-        return [graph_from_record(r) for r in table.prepared.records(table.inputs)]
 
     def record_builder(self, model: MEGNet) -> GraphRecordBuilder:
         return GraphRecordBuilder(model.cutoff, model.n_vocab - 1, model.n_state)
