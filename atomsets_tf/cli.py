@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import click  # noqa: E402
 
 from atomsets_tf._version import __version__  # noqa: E402
+from atomsets_tf.data.targets import OUTPUT_KINDS  # noqa: E402  (plain data: no TensorFlow)
 from atomsets_tf.models.registry import BENCHMARK_MODELS, FIT_MODELS  # noqa: E402  (plain data: no TensorFlow)
 from atomsets_tf.utils.startup import import_tensorflow_quietly  # noqa: E402
 
@@ -91,6 +92,13 @@ def _head_options(command):
         click.option("--readout", type=click.Choice(["mean", "set2set", "mean+set2set"]), default="mean",
                      show_default=True),
         click.option("--activation", type=click.Choice(["relu", "softplus"]), default="relu", show_default=True),
+        click.option("--output-kind", type=click.Choice(["auto", *OUTPUT_KINDS]), default="auto", show_default=True,
+                     help="A regression target's output: auto = what a Matbench task's target calls for "
+                          "(non-negative for gaps, moduli, frequencies, yield strength; zero-inflated for band "
+                          "gaps), linear for other data."),
+        click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True,
+                     help="Train K members with different seeds as one model; predictions get a std."),
+        click.option("--bootstrap", is_flag=True, help="Each ensemble member trains on its own bootstrap sample."),
     ]
     return _with_options(command, options)
 
@@ -102,7 +110,9 @@ def _model_config(opts: dict):
     readout = opts["readout"]
     return ModelConfig(n_layers_before_readout=opts["layers_before"], n_layers_after_readout=opts["layers_after"],
                        units=opts["units"], readout=readout.split("+") if "+" in readout else readout,
-                       activation=opts["activation"])
+                       activation=opts["activation"],
+                       output=None if opts["output_kind"] == "auto" else opts["output_kind"],
+                       ensemble=opts["ensemble"], bootstrap=opts["bootstrap"])
 
 
 def _run_settings(opts: dict):
@@ -192,26 +202,29 @@ def _print_summary(metrics: dict) -> None:
 @click.argument("model")
 @click.argument("data")
 @click.option("-o", "--output", "out_csv", required=True, type=click.Path(dir_okay=False),
-              help="Output CSV with header id,prediction.")
+              help="Output CSV: id,prediction (+ std for an ensemble, + probability for a classifier).")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
               help="Structures per batch (default: MEGNet plans its batches by cost; 32 for CGAT, 256 for AtomSets).")
 def predict(model, data, out_csv, batch_size) -> None:
-    """Predict DATA with MODEL and write OUT.csv (id,prediction).
+    """Predict DATA with MODEL and write OUT.csv (id,prediction[,std][,probability]).
+
+    An ensemble adds its std; a classifier writes the class (0/1) as prediction and its probability.
 
     MODEL is a .keras file (AtomSets, MEGNet or CGAT), a megnet .hdf5, a CGAT
     .ckpt, or a preset name (see `atomsets-tf models`). DATA is a data file, a
     matbench task name, or a folder of CIF/POSCAR files.
     """
     from atomsets_tf.data.io import load
-    from atomsets_tf.models.loading import load_model, predict_table
+    from atomsets_tf.models.loading import load_model, model_task_type, predict_with_std
     from atomsets_tf.utils.io import check_writable
     from atomsets_tf.workflows.outputs import write_predictions_csv
 
     check_writable(out_csv)  # before the work, not after it
     net = load_model(model)
     table = load(data)
-    predictions = predict_table(net, table, batch_size, progress=True)
-    write_predictions_csv(out_csv, table.ids, predictions)
+    predictions, std = predict_with_std(net, table, batch_size, progress=True)
+    write_predictions_csv(out_csv, table.ids, predictions, std=std,
+                          probability=model_task_type(net) == "classification")
     click.echo(f"Wrote {len(table)} predictions to {out_csv}")
 
 

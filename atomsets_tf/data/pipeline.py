@@ -162,6 +162,9 @@ def make_dataset(
     so at each epoch under a ``MirroredStrategy``) starts at the right epoch
     instead of replaying the first one.
 
+    ``targets`` is ``(n,)``, or ``(n, 1 + K)``: the target and K per-example weights (an ensemble's
+    bootstrap multiplicities, read by :class:`~atomsets_tf.training.losses.EnsembleLoss`).
+
     A collection that streams from disk (``sets.streams``, a prepared dataset's
     :class:`~atomsets_tf.data.streaming.StreamingSets`) is streamed by tf.data
     instead: endless passes, each reshuffled in a bounded buffer and bucketed
@@ -172,9 +175,10 @@ def make_dataset(
         return sets.stream(targets, batch_size, shuffle=shuffle, seed=seed, first_epoch=start)
     dense = int(sets.sizes().max()) <= dense_limit
     everything = sets.padded(np.arange(len(sets)), pad_multiple) if dense else None
-    y = None if targets is None else np.asarray(targets, dtype=np.float32)[:, None]
+    y = None if targets is None else np.asarray(targets, dtype=np.float32)
+    y = y if y is None or y.ndim == 2 else y[:, None]  # 2-D: the target, then per-example weights of a loss
     x_spec = sets.tensor_spec()
-    spec = x_spec if targets is None else (x_spec, tf.TensorSpec((None, 1), tf.float32))
+    spec = x_spec if targets is None else (x_spec, tf.TensorSpec((None, y.shape[1]), tf.float32))
 
     def one_pass(epoch):
         for idx in batch_indices(sets, batch_size, shuffle, seed + 7919 * int(epoch), dense):

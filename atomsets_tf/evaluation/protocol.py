@@ -129,6 +129,12 @@ def _benchmark_fold(table, model, protocol, fold, training, model_config, featur
         "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
         "wall_time_s": metrics.get("wall_time_s", round(time.perf_counter() - start, 3)),
     }
+    for key in ("output", "ensemble"):
+        if metrics.get(key) is not None:
+            row[key] = metrics[key]
+    if "uncertainty" in metrics:  # an ensemble: its test-fold uncertainty scores, raw and rescaled on validation
+        row["uncertainty"], row["uncertainty_raw"] = metrics["uncertainty"]["test"], metrics["uncertainty"]["test_raw"]
+        row["std_scale"] = metrics["std_scale"]
     if report is not None:
         report(f"{data_name(table)} {model} fold {fold}: test {name} {row['test']:.4g} "
                f"({row['epochs_run']} epochs, {row['wall_time_s']:.0f} s)")
@@ -149,6 +155,9 @@ def summarise(table, model, protocol, runs, training, budget_epochs, model_confi
         "command": command or " ".join(["atomsets-tf", *sys.argv[1:]]),
         "versions": {**versions(), **optional_versions()},
     }
+    for key in ("uncertainty", "uncertainty_raw"):
+        if all(key in r for r in runs):
+            summary[key] = {name: float(np.mean([r[key][name] for r in runs])) for name in runs[0][key]}
     reference = reference_row(task, model)
     if reference is not None:
         summary["paper_units"] = {"mean": to_paper_units(task, summary["mean"]),

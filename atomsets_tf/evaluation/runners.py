@@ -39,7 +39,7 @@ from atomsets_tf.models.registry import BENCHMARK_MODELS, DEFAULT_SOURCE, TRANSF
 from atomsets_tf.training.metrics import metric_name, score
 from atomsets_tf.training.runs import run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig
-from atomsets_tf.workflows.fit import FitResult, ModelConfig, fit, fit_model_settings, load_targets
+from atomsets_tf.workflows.fit import FitResult, ModelConfig, fit, fit_model_settings, load_targets, resolve_output
 from atomsets_tf.workflows.outputs import versions, write_outputs
 from atomsets_tf.workflows.retrain import parent_label, retrain, retrain_model_settings
 
@@ -139,7 +139,7 @@ def expected_fingerprint(
     """
     training = training or TrainingConfig()
     _check_runnable(table, model)
-    table, _, task_type = load_targets(table)
+    table, targets, task_type = load_targets(table)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split)
     if model == "dummy":
         trained, training = {"model": "dummy"}, None
@@ -148,7 +148,8 @@ def expected_fingerprint(
         parent = _parent(model, features_from)
         trained = retrain_model_settings(kind, parent_label(parent, parent), _retrain_mode(model))
     else:
-        trained = fit_model_settings(model, model_config, features_from)
+        output = resolve_output(table, task_type, (model_config or ModelConfig()).output, targets[splits[0]])
+        trained = fit_model_settings(model, model_config, features_from, output)
     return run_fingerprint(run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split,
                                         training))
 

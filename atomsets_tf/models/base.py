@@ -60,6 +60,11 @@ class ModelFamily:
         """Predictions (target units) for every entry of ``table``, in order."""
         raise NotImplementedError
 
+    def predict_with_std(self, model, table: Table, batch_size: int | None = None,
+                         progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions and their standard deviation (``None`` for a model that gives no uncertainty)."""
+        return self.predict_table(model, table, batch_size, progress), None
+
     def tap_names(self, model) -> list[str]:
         """The names ``model`` can be tapped at (empty when it has no taps)."""
         return []
@@ -174,7 +179,7 @@ def load_keras_model(path: str | os.PathLike):
         raise CheckpointError(f"no such model file: {p}")
     families()  # registers every family's serialisable classes
     try:
-        return keras.saving.load_model(p, safe_mode=True)
+        return keras.saving.load_model(p, safe_mode=True, compile=False)  # inference; training compiles afresh
     except Exception as exc:  # zip, JSON, h5 and deserialisation errors all mean "not a usable model"
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"cannot load {p.name} as a Keras model: {message}") from None
@@ -199,15 +204,22 @@ def compiled_forward(model, spec=None):
     return _FORWARD[model]
 
 
-def predict_sets(model, sets, batch_size: int = 256) -> np.ndarray:
-    """Predictions of ``model`` for every example of ``sets`` (any padded-examples collection), in order."""
+def predict_sets(model, sets, batch_size: int = 256, with_std: bool = False):
+    """Predictions of ``model`` for every example of ``sets`` (any padded-examples collection), in order.
+
+    With ``with_std``, ``(predictions, std)``: the second output column, an
+    :class:`~atomsets_tf.models.ensemble.Ensemble`'s standard deviation.
+    """
     forward = compiled_forward(model, sets.tensor_spec() if hasattr(sets, "tensor_spec") else None)
     out = np.empty(len(sets), dtype=np.float64)
+    std = np.empty(len(sets), dtype=np.float64) if with_std else None
     if getattr(sets, "streams", False):  # a prepared dataset on disk: streamed, at flat memory
         batches = sets.prediction_batches(batch_size)
     else:
         batches = ((idx, sets.padded(idx)) for idx in size_bucketed_batches(sets.sizes(), batch_size))
     for idx, inputs in batches:
         values = np.asarray(forward(inputs))
-        out[idx] = values[:, 0] if values.ndim == 2 else values  # a second column is a log-std
-    return out
+        out[idx] = values[:, 0] if values.ndim == 2 else values  # further columns: a log-std, a std, parts
+        if with_std:
+            std[idx] = values[:, 1]
+    return (out, std) if with_std else out

@@ -88,6 +88,19 @@ def predict_table(model, table: Table, batch_size: int | None = None, progress: 
     return family_of(model).predict_table(model, table, batch_size, progress)
 
 
+def model_task_type(model) -> str:
+    """``"classification"`` for a model whose output is a probability (an AtomSets classifier, or an ensemble of
+    them), else ``"regression"``."""
+    return getattr(model, "task_type", "regression")
+
+
+def predict_with_std(model, table: Table, batch_size: int | None = None,
+                     progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions of any loaded model and their standard deviation: an ensemble's (rescaled) spread over its
+    members, ``None`` for a single model."""
+    return family_of(model).predict_with_std(model, table, batch_size, progress)
+
+
 def tap_table(model, table: Table, names, batch_size: int | None = None, progress: bool = False) -> dict:
     """Intermediate features of a MEGNet or CGAT model (see their ``tap``)."""
     return family_of(model).tap_table(model, table, list(names), batch_size, progress)

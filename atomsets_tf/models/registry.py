@@ -101,6 +101,7 @@ FAMILY_MODULES = {
     "atomsets": "atomsets_tf.models.atomsets.family",
     "megnet": "atomsets_tf.models.megnet.family",
     "cgat": "atomsets_tf.models.cgat.family",
+    "ensemble": "atomsets_tf.models.ensemble",
 }
 
 

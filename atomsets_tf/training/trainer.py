@@ -22,6 +22,7 @@ import tensorflow as tf
 from atomsets_tf.data.pipeline import make_dataset, n_batches
 from atomsets_tf.errors import AtomSetsError, TrainingInterrupted
 from atomsets_tf.models.base import predict_sets
+from atomsets_tf.models.ensemble import Ensemble
 from atomsets_tf.training.callbacks import (
     BatchCounter,
     EpochLog,
@@ -32,7 +33,7 @@ from atomsets_tf.training.callbacks import (
     ValidationScore,
     load_training_state,
 )
-from atomsets_tf.training.losses import REGRESSION_LOSSES, robust_l1
+from atomsets_tf.training.losses import REGRESSION_LOSSES, EnsembleLoss, ZeroInflatedLoss, robust_l1
 from atomsets_tf.training.multi_worker import fit_multi_worker, is_multi_worker, num_workers
 from atomsets_tf.training.runs import RUN_FILE, STATE_DIR, STATE_FILE
 from atomsets_tf.training.schedules import scheduler_callback
@@ -132,12 +133,28 @@ def _compiled(model, config: TrainingConfig, task_type: str, optimizer=None):
 
     if config.loss not in REGRESSION_LOSSES:
         raise AtomSetsError(f"loss must be one of {', '.join(REGRESSION_LOSSES)}, got {config.loss!r}")
-    loss = "binary_crossentropy" if task_type == "classification" else (
-        robust_l1 if config.loss == "robust_l1" else config.loss)
     if optimizer is None:
         optimizer = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay)
-    model.compile(optimizer=optimizer, loss=loss)
+    model.compile(optimizer=optimizer, loss=training_loss(model, config, task_type))
     return model
+
+
+def training_loss(model, config: TrainingConfig, task_type: str):
+    """The loss ``model`` trains with: binary cross-entropy for a classifier, ``config.loss`` for a regressor,
+    the two-part loss of a zero-inflated output (the model's ``loss_kind``), and for an
+    :class:`~atomsets_tf.models.ensemble.Ensemble` the sum of its members' own losses."""
+    if isinstance(model, Ensemble):
+        if config.loss == "robust_l1":
+            raise AtomSetsError("an ensemble's members train with mae or mse, not robust_l1")
+        first = model.members[0]
+        kind = "binary_crossentropy" if task_type == "classification" else (
+            getattr(first, "loss_kind", None) or config.loss)
+        return EnsembleLoss(kind, model.member_widths, getattr(first, "loss_scale", 1.0))
+    if task_type == "classification":
+        return "binary_crossentropy"
+    if getattr(model, "loss_kind", None) == "zero_inflated":
+        return ZeroInflatedLoss(model.loss_scale)
+    return robust_l1 if config.loss == "robust_l1" else config.loss
 
 
 def train(
@@ -152,6 +169,7 @@ def train(
     progress: bool = True,
     optimizer=None,
     fingerprint: Mapping | None = None,
+    train_weights: np.ndarray | None = None,
 ) -> dict:
     """Fit ``model`` on ``train_idx`` with early stopping on ``val_idx``; the model ends on its best weights.
 
@@ -165,6 +183,9 @@ def train(
     from it. SIGINT or SIGTERM (outside multi-worker training) stops at the end
     of the epoch, saves the state and raises
     :class:`~atomsets_tf.errors.TrainingInterrupted`.
+
+    ``train_weights`` (``(len(train_idx), K)``) weighs each training entry in each of an ensemble's K
+    members' losses (bootstrap multiplicities); in-memory sets only.
 
     Returns a dict with ``epochs_run``, ``best_epoch`` and ``resumed_from_epoch``.
     """
@@ -190,11 +211,16 @@ def train(
     steps = _steps_per_epoch(train_sets, config)
     counter = BatchCounter(steps, resumed)
     multi_worker = is_multi_worker()
+    train_targets = targets[train_idx]
+    if train_weights is not None:
+        if getattr(train_sets, "streams", False):
+            raise AtomSetsError("bootstrap weights need a training set in memory, not a streamed prepared dataset")
+        train_targets = np.column_stack([train_targets, train_weights])
     if multi_worker and getattr(train_sets, "streams", False):  # each worker reads its own shards
         train_ds = train_sets.dataset_fn(targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
                                          first_epoch=resumed)
     else:
-        train_ds = make_dataset(train_sets, targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
+        train_ds = make_dataset(train_sets, train_targets, config.batch_size, shuffle=True, seed=config.seed,
                                 epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
     fit_fn = partial(fit_multi_worker, model) if multi_worker else model.fit  # Keras' fit fails there
     reading = getattr(train_sets, "reading", nullcontext)  # a streamed set names a corrupt shard

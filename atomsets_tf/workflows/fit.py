@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -32,13 +32,15 @@ from atomsets_tf.data import io as data_io
 from atomsets_tf.data.elements import ElementTable, megnet_element_table
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
+from atomsets_tf.data.targets import check_output_kind, task_output_kind
 from atomsets_tf.errors import AtomSetsError, DataFormatError
 from atomsets_tf.models.atomsets.features import composition_sets, structural_sets
 from atomsets_tf.models.atomsets.model import AtomSets
 from atomsets_tf.models.base import predict_sets
+from atomsets_tf.models.ensemble import Ensemble, fit_std_scale
 from atomsets_tf.models.megnet.model import load_megnet
 from atomsets_tf.models.registry import DEFAULT_SOURCE, FIT_MODELS, STRUCTURAL_MODELS
-from atomsets_tf.training.metrics import metric_name, score
+from atomsets_tf.training.metrics import metric_name, score, uncertainty_scores
 from atomsets_tf.training.runs import STATE_DIR, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss, strategy_label, train
 from atomsets_tf.workflows.outputs import versions, write_outputs, write_predictions_csv
@@ -59,6 +61,17 @@ class ModelConfig:
     readout: str | list[str] = "mean"
     activation: str = "relu"
     embedding_dim: int = 32
+    #: The regression output (:data:`~atomsets_tf.data.targets.OUTPUT_KINDS`); ``None`` = what a Matbench task's
+    #: target calls for (:func:`~atomsets_tf.data.targets.task_output_kind`), ``linear`` for other data.
+    output: str | None = None
+    #: Members of an ensemble (1 = a single model); see :func:`fit`.
+    ensemble: int = 1
+    #: Whether each ensemble member trains on its own bootstrap sample of the training part.
+    bootstrap: bool = False
+
+    def architecture(self) -> dict:
+        """The fields that shape one network (what runs recorded before the output and ensemble fields hold)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("output", "ensemble", "bootstrap")}
 
 
 @dataclass
@@ -69,6 +82,7 @@ class FitResult:
     metrics: dict
     test_ids: list[str] = field(default_factory=list)
     test_predictions: np.ndarray | None = None
+    test_std: np.ndarray | None = None
 
 
 def featurize(
@@ -112,11 +126,15 @@ def build_model(
     config: ModelConfig | None = None,
     sets: WeightedSets | None = None,
     features_from: str | None = None,
+    output: str = "linear",
+    name: str | None = None,
 ):
     """An untrained :class:`~atomsets_tf.models.AtomSets` for ``model``, standardised on ``train_targets``.
 
     Structural models need ``sets`` (for the feature width); MLP models are
     AtomSets heads on a set of one element with no layer before the readout.
+    ``output`` is the regression output (:data:`~atomsets_tf.data.targets.OUTPUT_KINDS`); a two-part output
+    takes the statistics of the positive ``train_targets``.
     """
     config = config or ModelConfig()
     feature_dim = n_before = source = None
@@ -126,10 +144,14 @@ def build_model(
         n_before = 0 if use != "atom" else None
         source = {"model": model, "source": str(features_from or DEFAULT_SOURCE), "tap": tap}
     mean, std = 0.0, 1.0
+    positive = np.asarray(train_targets)[np.asarray(train_targets) > 0]
     if task_type == "regression":
         mean = float(np.mean(train_targets))
         std = float(np.std(train_targets)) or 1.0
     return AtomSets(
+        output=output if task_type == "regression" else "linear",
+        positive_mean=float(positive.mean()) if len(positive) else 1.0,
+        positive_std=(float(positive.std()) or 1.0) if len(positive) > 1 else 1.0,
         feature_dim=feature_dim,
         feature_source=source,
         element_table=None if element_table is None else element_table.table,
@@ -144,7 +166,7 @@ def build_model(
         task_type=task_type,
         target_mean=mean,
         target_std=std,
-        name=model.replace("-", "_"),
+        name=name or model.replace("-", "_"),
     )
 
 
@@ -179,7 +201,12 @@ def fit(
         protocol: ``"paper"`` (random 80/10/10) or ``"matbench"`` (official fold).
         fold: which random split or official fold.
         training: optimisation settings.
-        model_config: AtomSets hyperparameters.
+        model_config: AtomSets hyperparameters, the output kind and the ensemble. ``ensemble`` K > 1 trains an
+            :class:`~atomsets_tf.models.ensemble.Ensemble` of K models with different seeds, all in one Keras
+            model (the members' losses summed, early stopping on the ensemble's validation score); its
+            members' spread, rescaled on the validation set, is the prediction's standard deviation, and
+            ``metrics.json`` gets the uncertainty scores. ``bootstrap`` gives each member its own bootstrap
+            sample of the training part (as loss weights).
         out_dir: where to write ``model.keras``, ``metrics.json``, ... (nothing
             is written when ``None``). An interrupted run in it resumes; a run
             with other settings there is refused (see :mod:`~atomsets_tf.training.runs`).
@@ -191,7 +218,6 @@ def fit(
             :func:`~atomsets_tf.training.strategy.get_strategy`); the default
             strategy when ``None``. ``training.batch_size`` is the global batch.
         restart: discard the run already in ``out_dir`` (its state and outputs) and start afresh.
-
     Raises:
         RunSettingsError: ``out_dir`` holds a run with other settings (and not ``restart``).
         RunLockedError: another process is writing to ``out_dir``.
@@ -202,24 +228,80 @@ def fit(
     check_model_name(model)
     table, targets, task_type = load_targets(data, task_type)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
-    settings = run_settings(fit_model_settings(model, model_config, features_from), table, task_type, splits,
-                            protocol, fold, val_fraction, split_file, training)
+    model_config = model_config or ModelConfig()
+    output = resolve_output(table, task_type, model_config.output, targets[splits[0]])
+    ensemble, bootstrap = int(model_config.ensemble), bool(model_config.bootstrap)
+    trained = fit_model_settings(model, model_config, features_from, output)
+    settings = run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split_file, training)
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
         sets, element_table = featurize(table, model, features_from, progress)
 
-        def make():
-            net = build_model(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from)
-            return net, None
-
-        extra = {"model": model, "protocol": protocol, "fold": fold,
-                 "model_config": asdict(model_config or ModelConfig())}
+        make = model_factory(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from,
+                             output, training.seed)
+        if bootstrap and ensemble < 2:
+            raise AtomSetsError("bootstrap samples are drawn per member of an ensemble: use it with ensemble >= 2")
+        weights = bootstrap_weights(len(splits[0]), ensemble, training.seed) if bootstrap else None
+        extra = {"model": model, "protocol": protocol, "fold": fold, "output": output, "ensemble": ensemble,
+                 "model_config": asdict(replace(model_config, output=output))}
         return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
-                            extra, settings=settings)
+                            extra, settings=settings, train_weights=weights)
 
 
-def fit_model_settings(model: str, model_config: ModelConfig | None = None, features_from: str | None = None) -> dict:
-    """What :func:`fit` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it."""
-    return {"model": model, "model_config": asdict(model_config or ModelConfig()), "features_from": features_from}
+def model_factory(model: str, task_type: str, train_targets: np.ndarray, element_table, model_config: ModelConfig,
+                  sets, features_from: str | None, output: str, seed: int):
+    """The ``make_model`` of :func:`run_training` for :func:`fit`: one AtomSets model, or an
+    :class:`~atomsets_tf.models.ensemble.Ensemble` of ``model_config.ensemble`` members, member k seeded with
+    ``seed + 1000 k``."""
+    base = model.replace("-", "_")
+
+    def make_one(name: str | None = None):
+        return build_model(model, task_type, train_targets, element_table, model_config, sets, features_from, output,
+                           name)
+
+    def make():
+        if model_config.ensemble <= 1:
+            return make_one(), None
+        members = []
+        for k in range(model_config.ensemble):
+            keras.utils.set_random_seed(seed + 1000 * k)  # each member starts from its own weights
+            members.append(make_one(f"{base}_member_{k}"))
+        return Ensemble(members, name=f"{base}_ensemble"), None
+
+    return make
+
+
+def resolve_output(table: data_io.Table, task_type: str, output: str | None, train_targets: np.ndarray) -> str:
+    """The output kind of a model trained on ``table``: ``linear`` for a classifier; ``output``, or (``None``) the
+    one the table's Matbench task calls for; checked against the training targets."""
+    if task_type == "classification":
+        if output not in (None, "linear"):
+            raise AtomSetsError(f"a {output} output is for regression targets; {table.source} is a classification task")
+        return "linear"
+    kind = task_output_kind(table.meta.get("task")) if output is None else output
+    return check_output_kind(kind, train_targets, table.source or "the data")
+
+
+def bootstrap_weights(n: int, members: int, seed: int) -> np.ndarray:
+    """``(n, members)`` bootstrap multiplicities: column k counts how often each of ``n`` training entries is
+    drawn in member k's sample of ``n`` draws with replacement (NumPy, seeded by ``seed`` and k)."""
+    return np.stack([np.bincount(np.random.default_rng([seed, k]).integers(0, n, n), minlength=n)
+                     for k in range(members)], axis=1).astype(np.float32)
+
+
+def fit_model_settings(model: str, model_config: ModelConfig | None = None, features_from: str | None = None,
+                       output: str = "linear") -> dict:
+    """What :func:`fit` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it: ``output`` is the
+    resolved output kind. An output, ensemble or bootstrap at its default is left out, so that runs recorded
+    before those options existed keep their fingerprint."""
+    config = model_config or ModelConfig()
+    settings = {"model": model, "model_config": config.architecture(), "features_from": features_from}
+    if output != "linear":
+        settings["output"] = output
+    if config.ensemble > 1:
+        settings["ensemble"] = int(config.ensemble)
+    if config.bootstrap:
+        settings["bootstrap"] = True
+    return settings
 
 
 def load_targets(data, task_type: str | None = None) -> tuple[data_io.Table, np.ndarray, str]:
@@ -246,6 +328,7 @@ def run_training(
     extra_metrics: dict | None = None,
     save_model=None,
     settings: Mapping | None = None,
+    train_weights: np.ndarray | None = None,
 ) -> FitResult:
     """Build (inside ``strategy``), train and evaluate a model; write its outputs.
 
@@ -260,6 +343,11 @@ def run_training(
         extra_metrics: recorded in ``metrics.json`` first.
         settings: the run's :func:`~atomsets_tf.training.runs.run_settings`; their
             fingerprint goes beside the training state and into ``metrics.json``.
+        train_weights: per-member weights of the training entries (an ensemble's bootstrap samples).
+
+    An :class:`~atomsets_tf.models.ensemble.Ensemble` gets its ``std_scale`` fitted on the validation set, and
+    ``metrics.json`` the uncertainty scores (:func:`~atomsets_tf.training.metrics.uncertainty_scores`) of the
+    validation and test sets, with the raw spread and rescaled.
     """
     train_idx, val_idx, test_idx = splits
     if len(train_idx) == 0 or len(val_idx) == 0 or len(test_idx) == 0:
@@ -277,20 +365,40 @@ def run_training(
         with strategy.scope():
             net, optimizer = make_model()
             run = train(net, sets, targets, train_idx, val_idx, task_type, training, out_dir, progress, optimizer,
-                        fingerprint)
+                        fingerprint, train_weights)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     run.update(strategy=strategy_label(strategy), replicas=int(strategy.num_replicas_in_sync),
                wall_time_s=round(time.perf_counter() - start, 3))
-    test_pred = predict_sets(net, sets.subset(test_idx))
+    test_pred, test_std = _predict_split(net, sets, targets, splits, run)
     metrics = run_metrics(table, targets, task_type, splits, predict_sets(net, sets.subset(val_idx)), test_pred,
                           {**(extra_metrics or {})}, run, training, fingerprint)
     test_ids = [table.ids[i] for i in test_idx]
     if out_dir is not None:
-        write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model)
+        write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model, test_std)
         # The run is complete: its resume state must not leak into a later run in the same folder.
         shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
-    return FitResult(net, metrics, test_ids, test_pred)
+    return FitResult(net, metrics, test_ids, test_pred, test_std)
+
+
+def _predict_split(net, sets, targets: np.ndarray, splits, run: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """The test predictions of a trained model (and, for an ensemble, their std). An ensemble's ``std_scale``
+    is fitted on the validation set first; the uncertainty scores go into ``run``."""
+    _, val_idx, test_idx = splits
+    if not isinstance(net, Ensemble):
+        return predict_sets(net, sets.subset(test_idx)), None
+    net.std_scale = 1.0
+    val_pred, val_std = predict_sets(net, sets.subset(val_idx), with_std=True)
+    test_pred, test_std = predict_sets(net, sets.subset(test_idx), with_std=True)
+    scale = fit_std_scale(targets[val_idx], val_pred, val_std)
+    run["std_scale"] = scale
+    run["uncertainty"] = {
+        "val_raw": uncertainty_scores(targets[val_idx], val_pred, val_std),
+        "test_raw": uncertainty_scores(targets[test_idx], test_pred, test_std),
+        "test": uncertainty_scores(targets[test_idx], test_pred, test_std * scale),
+    }
+    net.std_scale = scale
+    return test_pred, test_std * scale
 
 
 def run_metrics(table, targets, task_type, splits, val_pred, test_pred, extra: dict, run: dict, training,

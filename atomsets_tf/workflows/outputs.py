@@ -36,27 +36,38 @@ from atomsets_tf.models.loading import iter_tap_table
 from atomsets_tf.utils.io import atomic_path, output_lock, write_json_atomic
 
 
-def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save_model=None) -> None:
-    """Write ``model.keras`` (unless ``model`` is None), ``metrics.json`` and ``test_predictions.csv`` atomically."""
+def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save_model=None, std=None) -> None:
+    """Write ``model.keras`` (unless ``model`` is None), ``metrics.json`` and ``test_predictions.csv`` (with a
+    ``std`` column for an ensemble) atomically."""
 
     out = Path(out_dir)
     if model is not None:
         with atomic_path(out / "model.keras") as tmp:
             (save_model or (lambda m, p: m.save(p)))(model, tmp)
     write_json_atomic(out / "metrics.json", metrics)
-    write_predictions_csv(out / "test_predictions.csv", ids, predictions, targets)
+    write_predictions_csv(out / "test_predictions.csv", ids, predictions, targets, std)
 
 
-def write_predictions_csv(path, ids, predictions, targets=None) -> None:
-    """Write ``id,prediction`` (or ``id,target,prediction``) CSV atomically."""
+def write_predictions_csv(path, ids, predictions, targets=None, std=None, probability: bool = False) -> None:
+    """Write ``id[,target],prediction[,std]`` CSV atomically.
 
+    With ``probability`` (a classifier's output), ``prediction`` is the class (``probability >= 0.5``) and a
+    ``probability`` column follows.
+    """
+
+    header = ["id", *(["target"] if targets is not None else []), "prediction",
+              *(["std"] if std is not None else []), *(["probability"] if probability else [])]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["id", "prediction"] if targets is None else ["id", "target", "prediction"])
+        w.writerow(header)
         for k, i in enumerate(ids):
-            row = [i, repr(float(predictions[k]))]
-            if targets is not None:
-                row.insert(1, repr(float(targets[k])))
+            value = float(predictions[k])
+            row = [i, *([repr(float(targets[k]))] if targets is not None else []),
+                   str(int(value >= 0.5)) if probability else repr(value)]
+            if std is not None:
+                row.append(repr(float(std[k])))
+            if probability:
+                row.append(repr(value))
             w.writerow(row)
 
 

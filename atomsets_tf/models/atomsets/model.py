@@ -9,7 +9,8 @@ import numpy as np
 
 from atomsets_tf import presets
 from atomsets_tf.data.elements import check_known
-from atomsets_tf.layers import TargetScaler, WeightedMeanReadout, WeightedSet2Set
+from atomsets_tf.data.targets import OUTPUT_KINDS
+from atomsets_tf.layers import TargetScaler, WeightedMeanReadout, WeightedSet2Set, ZeroInflatedOutput
 from atomsets_tf.layers import activations as act
 from atomsets_tf.models.base import load_keras_model
 
@@ -19,14 +20,16 @@ TASK_TYPES = ("regression", "classification")
 N_ELEMENTS = 95
 
 
-def _check_choices(readout: str | Sequence[str], task_type: str) -> list[str]:
-    """The readouts as a list, after checking them and ``task_type``."""
+def _check_choices(readout: str | Sequence[str], task_type: str, output: str = "linear") -> list[str]:
+    """The readouts as a list, after checking them, ``task_type`` and ``output``."""
     readouts = [readout] if isinstance(readout, str) else list(readout)
     bad = [r for r in readouts if r not in READOUTS]
     if bad or not readouts:
         raise ValueError(f"readout must be one or more of {READOUTS}, got {readout!r}")
     if task_type not in TASK_TYPES:
         raise ValueError(f"task_type must be one of {TASK_TYPES}, got {task_type!r}")
+    if output not in OUTPUT_KINDS or (task_type == "classification" and output != "linear"):
+        raise ValueError(f"output must be one of {OUTPUT_KINDS} (linear for classification), got {output!r}")
     return readouts
 
 
@@ -64,16 +67,24 @@ def _readouts(x, weights_in, readouts: list[str], set2set_units: int, set2set_st
     return pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="readout_concat")(pooled)
 
 
-def _output_layer(h, task_type: str, target_mean: float, target_std: float):
-    """The output: a sigmoid probability, or a linear output de-standardised by a :class:`TargetScaler`.
+def _output_layer(h, task_type: str, target_mean: float, target_std: float, output: str = "linear",
+                  positive_stats: tuple[float, float, str] = (1.0, 1.0, "median")):
+    """The output: a sigmoid probability, or a linear output de-standardised by a :class:`TargetScaler`
+    (``non-negative``: then through softplus), or a two-part :class:`ZeroInflatedOutput` (``zero-inflated``).
 
     The output layers stay float32 under a mixed-precision policy: targets such as yield strengths
     (~1000 MPa) would lose their last digits in (b)float16.
     """
     if task_type == "classification":
         return keras.layers.Dense(1, activation="sigmoid", name="output", dtype="float32")(h)
+    if output == "zero-inflated":
+        mean, std, combine = positive_stats
+        return ZeroInflatedOutput(mean, std, combine, name="output")(h)
     out = keras.layers.Dense(1, name="output", dtype="float32")(h)
-    return TargetScaler(target_mean, target_std, name="target_scaler", dtype="float32")(out)
+    out = TargetScaler(target_mean, target_std, name="target_scaler", dtype="float32")(out)
+    if output == "non-negative":
+        out = keras.layers.Activation("softplus", name="target_non_negative", dtype="float32")(out)
+    return out
 
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
@@ -105,6 +116,12 @@ class AtomSets(keras.Model):
         dropout: dropout rate after each hidden layer after the readout.
         task_type: ``"regression"`` (linear output) or ``"classification"``
             (sigmoid output).
+        output: a regression target's output (:data:`~atomsets_tf.data.targets.OUTPUT_KINDS`): ``"linear"``,
+            ``"non-negative"`` (softplus of the de-standardised output, for a target that cannot be
+            negative) or ``"zero-inflated"`` (:class:`~atomsets_tf.layers.ZeroInflatedOutput`, for a target
+            that is exactly 0 for many entries; the engine trains it with the loss :attr:`loss_kind` names).
+        positive_mean, positive_std: the positive training targets' statistics (``"zero-inflated"``).
+        zero_combine: how a two-part output combines its parts: ``"median"`` or ``"mean"``.
         target_mean, target_std: the training targets' statistics; the network
             learns the standardised target (regression only).
         feature_source: for precomputed features, where they come from (e.g.
@@ -125,7 +142,9 @@ class AtomSets(keras.Model):
 
     Output shape:
         float32 ``(batch, 1)``: the target in its own units (regression; the
-        standardisation is inside the model) or a probability (classification).
+        standardisation is inside the model) or a probability (classification);
+        ``(batch, 3)`` for a two-part output (prediction, probability of a positive
+        target, magnitude).
 
     Example:
 
@@ -159,9 +178,13 @@ class AtomSets(keras.Model):
         target_mean: float = 0.0,
         target_std: float = 1.0,
         feature_source: dict | None = None,
+        output: str = "linear",
+        positive_mean: float = 1.0,
+        positive_std: float = 1.0,
+        zero_combine: str = "median",
         **kwargs,
     ):
-        readouts = _check_choices(readout, task_type)
+        readouts = _check_choices(readout, task_type, output)
         if element_table is not None:
             element_table = np.asarray(element_table, dtype=np.float32)
             n_elements = max(n_elements, element_table.shape[0])
@@ -175,7 +198,7 @@ class AtomSets(keras.Model):
             h = keras.layers.Dense(units, activation=hidden, name=f"head_dense_{k + 1}")(h)
             if dropout:
                 h = keras.layers.Dropout(dropout, name=f"head_dropout_{k + 1}")(h)
-        out = _output_layer(h, task_type, target_mean, target_std)
+        out = _output_layer(h, task_type, target_mean, target_std, output, (positive_mean, positive_std, zero_combine))
         super().__init__(inputs=inputs, outputs=out, **kwargs)
         self._atomsets_config = {
             "feature_dim": None if feature_dim is None else int(feature_dim),
@@ -196,11 +219,30 @@ class AtomSets(keras.Model):
             "target_mean": float(target_mean),
             "target_std": float(target_std),
             "feature_source": None if feature_source is None else dict(feature_source),
+            "output": output,
+            "positive_mean": float(positive_mean),
+            "positive_std": float(positive_std),
+            "zero_combine": zero_combine,
         }
 
     @property
     def task_type(self) -> str:
         return self._atomsets_config["task_type"]
+
+    @property
+    def output_kind(self) -> str:
+        """The regression output: ``"linear"``, ``"non-negative"`` or ``"zero-inflated"``."""
+        return self._atomsets_config["output"]
+
+    @property
+    def loss_kind(self) -> str | None:
+        """The per-sample loss this model's output needs beyond the engine's (``"zero_inflated"``), or ``None``."""
+        return "zero_inflated" if self.output_kind == "zero-inflated" else None
+
+    @property
+    def loss_scale(self) -> float:
+        """The scale of :attr:`loss_kind`'s magnitude term: the positive training targets' std."""
+        return self._atomsets_config["positive_std"]
 
     @property
     def feature_source(self) -> dict | None:

@@ -1,0 +1,120 @@
+"""Issue 14's accuracy runs: each a resumable ``atomsets-tf benchmark`` on the official Matbench folds.
+
+    python benchmarks/accuracy.py --list                 # the runs
+    python benchmarks/accuracy.py RUN [RUN ...]          # run them (a killed run resumes; finished folds are read back)
+    python benchmarks/accuracy.py --table                # print what is recorded; write benchmarks/results/accuracy.json
+
+Every run writes ``runs/acc/<name>/summary.json``; the table reads those. Choices between variants are made on
+the **validation** column (10 % of each fold's training part), never on the test column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs" / "acc"
+RESULT = ROOT / "benchmarks" / "results" / "accuracy.json"
+
+#: name -> the arguments of ``atomsets-tf benchmark`` (``-o runs/acc/<name>`` is added).
+PLAN: dict[str, list[str]] = {
+    # expt_gap: the three outputs, one model each (selected on validation), then the ensemble
+    "expt_gap/v0-linear": ["matbench_expt_gap", "--model", "atomsets-v0", "--output-kind", "linear",
+                           "--budget-epochs", "400", "--patience", "100"],
+    "expt_gap/v0-nonneg": ["matbench_expt_gap", "--model", "atomsets-v0", "--output-kind", "non-negative",
+                           "--budget-epochs", "400", "--patience", "100"],
+    "expt_gap/v0-zi": ["matbench_expt_gap", "--model", "atomsets-v0", "--output-kind", "zero-inflated",
+                       "--budget-epochs", "400", "--patience", "100"],
+    "expt_gap/v0-zi-ens5": ["matbench_expt_gap", "--model", "atomsets-v0", "--output-kind", "zero-inflated",
+                            "--ensemble", "5", "--budget-epochs", "400", "--patience", "100"],
+    "expt_gap/v0-nonneg-ens5": ["matbench_expt_gap", "--model", "atomsets-v0", "--output-kind", "non-negative",
+                                "--ensemble", "5", "--budget-epochs", "400", "--patience", "100"],
+    "steels/v0-nonneg-ens5": ["matbench_steels", "--model", "atomsets-v0", "--ensemble", "5"],
+    "steels/v0-nonneg": ["matbench_steels", "--model", "atomsets-v0"],
+    "steels/v0-linear-ens5": ["matbench_steels", "--model", "atomsets-v0", "--output-kind", "linear",
+                              "--ensemble", "5"],
+    "phonons/v0-nonneg-ens5": ["matbench_phonons", "--model", "atomsets-v0", "--ensemble", "5"],
+    "jdft2d/v1-nonneg-ens5": ["matbench_jdft2d", "--model", "atomsets-v1", "--ensemble", "5"],
+    "glass/v0-ens5": ["matbench_glass", "--model", "atomsets-v0", "--ensemble", "5", "--budget-epochs", "400",
+                      "--patience", "100"],
+    "expt_is_metal/v0-ens5": ["matbench_expt_is_metal", "--model", "atomsets-v0", "--ensemble", "5",
+                              "--budget-epochs", "400", "--patience", "100"],
+    "mp_e_form/v0-b512": ["matbench_mp_e_form", "--model", "atomsets-v0", "--batch-size", "512",
+                          "--budget-epochs", "300", "--patience", "30"],
+    "mp_gap/v0-zi-b512": ["matbench_mp_gap", "--model", "atomsets-v0", "--output-kind", "zero-inflated",
+                          "--batch-size", "512", "--budget-epochs", "300", "--patience", "30"],
+    "mp_is_metal/v0-b512": ["matbench_mp_is_metal", "--model", "atomsets-v0", "--batch-size", "512",
+                            "--budget-epochs", "300", "--patience", "30"],
+    "mp_e_form/atomsets-b512": ["matbench_mp_e_form", "--model", "atomsets", "--batch-size", "512",
+                                "--budget-epochs", "300", "--patience", "30"],
+    "mp_gap/atomsets-zi-b512": ["matbench_mp_gap", "--model", "atomsets", "--output-kind", "zero-inflated",
+                                "--batch-size", "512", "--budget-epochs", "300", "--patience", "30"],
+    "mp_is_metal/atomsets-b512": ["matbench_mp_is_metal", "--model", "atomsets", "--batch-size", "512",
+                                  "--budget-epochs", "300", "--patience", "30"],
+}
+
+
+def run(name: str) -> int:
+    command = ["atomsets-tf", "benchmark", *PLAN[name], "-o", str(RUNS / name)]
+    print("$", " ".join(command), flush=True)
+    return subprocess.call(command)
+
+
+def row(name: str) -> dict | None:
+    path = RUNS / name / "summary.json"
+    if not path.is_file():
+        return None
+    s = json.loads(path.read_text())
+    out = {"name": name, "task": s["task"], "model": s["model"], "metric": s["metric"], "n_folds": s["n_folds"],
+           "test_mean": s["mean"], "test_std": s["std"],
+           "val_mean": sum(f["val"] for f in s["folds"]) / len(s["folds"]),
+           "paper_units": s.get("paper_units"), "wall_time_s_per_fold": s["wall_time_s"] / s["n_folds"],
+           "epochs_run": [f["epochs_run"] for f in s["folds"]], "command": "atomsets-tf benchmark " + " ".join(
+               [*PLAN.get(name, []), "-o", f"runs/acc/{name}"])}
+    for key in ("uncertainty", "uncertainty_raw"):
+        if key in s:
+            out[key] = s[key]
+    return out
+
+
+def table() -> list[dict]:
+    rows = [r for r in (row(n) for n in PLAN) if r is not None]
+    print(f"{'run':<28} {'metric':<8} {'val':>9} {'test (mean ± std)':>22} {'paper units':>18} {'s/fold':>7}  "
+          "spearman cov1 cov2 miscal")
+    for r in rows:
+        pu = r["paper_units"]
+        unc = r.get("uncertainty")
+        u = (f"{unc['spearman_abs_error_std']:.2f} {unc['coverage_1sigma']:.2f} {unc['coverage_2sigma']:.2f} "
+             f"{unc['miscalibration_area']:.3f}") if unc else ""
+        paper = f"{pu['mean']:.4g} ± {pu['std']:.2g}" if pu else ""
+        print(f"{r['name']:<28} {r['metric']:<8} {r['val_mean']:>9.4g} {r['test_mean']:>12.4g} ± {r['test_std']:<7.2g} "
+              f"{paper:>18} {r['wall_time_s_per_fold']:>7.0f}  {u}")
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--table", action="store_true")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(PLAN))
+        return 0
+    unknown = [n for n in args.runs if n not in PLAN]
+    if unknown:
+        print(f"unknown runs: {unknown}", file=sys.stderr)
+        return 2
+    failed = [n for n in args.runs if run(n) != 0]
+    table()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
