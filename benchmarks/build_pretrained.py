@@ -45,8 +45,12 @@ PRESETS = [
 
 
 def build(spec: dict) -> dict:
-    """Train (or resume) one preset's benchmark; copy its fold-0 model; write its card; return its registry entry."""
-    out = RUNS / spec["name"]
+    """Train (or resume) one preset's benchmark; copy its fold-0 model; write its card; return its registry entry.
+
+    ``spec["runs"]`` (relative to the repository root) reuses a benchmark folder that already holds the runs (e.g.
+    ``benchmarks/accuracy.py``'s): finished folds with the same settings are read back, not retrained.
+    """
+    out = ROOT / spec["runs"] if "runs" in spec else RUNS / spec["name"]
     # Run from the repository root with a relative output folder: the summary records the command as typed there.
     command = ["atomsets-tf", "benchmark", spec["task"], "--model", spec["model"], *spec["args"],
                "-o", out.relative_to(ROOT).as_posix()]
@@ -57,13 +61,73 @@ def build(spec: dict) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "fold_0" / "model.keras", dest / "model.keras")
     (dest / "metrics.json").write_text(json.dumps({"benchmark": summary, "fold_0": fold0}, indent=1) + "\n")
-    (dest / "README.md").write_text(model_card(spec, summary, fold0, summary["command"]))
+    card = model_card(spec, summary, fold0, summary["command"])
+    card += literature_section(spec, dest / "model.keras") + uncertainty_section(summary)
+    (dest / "README.md").write_text(card)
     from atomsets_tf.presets import sha256_file
 
     return {"name": spec["name"], "kind": spec["kind"], "file": f"{spec['name']}/model.keras",
             "sha256": sha256_file(dest / "model.keras"), "description": spec["description"],
             "task": summary["task"], "model": spec["model"], "metric": summary["metric"],
             "test_mean": summary["mean"], "test_std": summary["std"], "n_folds": summary["n_folds"]}
+
+
+def literature_rows(task: str, model_path: Path) -> list[dict]:
+    """The well-known materials of ``pretrained/literature.json`` for ``task``, each with the model's prediction
+    (and std, for an ensemble)."""
+    from atomsets_tf.data.io import Table
+    from atomsets_tf.models.loading import load_model, predict_with_std
+
+    materials = json.loads((PRETRAINED / "literature.json").read_text())["materials"].get(task, [])
+    if not materials:
+        return []
+    table = Table(ids=[m["name"] for m in materials], inputs=[m["formula"] for m in materials], targets=None,
+                  kind="composition")
+    prediction, std = predict_with_std(load_model(model_path), table)
+    return [{**m, "prediction": float(p), "std": None if std is None else float(s)}
+            for m, p, s in zip(materials, prediction, std if std is not None else [None] * len(materials))]
+
+
+def literature_section(spec: dict, model_path: Path) -> str:
+    rows = literature_rows(spec["task"], model_path)
+    if not rows:
+        return ""
+    sources = json.loads((PRETRAINED / "literature.json").read_text())["sources"]
+    unit = f" ({spec['unit']})" if spec.get("unit") else ""
+    lines = [f"| {r['name']} | `{r['formula']}` | {r['class']} | {r['value']:g} | {r['prediction']:.3g}"
+             + (f" ± {r['std']:.2g}" if r["std"] is not None else "") + f" | {r['source']} |" for r in rows]
+    cited = "\n".join(f"- {key}: {sources[key]}" for key in sorted({r["source"] for r in rows}))
+    return f"""
+## Well-known materials
+
+Chosen for this card, never used to train or to choose the model{unit}:
+
+| material | formula | class | literature | this model | source |
+|---|---|---|---|---|---|
+{chr(10).join(lines)}
+
+{cited}
+"""
+
+
+def uncertainty_section(summary: dict) -> str:
+    if "uncertainty" not in summary:
+        return ""
+    u, raw = summary["uncertainty"], summary["uncertainty_raw"]
+    rows = [("Spearman(|error|, std)", "spearman_abs_error_std"), ("coverage of ±1σ (Gaussian: 0.683)", "coverage_1sigma"),
+            ("coverage of ±2σ (Gaussian: 0.954)", "coverage_2sigma"), ("miscalibration area (0 = calibrated)",
+                                                                        "miscalibration_area"), ("mean std", "mean_std")]
+    table = "\n".join(f"| {label} | {raw[key]:.3g} | {u[key]:.3g} |" for label, key in rows)
+    return f"""
+## Uncertainty
+
+The ensemble's std is its members' spread, rescaled by a factor fitted on each fold's validation part
+(maximum likelihood, Gaussian). Test folds, mean over the folds:
+
+| figure | raw spread | rescaled on validation |
+|---|---|---|
+{table}
+"""
 
 
 def model_card(spec: dict, summary: dict, fold0: dict, command: str) -> str:
@@ -86,7 +150,12 @@ def model_card(spec: dict, summary: dict, fold0: dict, command: str) -> str:
         config = summary["model_config"]
         architecture = (f"{config['units']} units, {config['n_layers_before_readout']} layers before and "
                         f"{config['n_layers_after_readout']} after the `{config['readout']}` readout, "
-                        f"`{config['activation']}` (the AtomSets paper's Table 1 and S2)")
+                        f"`{config['activation']}` (the AtomSets paper's Table 1 and S2), output "
+                        f"`{fold0.get('output', 'linear')}`")
+        if config.get("ensemble", 1) > 1:
+            architecture += (f"; an ensemble of {config['ensemble']} such models with different seeds"
+                             + (" and bootstrap samples" if config.get("bootstrap") else "")
+                             + ", saved as one `.keras` model: its prediction is their mean, its std their spread")
     versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
     std = (f" ± {summary['std']:.4g} (population std over {summary['n_folds']} folds)" if summary["n_folds"] > 1
            else " (one split: no spread to report)")

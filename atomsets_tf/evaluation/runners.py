@@ -97,7 +97,7 @@ def run_model(
               "val_fraction": val_fraction, "split_file": split, "restart": restart}
     if model == "dummy":
         return fit_dummy(table, protocol, fold, training.seed, out_dir, split, val_fraction, restart)
-    if entry(model).family in ("megnet", "cgat"):
+    if _retrains(model):
         return retrain(_parent(model, features_from), table, mode=_retrain_mode(model), **common)
     return fit(table, model, model_config=model_config, features_from=features_from, **common)
 
@@ -109,6 +109,11 @@ def _check_runnable(table: data_io.Table, model: str) -> None:
                             "holds compositions")
 
 
+def _retrains(model: str) -> bool:
+    """Whether ``model`` is trained by :func:`~atomsets_tf.workflows.retrain.retrain` (MEGNet, CGAT, transfer)."""
+    return entry(model).family in ("megnet", "cgat") or model in TRANSFER_MODELS
+
+
 def _retrain_mode(model: str) -> str:
     return entry(model).mode
 
@@ -117,8 +122,9 @@ def _parent(model: str, features_from: str | None):
     """The parent :func:`~atomsets_tf.workflows.retrain.retrain` starts ``model`` (megnet, cgat or a transfer model) from."""
     if model == "cgat":
         return CGAT(**CGAT_BENCHMARK_CONFIG)
-    if model in TRANSFER_MODELS and TRANSFER_MODELS[model][0] == "cgat" and features_from is None:
-        raise AtomSetsError(f"{model} needs a pretrained CGAT: pass its file as features_from (--features-from)")
+    if model in TRANSFER_MODELS and TRANSFER_MODELS[model][0] in ("cgat", "atomsets") and features_from is None:
+        kind = TRANSFER_MODELS[model][0].replace("atomsets", "AtomSets").replace("cgat", "CGAT")
+        raise AtomSetsError(f"{model} needs a pretrained {kind}: pass its file as features_from (--features-from)")
     return features_from or DEFAULT_SOURCE
 
 
@@ -143,7 +149,7 @@ def expected_fingerprint(
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split)
     if model == "dummy":
         trained, training = {"model": "dummy"}, None
-    elif entry(model).family in ("megnet", "cgat"):
+    elif _retrains(model):
         kind = entry(model).family
         parent = _parent(model, features_from)
         trained = retrain_model_settings(kind, parent_label(parent, parent), _retrain_mode(model))

@@ -14,6 +14,7 @@ name                   family      inputs       what is trained
                                                 V0 statistics)
 ``megnet``, ``cgat``   megnet/cgat structure    the family's model trained from scratch
 ``*-head``, ``*-full`` megnet/cgat structure    a pretrained parent retrained: head only, or in full
+``atomsets-head/full`` atomsets    either       a trained AtomSets parent (``--features-from``) retrained
 ``dummy``              dummy       either       the training mean or majority class (Table S4)
 =====================  ==========  ===========  ====================================================
 
@@ -78,6 +79,8 @@ ZOO: tuple[ZooEntry, ...] = (
     ZooEntry("megnet-full", "megnet", "structure", mode="full"),
     ZooEntry("cgat-head", "cgat", "structure", mode="head"),
     ZooEntry("cgat-full", "cgat", "structure", mode="full"),
+    ZooEntry("atomsets-head", "atomsets", "either", mode="head"),
+    ZooEntry("atomsets-full", "atomsets", "either", mode="full"),
 )
 _BY_NAME = {entry.name: entry for entry in ZOO}
 

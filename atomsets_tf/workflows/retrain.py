@@ -107,8 +107,13 @@ def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, 
     same_task = model_config["task_type"] == task_type
     model_config.update(task_type=task_type, name=f"{parent.name}_retrained")
     if task_type == "regression":
-        model_config.update(target_mean=float(np.mean(targets[train_idx])),
-                            target_std=float(np.std(targets[train_idx])) or 1.0)
+        train_targets = targets[train_idx]
+        positive = train_targets[train_targets > 0]
+        model_config.update(target_mean=float(np.mean(train_targets)), target_std=float(np.std(train_targets)) or 1.0)
+        if model_config.get("output") == "zero-inflated" and len(positive) > 1:
+            model_config.update(positive_mean=float(positive.mean()), positive_std=float(positive.std()) or 1.0)
+    else:
+        model_config.update(output="linear")
 
     def make():
         model = AtomSets.from_config(model_config)
