@@ -110,14 +110,15 @@ def grid_search(
     command: str | None = None,
     report=None,
     restart: bool = False,
+    configs: dict[int, ModelConfig] | None = None,
 ) -> dict:
-    """Cross-validate ``model``'s Table S2 configurations; write and return ``grid.json``'s record.
+    """Cross-validate ``model``'s Table S2 configurations (or ``configs``); write and return ``grid.json``'s record.
 
     Each (configuration, cv fold) trains in ``out_dir/config_<i>/cv_<k>`` and
     is read back when finished, so an interrupted search resumes (``restart``
     retrains them all; a run there with other settings is refused).
     """
-    configs = grid_configs(model, max_configs, seed)
+    configs = grid_configs(model, max_configs, seed) if configs is None else configs
     table, _, task_type = load_targets(load_task(data, model))
     if protocol == "matbench":
         pool = official_folds(data_name(table))[fold][0]
