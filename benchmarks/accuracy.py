@@ -3,6 +3,7 @@
     python benchmarks/accuracy.py --list                 # the runs
     python benchmarks/accuracy.py RUN [RUN ...]          # run them (a killed run resumes; finished folds are read back)
     python benchmarks/accuracy.py --table                # print what is recorded; write benchmarks/results/accuracy.json
+    python benchmarks/accuracy.py --markdown             # ... and rewrite BENCHMARKS.md's accuracy table
 
 Every run writes ``runs/acc/<name>/summary.json``; the table reads those. Choices between variants are made on
 the **validation** column (10 % of each fold's training part), never on the test column.
@@ -33,6 +34,13 @@ PLAN: dict[str, list[str]] = {
                             "--ensemble", "5", "--budget-epochs", "400", "--patience", "100"],
     "expt_gap/v0-nonneg-ens5": ["matbench_expt_gap", "--model", "atomsets-v0", "--output-kind", "non-negative",
                                 "--ensemble", "5", "--budget-epochs", "400", "--patience", "100"],
+    # expt_gap from an mp_gap parent (DFT gaps of 106k compounds; fold 0 of mp_gap/v0-zi-b512), retrained
+    "expt_gap/v0-zi-full-from-mp_gap": ["matbench_expt_gap", "--model", "atomsets-full", "--features-from",
+                                        "runs/acc/mp_gap/v0-zi-b512/fold_0/model.keras", "--budget-epochs", "400",
+                                        "--patience", "100"],
+    "expt_gap/v0-zi-head-from-mp_gap": ["matbench_expt_gap", "--model", "atomsets-head", "--features-from",
+                                        "runs/acc/mp_gap/v0-zi-b512/fold_0/model.keras", "--budget-epochs", "400",
+                                        "--patience", "100"],
     "steels/v0-nonneg-ens5": ["matbench_steels", "--model", "atomsets-v0", "--ensemble", "5"],
     "steels/v0-nonneg": ["matbench_steels", "--model", "atomsets-v0"],
     "steels/v0-linear-ens5": ["matbench_steels", "--model", "atomsets-v0", "--output-kind", "linear",
@@ -59,9 +67,9 @@ PLAN: dict[str, list[str]] = {
 
 
 def run(name: str) -> int:
-    command = ["atomsets-tf", "benchmark", *PLAN[name], "-o", str(RUNS / name)]
+    command = ["atomsets-tf", "benchmark", *PLAN[name], "-o", f"runs/acc/{name}"]
     print("$", " ".join(command), flush=True)
-    return subprocess.call(command)
+    return subprocess.call(command, cwd=ROOT)  # from the repository root: relative paths, as the table prints them
 
 
 def row(name: str) -> dict | None:
@@ -98,11 +106,46 @@ def table() -> list[dict]:
     return rows
 
 
+BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
+
+
+def markdown(rows: list[dict]) -> str:
+    """The accuracy table of BENCHMARKS.md (paper units; the paper's Table 2 value and Matbench's best beside)."""
+    from atomsets_tf.evaluation.reference import MATBENCH_LEADERBOARD, to_paper_units
+
+    lines = ["| run | val | test (mean ± std, paper units) | paper | leaderboard best | s / fold | "
+             "Spearman, ±1σ, ±2σ, miscal. area |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pu = r["paper_units"] or {"mean": r["test_mean"], "std": r["test_std"]}
+        s = json.loads((RUNS / r["name"] / "summary.json").read_text())
+        ref = s.get("reference") or {}
+        paper = f"{ref['paper_mean']:g} ± {ref['paper_std']:g}" if ref.get("paper_mean") is not None else ""
+        best = MATBENCH_LEADERBOARD.get(r["task"], {}).get("best")
+        best = f"{to_paper_units(r['task'], best['mean']):.4g} ({best['algorithm']})" if best else ""
+        unc = r.get("uncertainty")
+        u = (f"{unc['spearman_abs_error_std']:.2f}, {unc['coverage_1sigma']:.2f}, {unc['coverage_2sigma']:.2f}, "
+             f"{unc['miscalibration_area']:.3f}") if unc else ""
+        lines.append(f"| `{r['name']}` | {to_paper_units(r['task'], r['val_mean']):.4g} | "
+                     f"**{pu['mean']:.4g}** ± {pu['std']:.2g} | {paper} | {best} | {r['wall_time_s_per_fold']:.0f} | "
+                     f"{u} |")
+    lines.append("")
+    lines += [f"- `{r['name']}`: `{r['command']}`" for r in rows]
+    return "\n".join(lines)
+
+
+def write_markdown(rows: list[dict]) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    path.write_text(text[:start] + "\n" + markdown(rows) + "\n" + text[end:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="*")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--table", action="store_true")
+    parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     if args.list:
         print("\n".join(PLAN))
@@ -112,7 +155,9 @@ def main() -> int:
         print(f"unknown runs: {unknown}", file=sys.stderr)
         return 2
     failed = [n for n in args.runs if run(n) != 0]
-    table()
+    rows = table()
+    if args.markdown:
+        write_markdown(rows)
     return 1 if failed else 0
 
 

@@ -65,3 +65,30 @@ def test_predict_by_name_on_the_command_line(tmp_path, capsys):
     out = tmp_path / "pred.csv"
     assert main(["predict", "atomsets-v0-steels", "matbench_steels", "-o", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 313
+
+
+LITERATURE = json.loads((presets.bundled_dir() / "literature.json").read_text())
+GAP_PRESETS = [e["name"] for e in REGISTRY if e.get("task") in ("matbench_expt_gap", "matbench_mp_gap")]
+
+
+@pytest.mark.parametrize("name", GAP_PRESETS)
+def test_band_gap_presets_call_no_well_known_insulator_a_metal(name):
+    """The model card's well-known materials: no gap below 0, and no insulator or semiconductor below 0.5 eV."""
+    from atomsets_tf.data.io import Table
+    from atomsets_tf.models.loading import load_model, predict_table
+
+    entry = next(e for e in REGISTRY if e["name"] == name)
+    materials = LITERATURE["materials"][entry["task"]]
+    table = Table(ids=[m["name"] for m in materials], inputs=[m["formula"] for m in materials], targets=None,
+                  kind="composition")
+    gaps = dict(zip(table.ids, predict_table(load_model(name), table)))
+    assert min(gaps.values()) >= 0.0, gaps
+    called_metals = {m["name"]: round(float(gaps[m["name"]]), 3) for m in materials
+                     if m["class"] != "metal" and gaps[m["name"]] < 0.5}
+    assert not called_metals, f"{name} calls these insulators and semiconductors metals: {called_metals}"
+
+
+def test_every_literature_material_names_a_source():
+    for task, materials in LITERATURE["materials"].items():
+        for m in materials:
+            assert m["source"] in LITERATURE["sources"], (task, m["name"])
