@@ -165,8 +165,11 @@ def fit(data, model_name, features_from, **opts) -> None:
               help="scratch: fresh weights; head: only the regression head trains; full: every weight trains.")
 @click.option("--backbone-lr-factor", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="In full mode, the pretrained part's learning rate relative to the head's.")
+@click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True,
+              help="Retrain K copies of an AtomSets parent as one ensemble (give them --bootstrap samples).")
+@click.option("--bootstrap", is_flag=True, help="Each ensemble member retrains on its own bootstrap sample.")
 @_training_options
-def retrain(model, data, mode, backbone_lr_factor, **opts) -> None:
+def retrain(model, data, mode, backbone_lr_factor, ensemble, bootstrap, **opts) -> None:
     """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
 
     MODEL is a megnet .hdf5, a CGAT .ckpt, a .keras MEGNet, CGAT or AtomSets model, or a preset.
@@ -175,7 +178,8 @@ def retrain(model, data, mode, backbone_lr_factor, **opts) -> None:
     from atomsets_tf.workflows.retrain import retrain as run_retrain
 
     strategy, training, common = _run_settings(opts)
-    result = run_retrain(model, data, mode, training=training, backbone_lr_factor=backbone_lr_factor, **common)
+    result = run_retrain(model, data, mode, training=training, backbone_lr_factor=backbone_lr_factor,
+                         ensemble=ensemble, bootstrap=bootstrap, **common)
     _report(result.metrics, opts["out_dir"], strategy)
 
 

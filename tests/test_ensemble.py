@@ -155,3 +155,16 @@ def test_the_ensemble_and_output_are_in_the_fingerprint():
     linear = expected_fingerprint(table, "atomsets-v0", model_config=ModelConfig(output="linear"))
     auto = expected_fingerprint(table, "atomsets-v0", model_config=ModelConfig(output="non-negative"))
     assert len({one["hash"], five["hash"], linear["hash"]}) == 3 and auto["hash"] == one["hash"]
+
+
+def test_retrain_an_atomsets_parent_as_a_bootstrap_ensemble(steels_ensemble, tmp_path, capsys):
+    from atomsets_tf.workflows.retrain import retrain  # noqa: PLC0415 (next to the one test that needs it)
+
+    out, _ = steels_ensemble
+    parent = load_model(out / "model.keras").members[0]
+    result = retrain(parent, "matbench_steels", mode="full", protocol="matbench", progress=False,
+                     training=TrainingConfig(epochs=3, patience=3, batch_size=32), ensemble=2, bootstrap=True)
+    assert isinstance(result.model, Ensemble) and len(result.model.members) == 2
+    assert (result.test_std > 0).all() and "uncertainty" in result.metrics
+    assert_cli_error(capsys, ["retrain", "megnet-mp-2019.4.1-formation_energy", "matbench_steels", "--ensemble", "2",
+                              "-o", tmp_path / "m"], "not supported yet")

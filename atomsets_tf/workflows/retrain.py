@@ -25,13 +25,14 @@ from atomsets_tf.models.atomsets.features import model_sets
 from atomsets_tf.models.atomsets.model import AtomSets
 from atomsets_tf.models.cgat.family import CGATValue
 from atomsets_tf.models.cgat.model import CGAT
+from atomsets_tf.models.ensemble import Ensemble
 from atomsets_tf.models.loading import load_model
 from atomsets_tf.models.megnet.model import MEGNet
 from atomsets_tf.models.registry import family, family_of
 from atomsets_tf.training.runs import content_hash, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss
 from atomsets_tf.training.transfer import TransferMode, apply_mode, backbone_variable_paths, make_optimizer
-from atomsets_tf.workflows.fit import FitResult, load_targets, run_training
+from atomsets_tf.workflows.fit import FitResult, bootstrap_weights, load_targets, run_training
 
 
 def _optimizer(model, is_head, mode: TransferMode, config: TrainingConfig, backbone_lr_factor: float):
@@ -148,6 +149,8 @@ def retrain(
     val_fraction: float = 0.1,
     split_file: str | os.PathLike | None = None,
     restart: bool = False,
+    ensemble: int = 1,
+    bootstrap: bool = False,
 ) -> FitResult:
     """Retrain a pretrained ``model`` on ``data`` in a transfer ``mode``.
 
@@ -168,6 +171,11 @@ def retrain(
             rate relative to the head's.
         val_fraction, split_file: see :func:`~atomsets_tf.workflows.fit.make_splits`.
         restart: discard the run already in ``out_dir`` and start afresh.
+        ensemble: K > 1 retrains K copies of an AtomSets parent as one
+            :class:`~atomsets_tf.models.ensemble.Ensemble` (see :func:`~atomsets_tf.workflows.fit.fit`). From
+            the same parent in ``head`` or ``full`` mode the members differ only where they start afresh (a
+            new output), so give them ``bootstrap`` samples. MEGNet and CGAT parents are refused for now.
+        bootstrap: each member retrains on its own bootstrap sample of the training part.
 
     Raises:
         RunSettingsError: ``out_dir`` holds a run with other settings (and not ``restart``).
@@ -183,17 +191,47 @@ def retrain(
     setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup, "cgat": _cgat_setup}
     if kind not in setups:
         raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
+    check_ensemble(kind, ensemble, bootstrap)
+    if ensemble > 1 and backbone_lr_factor != 1.0:
+        raise AtomSetsError("an ensemble retrains with one learning rate: leave backbone_lr_factor at 1")
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
     label = parent_label(model, parent)
-    settings = run_settings(retrain_model_settings(kind, label, mode, backbone_lr_factor), table, task_type, splits,
-                            protocol, fold, val_fraction, split_file, training)
+    settings = run_settings(retrain_model_settings(kind, label, mode, backbone_lr_factor, ensemble, bootstrap), table,
+                            task_type, splits, protocol, fold, val_fraction, split_file, training)
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
         sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training,
                                         backbone_lr_factor)
         extra = {"model": kind, "parent": label, "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
-                 "protocol": protocol, "fold": fold}
-        return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
-                            extra, save, settings)
+                 "protocol": protocol, "fold": fold, "ensemble": int(ensemble)}
+        weights = bootstrap_weights(len(splits[0]), ensemble, training.seed) if bootstrap else None
+        return run_training(table, sets, targets, task_type, splits, ensemble_of(make, ensemble, training.seed),
+                            training, folder, progress, strategy, extra, save, settings, train_weights=weights)
+
+
+def check_ensemble(kind: str, ensemble: int, bootstrap: bool) -> None:
+    """Refuse an ensemble retrain of a family that cannot be one yet, and bootstrap samples without members."""
+    if ensemble > 1 and kind != "atomsets":
+        raise AtomSetsError(f"retraining a {kind.upper()} parent as an ensemble is not supported yet "
+                            "(AtomSets parents are)")
+    if bootstrap and ensemble < 2:
+        raise AtomSetsError("bootstrap samples are drawn per member of an ensemble: use it with ensemble >= 2")
+
+
+def ensemble_of(make, ensemble: int, seed: int):
+    """``make`` itself for one model, else a ``make`` of an :class:`~atomsets_tf.models.ensemble.Ensemble` of
+    ``ensemble`` models from ``make`` (member k seeded with ``seed + 1000 k``; one optimizer for all)."""
+    if ensemble <= 1:
+        return make
+
+    def make_ensemble():
+        members, optimizer = [], None
+        for k in range(ensemble):
+            keras.utils.set_random_seed(seed + 1000 * k)
+            member, optimizer = make()
+            members.append(member)
+        return Ensemble(members, name="retrained_ensemble"), optimizer
+
+    return make_ensemble
 
 
 def parent_label(model, parent) -> str:
@@ -208,7 +246,14 @@ def parent_label(model, parent) -> str:
     return f"{family_of(parent).name} built in memory (configuration {content_hash(config)})"
 
 
-def retrain_model_settings(kind: str, parent: str, mode: TransferMode | str, backbone_lr_factor: float = 1.0) -> dict:
-    """What :func:`retrain` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it."""
-    return {"model": kind, "parent": parent, "mode": TransferMode.parse(mode).value,
-            "backbone_lr_factor": float(backbone_lr_factor)}
+def retrain_model_settings(kind: str, parent: str, mode: TransferMode | str, backbone_lr_factor: float = 1.0,
+                           ensemble: int = 1, bootstrap: bool = False) -> dict:
+    """What :func:`retrain` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it (an ensemble
+    or bootstrap at its default is left out: runs recorded before keep their fingerprint)."""
+    settings = {"model": kind, "parent": parent, "mode": TransferMode.parse(mode).value,
+                "backbone_lr_factor": float(backbone_lr_factor)}
+    if ensemble > 1:
+        settings["ensemble"] = int(ensemble)
+    if bootstrap:
+        settings["bootstrap"] = True
+    return settings
