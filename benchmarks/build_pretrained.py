@@ -94,8 +94,10 @@ def literature_section(spec: dict, model_path: Path) -> str:
         return ""
     sources = json.loads((PRETRAINED / "literature.json").read_text())["sources"]
     unit = f" ({spec['unit']})" if spec.get("unit") else ""
-    lines = [f"| {r['name']} | `{r['formula']}` | {r['class']} | {r['value']:g} | {r['prediction']:.3g}"
-             + (f" ± {r['std']:.2g}" if r["std"] is not None else "") + f" | {r['source']} |" for r in rows]
+    lines = [f"| {r['name']}{' (*)' if 'ambiguous' in r else ''} | `{r['formula']}` | {r['class']} | {r['value']:g} | "
+             f"{r['prediction']:.3g}" + (f" ± {r['std']:.2g}" if r["std"] is not None else "") + f" | {r['source']} |"
+             for r in rows]
+    notes = "".join(f"\n(*) {r['name']}: {r['ambiguous']}." for r in rows if "ambiguous" in r)
     cited = "\n".join(f"- {key}: {sources[key]}" for key in sorted({r["source"] for r in rows}))
     return f"""
 ## Well-known materials
@@ -105,6 +107,7 @@ Chosen for this card, never used to train or to choose the model{unit}:
 | material | formula | class | literature | this model | source |
 |---|---|---|---|---|---|
 {chr(10).join(lines)}
+{notes}
 
 {cited}
 """

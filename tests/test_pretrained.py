@@ -84,7 +84,7 @@ def test_band_gap_presets_call_no_well_known_insulator_a_metal(name):
     gaps = dict(zip(table.ids, predict_table(load_model(name), table)))
     assert min(gaps.values()) >= 0.0, gaps
     called_metals = {m["name"]: round(float(gaps[m["name"]]), 3) for m in materials
-                     if m["class"] != "metal" and gaps[m["name"]] < 0.5}
+                     if m["class"] != "metal" and "ambiguous" not in m and gaps[m["name"]] < 0.5}
     assert not called_metals, f"{name} calls these insulators and semiconductors metals: {called_metals}"
 
 

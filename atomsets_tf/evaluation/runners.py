@@ -98,7 +98,9 @@ def run_model(
     if model == "dummy":
         return fit_dummy(table, protocol, fold, training.seed, out_dir, split, val_fraction, restart)
     if _retrains(model):
-        return retrain(_parent(model, features_from), table, mode=_retrain_mode(model), **common)
+        config = model_config or ModelConfig()
+        return retrain(_parent(model, features_from), table, mode=_retrain_mode(model), ensemble=config.ensemble,
+                       bootstrap=config.bootstrap, **common)
     return fit(table, model, model_config=model_config, features_from=features_from, **common)
 
 
@@ -152,7 +154,9 @@ def expected_fingerprint(
     elif _retrains(model):
         kind = entry(model).family
         parent = _parent(model, features_from)
-        trained = retrain_model_settings(kind, parent_label(parent, parent), _retrain_mode(model))
+        config = model_config or ModelConfig()
+        trained = retrain_model_settings(kind, parent_label(parent, parent), _retrain_mode(model), 1.0,
+                                         config.ensemble, config.bootstrap)
     else:
         output = resolve_output(table, task_type, (model_config or ModelConfig()).output, targets[splits[0]])
         trained = fit_model_settings(model, model_config, features_from, output)
