@@ -112,16 +112,15 @@ def table() -> list[dict]:
 BEGIN, END = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], commands: bool = True) -> str:
     """The accuracy table of BENCHMARKS.md (paper units; the paper's Table 2 value and Matbench's best beside)."""
-    from atomsets_tf.evaluation.reference import MATBENCH_LEADERBOARD, to_paper_units
+    from atomsets_tf.evaluation.reference import MATBENCH_LEADERBOARD, reference_row, to_paper_units
 
-    lines = ["| run | val | test (mean ± std, paper units) | paper | leaderboard best | s / fold | "
+    lines = ["| run | val | test (mean ± std, paper units) | paper (AtomSets-V0) | leaderboard best | s / fold | "
              "Spearman, ±1σ, ±2σ, miscal. area |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        pu = r["paper_units"] or {"mean": r["test_mean"], "std": r["test_std"]}
-        s = json.loads((RUNS / r["name"] / "summary.json").read_text())
-        ref = s.get("reference") or {}
+        pu = {"mean": to_paper_units(r["task"], r["test_mean"]), "std": to_paper_units(r["task"], r["test_std"])}
+        ref = reference_row(r["task"], "atomsets-v0") or {}  # the paper's AtomSets-V0, the issue's target
         paper = f"{ref['paper_mean']:g} ± {ref['paper_std']:g}" if ref.get("paper_mean") is not None else ""
         best = MATBENCH_LEADERBOARD.get(r["task"], {}).get("best")
         best = f"{to_paper_units(r['task'], best['mean']):.4g} ({best['algorithm']})" if best else ""
@@ -131,16 +130,19 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"| `{r['name']}` | {to_paper_units(r['task'], r['val_mean']):.4g} | "
                      f"**{pu['mean']:.4g}** ± {pu['std']:.2g} | {paper} | {best} | {r['wall_time_s_per_fold']:.0f} | "
                      f"{u} |")
-    lines.append("")
-    lines += [f"- `{r['name']}`: `{r['command']}`" for r in rows]
+    if commands:
+        lines.append("")
+        lines += [f"- `{r['name']}`: `{r['command']}`" for r in rows]
     return "\n".join(lines)
 
 
 def write_markdown(rows: list[dict]) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    path.write_text(text[:start] + "\n" + markdown(rows) + "\n" + text[end:])
+    """BENCHMARKS.md's table with every command; README.md's without (it points to BENCHMARKS.md for them)."""
+    for name, commands in (("BENCHMARKS.md", True), ("README.md", False)):
+        path = ROOT / name
+        text = path.read_text()
+        start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+        path.write_text(text[:start] + "\n" + markdown(rows, commands) + "\n" + text[end:])
 
 
 def main() -> int:
