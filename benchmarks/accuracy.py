@@ -58,6 +58,8 @@ PLAN: dict[str, list[str]] = {
                           "--budget-epochs", "300", "--patience", "30"],
     "mp_gap/v0-zi-b512": ["matbench_mp_gap", "--model", "atomsets-v0", "--output-kind", "zero-inflated",
                           "--batch-size", "512", "--budget-epochs", "300", "--patience", "30"],
+    "mp_gap/v0-nonneg-b512": ["matbench_mp_gap", "--model", "atomsets-v0", "--output-kind", "non-negative",
+                              "--batch-size", "512", "--budget-epochs", "300", "--patience", "30"],
     "mp_is_metal/v0-b512": ["matbench_mp_is_metal", "--model", "atomsets-v0", "--batch-size", "512",
                             "--budget-epochs", "300", "--patience", "30"],
     "mp_e_form/atomsets-b512": ["matbench_mp_e_form", "--model", "atomsets", "--batch-size", "512",

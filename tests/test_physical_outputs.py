@@ -19,8 +19,9 @@ BATCH = {"atoms": np.array([[8, 12, 0], [6, 0, 0], [26, 8, 8]], "int32"),
 
 def test_task_metadata_names_the_output():
     assert task_output_kind("matbench_steels") == "non-negative"
-    assert task_output_kind("matbench_expt_gap") == "zero-inflated"
+    assert task_output_kind("matbench_expt_gap", zero_inflated=True) == "zero-inflated"
     assert task_output_kind("matbench_expt_gap", zero_inflated=False) == "non-negative"
+    assert task_output_kind("matbench_steels", zero_inflated=True) == "non-negative"
     assert task_output_kind("matbench_mp_e_form") == "linear" and task_output_kind(None) == "linear"
 
 
@@ -72,6 +73,7 @@ def test_resolve_output_reads_the_task_and_refuses_it_for_classification():
 def test_a_zero_inflated_model_trains_saves_and_predicts_no_negative_gap(tmp_path, shared):
     table = load("matbench_expt_gap").subset(range(400))
     result = fit(table, model="atomsets-v0", progress=False, out_dir=tmp_path,
+                 model_config=ModelConfig(output="zero-inflated"),
                  training=TrainingConfig(epochs=3, patience=3, batch_size=64))
     assert result.metrics["output"] == "zero-inflated"
     assert (result.test_predictions >= 0).all()
