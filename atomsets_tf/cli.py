@@ -94,8 +94,8 @@ def _head_options(command):
         click.option("--activation", type=click.Choice(["relu", "softplus"]), default="relu", show_default=True),
         click.option("--output-kind", type=click.Choice(["auto", *OUTPUT_KINDS]), default="auto", show_default=True,
                      help="A regression target's output: auto = what a Matbench task's target calls for "
-                          "(non-negative for gaps, moduli, frequencies, yield strength; zero-inflated for band "
-                          "gaps), linear for other data."),
+                          "(non-negative for gaps, frequencies, yield strength, exfoliation energy), linear for "
+                          "other data; zero-inflated = P(target > 0) times a positive magnitude."),
         click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True,
                      help="Train K members with different seeds as one model; predictions get a std."),
         click.option("--bootstrap", is_flag=True, help="Each ensemble member trains on its own bootstrap sample."),
