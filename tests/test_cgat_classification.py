@@ -106,3 +106,27 @@ def test_predict_cli_on_the_classified_child_gives_probabilities(children, share
     values = np.array([float(r[1]) for r in rows[1:]])
     assert rows[0] == ["id", "prediction"] and len(values) == 100
     assert ((values >= 0) & (values <= 1)).all() and np.ptp(values) > 0
+
+
+def test_copy_weights_below_output_both_ways():
+    symbols = ["Na", "Cl"]
+    batch = {"atom_z": np.array([[11, 17]], "int32"), "atom_mask": np.ones((1, 2), "float32"),
+             "nbr_idx": np.array([[[1, 1], [0, 0]]], "int32"), "nbr_rank": np.array([[[1, 2], [1, 2]]], "int32"),
+             "elem_z": np.array([[11, 17]], "int32"), "elem_weights": np.full((1, 2), 0.5, "float32")}
+    keras.utils.set_random_seed(3)
+    regression = CGAT(orig_elem_fea_len=4, elem_fea_len=4, n_graph=1, nbr_embedding_size=3, neighbor_number=2,
+                      msg_heads=1, n_graph_roost=1, out_hidden=[4], elements=symbols, target_mean=2.0, target_std=3.0)
+    regression.set_element_embedding(ElementEmbedding(symbols, np.arange(8.0).reshape(2, 4)))
+    classifier = CGAT.from_config({**regression.get_config(), "task_type": "classification", "target_mean": 0.0,
+                                   "target_std": 1.0})
+    classifier.copy_weights_below_output(regression)
+    back = CGAT.from_config({**classifier.get_config(), "task_type": "regression"})
+    back.copy_weights_below_output(classifier)
+    for model in (classifier, back):
+        np.testing.assert_array_equal(np.asarray(model.compute_taps(batch, ["head_block_1"])["head_block_1"]),
+                                      np.asarray(regression.compute_taps(batch, ["head_block_1"])["head_block_1"]))
+    assert tuple(classifier(batch).shape) == (1, 1) and 0 < float(classifier(batch)[0, 0]) < 1
+    assert tuple(back(batch).shape) == (1, 2) and float(classifier.target_std) == 1.0  # not the parent's 3
+    assert "out_log_std" not in classifier.tap_names() and "out_logit" in classifier.tap_names()
+    with pytest.raises(ValueError, match="task_type"):
+        CGAT(task_type="ranking")
