@@ -9,7 +9,10 @@ writes, plus the mode and parent in ``metrics.json``.
 The head of a MEGNet is the MLP after its readout (``readout_*``) and the
 target scaler; the head of a CGAT is its ReZero residual output network (the
 paper's "only regression head"); the head of an AtomSets model is the MLP
-after its readout and its output layer.
+after its readout and its output layer. A regression parent retrained on a 0/1
+target keeps its head (and below) but gets a fresh output layer with a
+sigmoid, trained with binary cross-entropy (a CGAT classifier retrained on a
+regression target likewise gets a fresh value and log-std output).
 """
 
 from __future__ import annotations
@@ -73,21 +76,27 @@ def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, fa
 
 
 def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
-    if task_type != "regression":
-        raise AtomSetsError("retraining a CGAT supports regression targets only")
     if config.mixed_precision:  # its layers mix float32 weights with the policy's compute dtype
         raise AtomSetsError(f"CGAT does not train under mixed precision ({config.mixed_precision}) yet; "
                             "leave --mixed-precision out")
     sets = family("cgat").sets(parent, table)
     holder = {}
-    with_log_std = config.loss == "robust_l1"
+    with_log_std = task_type == "regression" and config.loss == "robust_l1"  # classification: always BCE
+    same_task = parent.task_type == task_type
+    model_config = {**parent.get_config(), "task_type": task_type}
+    if not same_task:
+        model_config.update(target_mean=0.0, target_std=1.0)
 
     def make():
-        cgat = CGAT.from_config(parent.get_config())  # inside the strategy's scope
-        if mode is not TransferMode.SCRATCH:
+        cgat = CGAT.from_config(model_config)  # inside the strategy's scope
+        if mode is not TransferMode.SCRATCH and same_task:
             cgat.set_weights(parent.get_weights())
+        elif mode is not TransferMode.SCRATCH:
+            # A new output for a new kind of target: the parent's head is kept, its output layer is fresh.
+            cgat.copy_weights_below_output(parent)
         cgat.set_element_embedding(parent.element_embedding())  # the inputs it looks up, also from scratch
-        cgat.fit_normalisation(targets[train_idx])
+        if task_type == "regression":
+            cgat.fit_normalisation(targets[train_idx])
         cgat.freeze_graph_embedding(mode is TransferMode.HEAD)
         holder["cgat"] = cgat
         optimizer = None

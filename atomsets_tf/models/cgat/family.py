@@ -52,20 +52,28 @@ class CGATSet:
 
 class CGATValue(keras.Model):
     """A CGAT's de-normalised value ``[B, 1]`` in target units (with ``with_log_std``, also its log-std in
-    target units, ``[B, 2]``, for the ``robust_l1`` loss): what retraining fits.
+    target units, ``[B, 2]``, for the ``robust_l1`` loss), or a classifier's probability ``[B, 1]``: what
+    retraining fits.
 
     Args:
         cgat: the :class:`CGAT` whose output it reads.
-        with_log_std: also return the log-std column.
+        with_log_std: also return the log-std column (regression only).
+
+    Raises:
+        ValueError: ``with_log_std`` for a classifier (it has no log-std).
     """
 
     def __init__(self, cgat: CGAT, with_log_std: bool = False, **kwargs):
         super().__init__(**kwargs)
+        if with_log_std and cgat.is_classifier:
+            raise ValueError("a CGAT classifier has no log-std output")
         self.cgat = cgat
         self.with_log_std = bool(with_log_std)
 
     def call(self, inputs, training=None):
         out = self.cgat(inputs, training=training)
+        if self.cgat.is_classifier:
+            return out  # the probability of class 1, [B, 1]
         value = self.cgat.denormalise(out[:, 0:1])
         if not self.with_log_std:
             return value

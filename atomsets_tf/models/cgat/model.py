@@ -26,7 +26,9 @@ Inputs: the padded layout of :mod:`atomsets_tf.models.cgat.data` (a dict with ``
 number in its element embedding (:meth:`CGAT.element_z_table`). It also takes the vectors themselves,
 ``atom_fea`` and ``elem_fea`` in place of ``atom_z`` and ``elem_z`` (the original code's inputs), with
 bit-identical results for the same vectors. Output ``[B, 2]``: normalised value and log-std. The target
-normalisation (mean, std) is stored in the model.
+normalisation (mean, std) is stored in the model. A classifier (``task_type="classification"``, as
+:func:`~atomsets_tf.workflows.retrain.retrain` makes one from a regression parent) has a one-wide output layer
+and a sigmoid: output ``[B, 1]``, the probability of class 1.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ from atomsets_tf.models.cgat.data import (
 from atomsets_tf.models.cgat.pooling import CrystalAttentionPool, RezeroResidualHead
 from atomsets_tf.models.cgat.roost import RoostEncoder
 
+#: What a CGAT predicts: ``regression`` (value and log-std) or ``classification`` (a probability).
+TASK_TYPES = ("regression", "classification")
+
 
 @keras.saving.register_keras_serializable(package="atomsets_tf")
 def cgat_l1_loss(y_true: Tensor, y_pred: Tensor) -> Tensor:
@@ -96,6 +101,8 @@ class CGAT(keras.Model):
         static_shapes: compute every padded atom slot (masked) instead of gathering the real atoms
             first. Same results; shapes are static, as XLA (``jit_compile``) needs, but padding costs
             compute. Default False.
+        task_type: ``"regression"`` (the paper's value and log-std) or ``"classification"`` (a one-wide
+            output layer and a sigmoid: the probability of class 1; the target normalisation is not used).
         **kwargs: passed to :class:`keras.Model` (e.g. ``name``).
 
     Call arguments:
@@ -114,7 +121,8 @@ class CGAT(keras.Model):
         ``(B, E, orig_elem_fea_len)``.
 
     Output shape:
-        ``(B, 2)``: normalised value and log-std (see :meth:`denormalise`).
+        ``(B, 2)``: normalised value and log-std (see :meth:`denormalise`); a classifier: ``(B, 1)``,
+        the probability of class 1.
 
     Example:
 
@@ -160,9 +168,13 @@ class CGAT(keras.Model):
         elements: Sequence[str] | None = None,
         radius: float = 18.0,
         static_shapes: bool = False,
+        task_type: str = "regression",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if task_type not in TASK_TYPES:
+            raise ValueError(f"task_type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
+        self.task_type = str(task_type)
         self.orig_elem_fea_len = int(orig_elem_fea_len)
         self.elem_fea_len = int(elem_fea_len)
         self.n_graph = int(n_graph)
@@ -192,7 +204,8 @@ class CGAT(keras.Model):
         self.roost = RoostEncoder(self.orig_elem_fea_len, f, self.n_graph_roost, name="roost")
         self.cry_pool = CrystalAttentionPool(f, self.msg_heads, self.global_vector_attention, name="cry_pool")
         head_in = f if self.mean_pooling else f * self.msg_heads
-        self.head = RezeroResidualHead(head_in, 2, self.out_hidden, rezero=self.rezero, name="output_nn")
+        outputs = 1 if self.is_classifier else 2  # a probability's logit, or value and log-std
+        self.head = RezeroResidualHead(head_in, outputs, self.out_hidden, rezero=self.rezero, name="output_nn")
         self._embedding_cache: ElementEmbedding | None = None
         self.build()
 
@@ -246,12 +259,18 @@ class CGAT(keras.Model):
             elements=None if self.elements is None else list(self.elements),
             radius=self.radius,
             static_shapes=self.static_shapes,
+            task_type=self.task_type,
         )
         return cfg
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> CGAT:
         return cls(**config)
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the model outputs a probability (``task_type="classification"``)."""
+        return self.task_type == "classification"
 
     # ------------------------------------------------------------------ forward
     def tap_names(self) -> list[str]:
@@ -262,8 +281,9 @@ class CGAT(keras.Model):
         names += ["roost_embed_out"] + [f"roost_elem_fea_{k}" for k in range(1, self.n_graph_roost + 1)]
         names += ["roost_crys_fea", "cry_pool_out", "graph_embedding", "head_in"]
         names += [f"head_block_{k}" for k in range(1, len(self.out_hidden) + 1)]
-        names += ["out", "out_value", "out_log_std", "pred_denorm"]
-        return names
+        if self.is_classifier:
+            return names + ["out_logit", "out"]
+        return names + ["out", "out_value", "out_log_std", "pred_denorm"]
 
     def _edge_lists(self, atom_mask: Tensor, nbr_idx: Tensor, nbr_rank: Tensor) -> dict[str, Any]:
         """Padded neighbour lists -> the flat edge lists the layers use (see :mod:`~atomsets_tf.models.cgat.attention`).
@@ -344,6 +364,9 @@ class CGAT(keras.Model):
         if self.mean_pooling:
             pooled = keras.ops.mean(keras.ops.reshape(pooled, (-1, self.msg_heads, self.elem_fea_len)), axis=1)
         out, blocks = self.head(pooled, return_blocks=True)
+        if self.is_classifier:
+            taps["out_logit"] = out
+            out = keras.ops.sigmoid(out)
         taps["out"] = out
         if want_taps:
             taps.update(roost_taps)
@@ -352,9 +375,10 @@ class CGAT(keras.Model):
             taps["head_in"] = pooled
             for i, blk in enumerate(blocks):
                 taps[f"head_block_{i + 1}"] = blk
-            taps["out_value"] = out[:, 0:1]
-            taps["out_log_std"] = out[:, 1:2]
-            taps["pred_denorm"] = out[:, 0:1] * self.target_std + self.target_mean
+            if not self.is_classifier:
+                taps["out_value"] = out[:, 0:1]
+                taps["out_log_std"] = out[:, 1:2]
+                taps["pred_denorm"] = out[:, 0:1] * self.target_std + self.target_mean
             # per-atom taps back to the padded layout [B, N, F]
             keep = keras.ops.cast(keras.ops.reshape(atom_mask, (-1,)) > 0, "float32")[:, None]
             for name in list(taps):
@@ -368,7 +392,7 @@ class CGAT(keras.Model):
         return taps
 
     def call(self, inputs: dict[str, Tensor], training: bool | None = None) -> Tensor:
-        """Padded batch -> ``[B, 2]`` (normalised value, log-std)."""
+        """Padded batch -> ``[B, 2]`` (normalised value, log-std); a classifier: ``[B, 1]`` (probability)."""
         return self._forward(inputs, want_taps=False)["out"]
 
     def compute_taps(self, inputs: dict[str, Tensor], names: Sequence[str] | None = None) -> dict[str, Tensor]:
@@ -397,6 +421,25 @@ class CGAT(keras.Model):
             layer.trainable = not frozen
         self.embedding_kernel.trainable = not frozen
         self.nbr_embedding.trainable = not frozen
+
+    def copy_weights_below_output(self, parent: CGAT) -> None:
+        """Take every weight of ``parent`` (a CGAT of the same configuration, but for its ``task_type``) except
+        those of the head's output layer and the target normalisation, which stay as initialised: a new output
+        for a new kind of target.
+
+        Raises:
+            ValueError: ``parent`` has other weights than this model below the output.
+        """
+        own_output = {id(v) for v in (self.head.kernel_out, self.head.bias_out, self.target_mean, self.target_std)}
+        if len(self.weights) != len(parent.weights):
+            raise ValueError(f"{parent.name} has {len(parent.weights)} weights, this CGAT {len(self.weights)}")
+        for mine, theirs in zip(self.weights, parent.weights, strict=True):
+            if id(mine) in own_output:
+                continue
+            if mine.path.split("/", 1)[-1] != theirs.path.split("/", 1)[-1] or tuple(mine.shape) != tuple(theirs.shape):
+                raise ValueError(f"weight {theirs.path} {tuple(theirs.shape)} does not match {mine.path} "
+                                 f"{tuple(mine.shape)}")
+            mine.assign(theirs)
 
     # ------------------------------------------------------------------ normalisation
     def normalise(self, y: Any) -> Tensor:
@@ -464,13 +507,16 @@ class CGAT(keras.Model):
         return structures_to_graphs(items, self.element_embedding(), self.radius, self.neighbor_number)
 
     def predict_structures(self, structures: Sequence[Any], batch_size: int = 32) -> np.ndarray:
-        """Denormalised predictions ``[n]`` for pymatgen structures (or :class:`CGATGraph`)."""
+        """Denormalised predictions ``[n]`` for pymatgen structures (or :class:`CGATGraph`); a classifier's
+        probabilities of class 1."""
         graphs = self._graphs(structures)
         out = np.zeros(len(graphs), dtype=np.float32)
         for start in range(0, len(graphs), batch_size):
             batch = collate(graphs[start : start + batch_size])
             value = self(batch)[:, 0]
-            out[start : start + len(value)] = keras.ops.convert_to_numpy(self.denormalise(value))
+            if not self.is_classifier:
+                value = self.denormalise(value)
+            out[start : start + len(value)] = keras.ops.convert_to_numpy(value)
         return out
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
