@@ -259,8 +259,9 @@ class CGAT(keras.Model):
             elements=None if self.elements is None else list(self.elements),
             radius=self.radius,
             static_shapes=self.static_shapes,
-            task_type=self.task_type,
         )
+        if self.task_type != "regression":  # left out at its default: a regression CGAT's config is unchanged
+            cfg["task_type"] = self.task_type
         return cfg
 
     @classmethod
