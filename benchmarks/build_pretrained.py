@@ -7,6 +7,7 @@ and ``pretrained/presets.json`` gets its sha256.
 
     python benchmarks/build_pretrained.py                      # all
     python benchmarks/build_pretrained.py atomsets-v0-glass    # one
+    python benchmarks/build_pretrained.py --cards-only         # rewrite the model cards from the saved metrics
 """
 
 from __future__ import annotations
@@ -61,15 +62,20 @@ def build(spec: dict) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "fold_0" / "model.keras", dest / "model.keras")
     (dest / "metrics.json").write_text(json.dumps({"benchmark": summary, "fold_0": fold0}, indent=1) + "\n")
-    card = model_card(spec, summary, fold0, summary["command"])
-    card += literature_section(spec, dest / "model.keras") + uncertainty_section(summary)
-    (dest / "README.md").write_text(card)
+    write_card(spec, dest, summary, fold0)
     from atomsets_tf.presets import sha256_file
 
     return {"name": spec["name"], "kind": spec["kind"], "file": f"{spec['name']}/model.keras",
             "sha256": sha256_file(dest / "model.keras"), "description": spec["description"],
             "task": summary["task"], "model": spec["model"], "metric": summary["metric"],
             "test_mean": summary["mean"], "test_std": summary["std"], "n_folds": summary["n_folds"]}
+
+
+def write_card(spec: dict, dest: Path, summary: dict, fold0: dict) -> None:
+    """The model card: the run's description, the well-known materials, the uncertainty figures."""
+    card = model_card(spec, summary, fold0, summary["command"])
+    card += literature_section(spec, dest / "model.keras") + uncertainty_section(summary)
+    (dest / "README.md").write_text(card)
 
 
 def literature_rows(task: str, model_path: Path) -> list[dict]:
@@ -95,7 +101,7 @@ def literature_section(spec: dict, model_path: Path) -> str:
     sources = json.loads((PRETRAINED / "literature.json").read_text())["sources"]
     unit = f" ({spec['unit']})" if spec.get("unit") else ""
     lines = [f"| {r['name']}{' (*)' if 'ambiguous' in r else ''} | `{r['formula']}` | {r['class']} | {r['value']:g} | "
-             f"{r['prediction']:.3g}" + (f" ± {r['std']:.2g}" if r["std"] is not None else "") + f" | {r['source']} |"
+             f"{r['prediction']:.4g}" + (f" ± {r['std']:.2g}" if r["std"] is not None else "") + f" | {r['source']} |"
              for r in rows]
     notes = "".join(f"\n(*) {r['name']}: {r['ambiguous']}." for r in rows if "ambiguous" in r)
     cited = "\n".join(f"- {key}: {sources[key]}" for key in sorted({r["source"] for r in rows}))
@@ -214,7 +220,15 @@ atomsets-tf predict {spec['name']} DATA -o predictions.csv
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", help="presets to build (default: all)")
+    ap.add_argument("--cards-only", action="store_true", help="rewrite the cards from pretrained/<name>/metrics.json")
     args = ap.parse_args(argv)
+    if args.cards_only:
+        for spec in PRESETS:
+            if not args.names or spec["name"] in args.names:
+                dest = PRETRAINED / spec["name"]
+                saved = json.loads((dest / "metrics.json").read_text())
+                write_card(spec, dest, saved["benchmark"], saved["fold_0"])
+        return 0
     registry_path = PRETRAINED / "presets.json"
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"presets": []}
     entries = {e["name"]: e for e in registry["presets"]}
