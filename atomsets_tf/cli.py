@@ -393,9 +393,12 @@ def _benchmark_options(command):
               help="A model of Table 1; megnet or cgat from scratch; megnet-head/full or cgat-head/full "
                    "(a pretrained model retrained); dummy (mean / majority class).")
 @click.option("--folds", default=None, help="Comma-separated folds (default: all five).")
+@click.option("--task", "official_task", default=None,
+              help="For a file holding some entries of this Matbench task: its official folds restricted to "
+                   "the file's ids (e.g. matbench_perovskites).")
 @_head_options
 @_benchmark_options
-def benchmark(task, model_name, folds, **opts) -> None:
+def benchmark(task, model_name, folds, official_task, **opts) -> None:
     """Benchmark a model on TASK over all folds of a protocol; writes OUTDIR/summary.json.
 
     TASK is a matbench task name with local data (or a file). Each fold trains
@@ -408,7 +411,8 @@ def benchmark(task, model_name, folds, **opts) -> None:
     summary = run_benchmark(table, model_name, opts["out_dir"], opts["protocol"], _folds(folds),
                             opts["budget_epochs"], _benchmark_training(len(table), opts), _model_config(opts),
                             opts["features_from"], command=_command(),
-                            report=None if opts["quiet"] else click.echo, restart=opts["restart"])
+                            report=None if opts["quiet"] else click.echo, restart=opts["restart"],
+                            official_task=official_task)
     budget = f", at most {opts['budget_epochs']} epochs" if opts["budget_epochs"] else ""
     click.echo(f"{summary['task']} {model_name} ({summary['protocol']}, {summary['n_folds']} folds{budget}): "
                f"{summary['metric']} {summary['mean']:.4g} ± {summary['std']:.2g}")

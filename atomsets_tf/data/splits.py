@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,51 @@ def official_folds(task: str) -> list[tuple[list[str], list[str]]]:
             folds = splits[task]
             return [(list(folds[k]["train"]), list(folds[k]["test"])) for k in sorted(folds)]
     raise DataFormatError(f"no official Matbench folds found for {task!r} (install matbench, or use --protocol paper)")
+
+
+#: ``Table.meta`` key set by :func:`as_task_subset`: the table holds some of its task's entries, and the
+#: ``matbench`` protocol uses the official folds restricted to them.
+TASK_SUBSET = "task_subset"
+
+
+def subset_folds(task: str, ids: list[str], source: str = "the data") -> list[tuple[list[str], list[str]]]:
+    """The official folds of ``task`` restricted to ``ids``: each ``(train ∩ ids, test ∩ ids)``, in the folds' order.
+
+    Args:
+        task: a Matbench v0.1 task name (``"perovskites"`` or ``"matbench_perovskites"``).
+        ids: the entries present (some or all of the task's).
+        source: the data's name, for messages.
+
+    Returns:
+        Five ``(train_ids, test_ids)``; the test parts are disjoint and together hold every id of ``ids``.
+
+    Raises:
+        DataFormatError: ``task`` has no official folds, or an id of ``ids`` is not one of its entries.
+    """
+    folds = official_folds(task)
+    entries = set(folds[0][0]) | set(folds[0][1])
+    unknown = [i for i in ids if i not in entries]
+    if unknown:
+        raise DataFormatError(f"{source}: {len(unknown)} ids are not entries of {task_name(task)}, "
+                              f"e.g. {_some(unknown)}")
+    present = set(ids)
+    return [([i for i in train if i in present], [i for i in test if i in present]) for train, test in folds]
+
+
+def as_task_subset(table: data_io.Table, task: str) -> data_io.Table:
+    """``table`` marked as (a subset of) the entries of the Matbench task ``task``.
+
+    Its ``matbench`` splits are then the official folds of ``task`` restricted to its ids
+    (:func:`subset_folds`), and it is reported under the task's name.
+
+    Returns:
+        A shallow copy of ``table`` with ``meta["task"]`` and ``meta[TASK_SUBSET]`` set.
+
+    Raises:
+        DataFormatError: as :func:`subset_folds` (checked here, before anything trains).
+    """
+    subset_folds(task, table.ids, table.source or "the data")
+    return replace(table, meta={**table.meta, "task": task_name(task), TASK_SUBSET: True})
 
 
 def ids_to_indices(ids: list[str], wanted: list[str], what: str = "split") -> np.ndarray:
@@ -148,7 +194,7 @@ def make_splits(
     ``paper``: a random split drawn from ``seed + fold``, ``val_fraction`` each for
     validation and test (80/10/10 by default).
     ``matbench``: the official fold ``fold``; validation is ``val_fraction`` of its
-    training part.
+    training part. For a table marked by :func:`as_task_subset`, the fold restricted to its ids.
     ``split_file`` (any protocol): a JSON file ``{"train": [ids], "val": [ids],
     "test": [ids]}``, or that mapping itself; without ``"val"``, validation is
     ``val_fraction`` of ``train``.
@@ -161,7 +207,10 @@ def make_splits(
         return random_split(len(table), (1 - 2 * val_fraction, val_fraction, val_fraction), seed=seed + fold)
     if protocol == "matbench":
         task = table.meta.get("task") or Path(table.source).name.split(".")[0]
-        folds = official_folds(task)
+        if table.meta.get(TASK_SUBSET):
+            folds = subset_folds(task, table.ids, table.source or "the data")
+        else:
+            folds = official_folds(task)
         if not 0 <= fold < len(folds):
             raise DataFormatError(f"fold must be in 0..{len(folds) - 1}, got {fold}")
         train_ids, test_ids = folds[fold]

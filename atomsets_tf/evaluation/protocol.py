@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf.data import io as data_io
-from atomsets_tf.data.splits import PROTOCOLS
+from atomsets_tf.data.splits import PROTOCOLS, TASK_SUBSET, as_task_subset
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.evaluation.common import (
     capped,
@@ -74,6 +74,7 @@ def run_benchmark(
     command: str | None = None,
     report=None,
     restart: bool = False,
+    official_task: str | None = None,
 ) -> dict:
     """Train and score ``model`` on ``task`` over ``folds`` (default all five); returns the summary.
 
@@ -90,6 +91,13 @@ def run_benchmark(
         report: called with each fold's result line (default: nothing).
         restart: retrain every fold, discarding what the folds hold (else a fold
             finished with the same settings is read back, and one with other settings refused).
+        official_task: the Matbench task whose entries ``task`` (a file) holds some of: the ``matbench``
+            protocol then uses its official folds restricted to the file's ids, and the summary reports
+            the task (see :func:`~atomsets_tf.data.splits.as_task_subset`).
+
+    Raises:
+        AtomSetsError: an unknown model, protocol or fold; with ``official_task``, a task without
+            official folds or an id that is not one of its entries.
     """
     if model not in benchmark_models():
         raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(benchmark_models())}")
@@ -99,6 +107,8 @@ def run_benchmark(
     if not folds or not all(0 <= f < N_FOLDS for f in folds):
         raise AtomSetsError(f"folds must be in 0..{N_FOLDS - 1}, got {folds}")
     table = load_task(task, model)
+    if official_task is not None:
+        table = as_task_subset(table, official_task)
     training = training or default_training(len(table), budget_epochs)
     training = capped(training, budget_epochs)
     out = Path(out_dir)
@@ -108,7 +118,7 @@ def run_benchmark(
         summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from,
                             command)
         write_json_atomic(out / SUMMARY, summary)
-        if protocol == "matbench" and folds == list(range(N_FOLDS)):
+        if protocol == "matbench" and folds == list(range(N_FOLDS)) and not table.meta.get(TASK_SUBSET):
             write_matbench_results(table, out)
     return summary
 
@@ -158,6 +168,8 @@ def summarise(table, model, protocol, runs, training, budget_epochs, model_confi
     for key in ("uncertainty", "uncertainty_raw"):
         if all(key in r for r in runs):
             summary[key] = {name: float(np.mean([r[key][name] for r in runs])) for name in runs[0][key]}
+    if table.meta.get(TASK_SUBSET):
+        summary["subset"] = {"source": str(table.source), "n_entries": len(table)}
     reference = reference_row(task, model)
     if reference is not None:
         summary["paper_units"] = {"mean": to_paper_units(task, summary["mean"]),
