@@ -22,6 +22,7 @@ def test_task_metadata_names_the_output():
     assert task_output_kind("matbench_expt_gap", zero_inflated=True) == "zero-inflated"
     assert task_output_kind("matbench_expt_gap", zero_inflated=False) == "non-negative"
     assert task_output_kind("matbench_steels", zero_inflated=True) == "non-negative"
+    assert task_output_kind("matbench_mp_gap") == "zero-inflated" and task_output_kind("matbench_expt_gap") == "non-negative"
     assert task_output_kind("matbench_mp_e_form") == "linear" and task_output_kind(None) == "linear"
 
 
