@@ -15,10 +15,10 @@ from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.evaluation.runners import expected_fingerprint
 from atomsets_tf.layers import EnsembleMoments
 from atomsets_tf.models import AtomSets
-from atomsets_tf.models.ensemble import Ensemble, fit_std_scale
+from atomsets_tf.models.ensemble import Ensemble
 from atomsets_tf.models.loading import load_model, predict_table, predict_with_std
 from atomsets_tf.training.losses import EnsembleLoss
-from atomsets_tf.training.metrics import spearman, uncertainty_scores
+from atomsets_tf.training.metrics import fit_std_scale, spearman, uncertainty_scores
 from atomsets_tf.workflows.fit import ModelConfig, TrainingConfig, bootstrap_weights, fit
 from tests.test_bad_input import assert_cli_error
 
@@ -93,7 +93,8 @@ def test_uncertainty_scores_of_calibrated_and_overconfident_errors():
     assert good["miscalibration_area"] < 0.01 and good["spearman_abs_error_std"] > 0.2
     overconfident = uncertainty_scores(y, np.zeros_like(y), sigma / 3)
     assert overconfident["miscalibration_area"] > 0.2 and overconfident["coverage_1sigma"] < 0.4
-    assert fit_std_scale(y, np.zeros_like(y), sigma / 3) == pytest.approx(3.0, rel=0.03)
+    assert fit_std_scale(y, np.zeros_like(y), sigma / 3, "likelihood") == pytest.approx(3.0, rel=0.03)
+    assert fit_std_scale(y, np.zeros_like(y), sigma / 3) == pytest.approx(3.0, rel=0.06)
     assert spearman([1, 2, 3, 4], [10, 20, 30, 25]) == pytest.approx(0.8)
 
 

@@ -21,7 +21,7 @@ from atomsets_tf.layers import EnsembleMoments
 from atomsets_tf.models.base import ModelFamily, load_keras_model
 from atomsets_tf.models.registry import family_of
 
-__all__ = ["FAMILY", "Ensemble", "EnsembleFamily", "fit_std_scale"]
+__all__ = ["FAMILY", "Ensemble", "EnsembleFamily"]
 
 
 def _member(model_or_config):
@@ -39,7 +39,7 @@ class Ensemble(keras.Model):
         members: the K trained models (each ``(batch, k)`` with its prediction in column 0; a probability for
             a classifier), or their serialised configs.
         std_scale: the factor that rescales the members' spread into a calibrated standard deviation, fitted
-            on validation data (:func:`fit_std_scale`); 1 = the raw spread.
+            on validation data (:func:`~atomsets_tf.training.metrics.fit_std_scale`); 1 = the raw spread.
 
     Call arguments:
         inputs: what every member takes (e.g. AtomSets' ``{"atoms", "weights"}``).
@@ -106,17 +106,6 @@ class Ensemble(keras.Model):
     def from_preset(cls, name: str, download: bool = True) -> Ensemble:
         """Load a trained ensemble preset (see ``atomsets-tf models``)."""
         return load_keras_model(presets.preset_file(name, "ensemble", download))
-
-
-def fit_std_scale(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
-    """The variance rescaling of an ensemble's spread that makes it a calibrated Gaussian std on this data:
-    :math:`s = \\sqrt{\\mathrm{mean}((y - \\mu)^2 / \\sigma^2)}`, the maximum-likelihood factor (entries with
-    zero spread are left out). Fit it on validation data only."""
-    y_true, mean, std = (np.asarray(a, dtype=np.float64).ravel() for a in (y_true, mean, std))
-    ok = std > 0
-    if not ok.any():
-        return 1.0
-    return float(np.sqrt(np.mean(((y_true[ok] - mean[ok]) / std[ok]) ** 2))) or 1.0
 
 
 class EnsembleFamily(ModelFamily):

@@ -37,10 +37,10 @@ from atomsets_tf.errors import AtomSetsError, DataFormatError
 from atomsets_tf.models.atomsets.features import composition_sets, structural_sets
 from atomsets_tf.models.atomsets.model import AtomSets
 from atomsets_tf.models.base import predict_sets
-from atomsets_tf.models.ensemble import Ensemble, fit_std_scale
+from atomsets_tf.models.ensemble import Ensemble
 from atomsets_tf.models.megnet.model import load_megnet
 from atomsets_tf.models.registry import DEFAULT_SOURCE, FIT_MODELS, STRUCTURAL_MODELS
-from atomsets_tf.training.metrics import metric_name, score, uncertainty_scores
+from atomsets_tf.training.metrics import fit_std_scale, metric_name, score, uncertainty_scores
 from atomsets_tf.training.runs import STATE_DIR, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss, strategy_label, train
 from atomsets_tf.workflows.outputs import versions, write_outputs, write_predictions_csv
