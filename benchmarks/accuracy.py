@@ -86,11 +86,31 @@ def run(name: str) -> int:
     return subprocess.call(command, cwd=ROOT)  # from the repository root: relative paths, as the table prints them
 
 
+def _partial_summary(folder: Path) -> dict | None:
+    """A summary of the folds a benchmark has finished so far (it writes ``summary.json`` only at the end)."""
+    from atomsets_tf.evaluation.reference import to_paper_units
+
+    folds = []
+    for path in sorted(folder.glob("fold_*/metrics.json")):
+        m = json.loads(path.read_text())
+        metric = "roc_auc" if m["task_type"] == "classification" else "mae"
+        folds.append({"fold": m["fold"], "val": m[f"val_{metric}"], "test": m[f"test_{metric}"], "metric": metric,
+                      "wall_time_s": m["wall_time_s"], "epochs_run": m["epochs_run"], "task": m["data"]})
+    if not folds:
+        return None
+    tests = [f["test"] for f in folds]
+    mean, std = sum(tests) / len(tests), (sum((t - sum(tests) / len(tests)) ** 2 for t in tests) / len(tests)) ** 0.5
+    task = folds[0]["task"]
+    return {"task": task, "model": "", "metric": folds[0]["metric"], "n_folds": len(folds), "folds": folds,
+            "mean": mean, "std": std, "wall_time_s": sum(f["wall_time_s"] for f in folds),
+            "paper_units": {"mean": to_paper_units(task, mean), "std": to_paper_units(task, std)}}
+
+
 def row(name: str) -> dict | None:
     path = RUNS / name / "summary.json"
-    if not path.is_file():
+    s = json.loads(path.read_text()) if path.is_file() else _partial_summary(RUNS / name)
+    if s is None:
         return None
-    s = json.loads(path.read_text())
     out = {"name": name, "task": s["task"], "model": s["model"], "metric": s["metric"], "n_folds": s["n_folds"],
            "test_mean": s["mean"], "test_std": s["std"],
            "val_mean": sum(f["val"] for f in s["folds"]) / len(s["folds"]),
@@ -138,7 +158,8 @@ def markdown(rows: list[dict], commands: bool = True) -> str:
         unc = r.get("uncertainty")
         u = (f"{unc['spearman_abs_error_std']:.2f}, {unc['coverage_1sigma']:.2f}, {unc['coverage_2sigma']:.2f}, "
              f"{unc['miscalibration_area']:.3f}") if unc else ""
-        lines.append(f"| `{r['name']}` | {to_paper_units(r['task'], r['val_mean']):.4g} | "
+        folds = f" ({r['n_folds']} of 5 folds so far)" if r["n_folds"] < 5 else ""
+        lines.append(f"| `{r['name']}`{folds} | {to_paper_units(r['task'], r['val_mean']):.4g} | "
                      f"**{pu['mean']:.4g}** ± {pu['std']:.2g} | {paper} | {best} | {r['wall_time_s_per_fold']:.0f} | "
                      f"{u} |")
     if commands:
