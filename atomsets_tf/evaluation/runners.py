@@ -85,11 +85,13 @@ def run_model(
     split: Mapping | str | os.PathLike | None = None,
     val_fraction: float = 0.1,
     restart: bool = False,
+    element_features: list[str] | None = None,
 ) -> FitResult:
     """Train ``model`` (a name of :func:`benchmark_models`) on one split of ``table`` and score it.
 
     ``split`` overrides ``protocol``/``fold`` with explicit ids (``{"train", "val", "test"}``).
     ``restart`` discards a run already in ``out_dir`` (else one with other settings is refused).
+    ``element_features``: the V0 sources of ``atomsets-v0`` (see :func:`~atomsets_tf.workflows.fit.fit`).
     """
     training = training or TrainingConfig()
     _check_runnable(table, model)
@@ -99,7 +101,8 @@ def run_model(
         return fit_dummy(table, protocol, fold, training.seed, out_dir, split, val_fraction, restart)
     if entry(model).family in ("megnet", "cgat"):
         return retrain(_parent(model, features_from), table, mode=_retrain_mode(model), **common)
-    return fit(table, model, model_config=model_config, features_from=features_from, **common)
+    return fit(table, model, model_config=model_config, features_from=features_from,
+               element_features=element_features, **common)
 
 
 def _check_runnable(table: data_io.Table, model: str) -> None:
@@ -132,6 +135,7 @@ def expected_fingerprint(
     features_from: str | None = None,
     split: Mapping | str | os.PathLike | None = None,
     val_fraction: float = 0.1,
+    element_features: list[str] | None = None,
 ) -> dict:
     """The fingerprint that :func:`run_model` with these arguments records, without training anything.
 
@@ -148,7 +152,7 @@ def expected_fingerprint(
         parent = _parent(model, features_from)
         trained = retrain_model_settings(kind, parent_label(parent, parent), _retrain_mode(model))
     else:
-        trained = fit_model_settings(model, model_config, features_from)
+        trained = fit_model_settings(model, model_config, features_from, element_features)
     return run_fingerprint(run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split,
                                         training))
 

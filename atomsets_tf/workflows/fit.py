@@ -33,6 +33,11 @@ from atomsets_tf.data.elements import ElementTable, megnet_element_table
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.errors import AtomSetsError, DataFormatError
+from atomsets_tf.models.atomsets.element_sources import (
+    check_element_features,
+    element_features_settings,
+    element_features_table,
+)
 from atomsets_tf.models.atomsets.features import composition_sets, structural_sets
 from atomsets_tf.models.atomsets.model import AtomSets
 from atomsets_tf.models.base import predict_sets
@@ -72,23 +77,37 @@ class FitResult:
 
 
 def featurize(
-    table: data_io.Table, model: str, features_from: str | None = None, progress: bool = False
+    table: data_io.Table,
+    model: str,
+    features_from: str | None = None,
+    progress: bool = False,
+    element_features: list[str] | None = None,
 ) -> tuple[WeightedSets, object | None]:
     """A table's entries as the weighted sets ``model`` trains on, and its fixed element table (if any).
 
     Compositional models (``atomsets``, ``atomsets-v0``) see compositions
     (structures are reduced to theirs); ``atomsets-v0`` looks its elements up in
-    MEGNet's V0 table: the JSON table megnet ships, or the embedding layer of
-    ``features_from`` (a MEGNet checkpoint or preset). Structural models (see
-    :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`) see features
-    tapped from ``features_from`` (default: the paper's parent model).
+    its V0 table: the JSON table megnet ships, the embedding layer of
+    ``features_from`` (a MEGNet checkpoint or preset), or, given
+    ``element_features``, those sources standardised and concatenated per element
+    (:func:`~atomsets_tf.models.atomsets.element_sources.element_features_table`).
+    Structural models (see :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`)
+    see features tapped from ``features_from`` (default: the paper's parent model).
+
+    Raises:
+        AtomSetsError: ``element_features`` for another model than ``atomsets-v0``, together with
+            ``features_from``, or naming an unknown source.
+        UnknownElementError: an element the V0 table has no row for, naming the entry.
     """
     check_model_name(model)
+    check_element_features(model, features_from, element_features)
     if model in STRUCTURAL_MODELS:
         return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress), None
     element_table = None
     if model == "atomsets-v0":
-        if features_from is None:
+        if element_features is not None:
+            element_table = element_features_table(element_features)
+        elif features_from is None:
             element_table = megnet_element_table()
         else:
             rows = load_megnet(features_from).embedding_table()
@@ -165,6 +184,7 @@ def fit(
     val_fraction: float = 0.1,
     split_file: str | os.PathLike | None = None,
     restart: bool = False,
+    element_features: list[str] | None = None,
 ) -> FitResult:
     """Train an AtomSets model (Table 1 of the paper) on a data set and evaluate it on its test split.
 
@@ -186,6 +206,13 @@ def fit(
         progress: print a line every few epochs.
         features_from: the MEGNet (checkpoint path or preset) that structural
             models tap, and that ``atomsets-v0`` may take V0 from.
+        element_features: the V0 sources of ``atomsets-v0``, concatenated per element in this
+            order: ``"megnet"`` (megnet's JSON table), ``"matscholar"`` (CGAT's), MEGNet presets
+            such as ``"megnet-mp-2019.4.1-formation_energy"`` or checkpoint files (their embedding
+            layer); see :mod:`~atomsets_tf.models.atomsets.element_sources`. Each source is
+            standardised per column; an element any source lacks is refused (UnknownElementError
+            naming the entry). The combined table is saved in the model. ``None``: V0 as
+            ``features_from`` says (default: megnet's JSON table, unscaled, as in the paper).
         val_fraction, split_file: see :func:`make_splits`.
         strategy: a ``tf.distribute.Strategy`` (see
             :func:`~atomsets_tf.training.strategy.get_strategy`); the default
@@ -196,16 +223,18 @@ def fit(
         RunSettingsError: ``out_dir`` holds a run with other settings (and not ``restart``).
         RunLockedError: another process is writing to ``out_dir``.
         TrainingInterrupted: SIGINT or SIGTERM arrived; the state was saved.
+        AtomSetsError: an unknown ``element_features`` source (naming it), or ``element_features``
+            with another model than ``atomsets-v0`` or with ``features_from``.
     """
     training = training or TrainingConfig()
     require_point_loss(training, model)
     check_model_name(model)
+    trained = fit_model_settings(model, model_config, features_from, element_features)
     table, targets, task_type = load_targets(data, task_type)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
-    settings = run_settings(fit_model_settings(model, model_config, features_from), table, task_type, splits,
-                            protocol, fold, val_fraction, split_file, training)
+    settings = run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split_file, training)
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
-        sets, element_table = featurize(table, model, features_from, progress)
+        sets, element_table = featurize(table, model, features_from, progress, element_features)
 
         def make():
             net = build_model(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from)
@@ -217,9 +246,24 @@ def fit(
                             extra, settings=settings)
 
 
-def fit_model_settings(model: str, model_config: ModelConfig | None = None, features_from: str | None = None) -> dict:
-    """What :func:`fit` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it."""
-    return {"model": model, "model_config": asdict(model_config or ModelConfig()), "features_from": features_from}
+def fit_model_settings(
+    model: str,
+    model_config: ModelConfig | None = None,
+    features_from: str | None = None,
+    element_features: list[str] | None = None,
+) -> dict:
+    """What :func:`fit` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it.
+
+    ``element_features`` are recorded only when given (the runs recorded before keep their fingerprint).
+
+    Raises:
+        AtomSetsError: bad ``element_features`` (see :func:`~atomsets_tf.models.atomsets.element_sources.check_element_features`), naming the source.
+    """
+    settings = {"model": model, "model_config": asdict(model_config or ModelConfig()), "features_from": features_from}
+    if element_features is not None:
+        check_element_features(model, features_from, element_features)
+        settings["element_features"] = element_features_settings(element_features)
+    return settings
 
 
 def load_targets(data, task_type: str | None = None) -> tuple[data_io.Table, np.ndarray, str]:
