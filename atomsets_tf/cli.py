@@ -123,6 +123,14 @@ def _run_settings(opts: dict):
     return strategy, training, {**common, "progress": not opts["quiet"], "strategy": strategy}
 
 
+#: ``--element-features`` of ``fit`` and ``benchmark``.
+_ELEMENT_FEATURES_OPTION = click.option(
+    "--element-features", "element_features", multiple=True, metavar="NAME",
+    help="Repeatable. atomsets-v0: take V0 from these sources, concatenated per element "
+         "(unscaled): megnet (its JSON table), matscholar (CGAT's), or a MEGNet preset / checkpoint "
+         "(its embedding layer), e.g. megnet-mp-2019.4.1-formation_energy.")
+
+
 @cli.command()
 @click.argument("data")
 @click.option("--model", "model_name", type=click.Choice(FIT_MODELS), default="atomsets", show_default=True,
@@ -130,10 +138,7 @@ def _run_settings(opts: dict):
 @click.option("--features-from", default=None,
               help="MEGNet checkpoint or preset that structural models tap (default: the paper's parent model); "
                    "with atomsets-v0, take V0 from its embedding.")
-@click.option("--element-features", "element_features", multiple=True, metavar="NAME",
-              help="Repeatable. atomsets-v0: take V0 from these sources, standardised and concatenated per "
-                   "element: megnet (its JSON table), matscholar (CGAT's), or a MEGNet preset / checkpoint "
-                   "(its embedding layer), e.g. megnet-mp-2019.4.1-formation_energy.")
+@_ELEMENT_FEATURES_OPTION
 @_head_options
 @_training_options
 def fit(data, model_name, features_from, element_features, **opts) -> None:
@@ -380,10 +385,7 @@ def _benchmark_options(command):
               help="A model of Table 1; megnet or cgat from scratch; megnet-head/full or cgat-head/full "
                    "(a pretrained model retrained); dummy (mean / majority class).")
 @click.option("--folds", default=None, help="Comma-separated folds (default: all five).")
-@click.option("--element-features", "element_features", multiple=True, metavar="NAME",
-              help="Repeatable. atomsets-v0: take V0 from these sources, standardised and concatenated per "
-                   "element: megnet (its JSON table), matscholar (CGAT's), or a MEGNet preset / checkpoint "
-                   "(its embedding layer), e.g. megnet-mp-2019.4.1-formation_energy.")
+@_ELEMENT_FEATURES_OPTION
 @_head_options
 @_benchmark_options
 def benchmark(task, model_name, folds, element_features, **opts) -> None:

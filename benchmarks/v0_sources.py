@@ -7,8 +7,8 @@ the per-task budget is that of ``atomsets-tf benchmark``: steels (and glass) 100
 patience 200; expt_gap and expt_is_metal ``--budget-epochs 300 --patience 60``.
 
 ``json`` is today's default (megnet's JSON table, unscaled, ``element_features=None``);
-combinations ending in ``-raw`` concatenate the sources unscaled (the measurement behind
-``STANDARDIZE_SOURCES``), the others standardise each source per column.
+combinations ending in ``-raw`` concatenate the sources unscaled (the package's default,
+chosen by this measurement: ``STANDARDIZE_SOURCES``), the others standardise each source per column.
 
 Resumable: each (task, combination) trains in ``RUNS/<task>/<combination>`` through
 ``run_benchmark`` (finished folds are read back, an interrupted one resumes), and its
@@ -45,6 +45,10 @@ COMBINATIONS: dict[str, tuple[list[str] | None, bool]] = {
     "matscholar": (["matscholar"], True),
     "json-std": (["megnet"], True),
     "megnet5+matscholar": ([*FOUR_MEGNET, "megnet-mp-2019.4.1-efermi", "matscholar"], True),
+    "formation-raw": ([FORMATION], False),
+    "megnet4-raw": (FOUR_MEGNET, False),
+    "matscholar-raw": (["matscholar"], False),
+    "megnet5+matscholar-raw": ([*FOUR_MEGNET, "megnet-mp-2019.4.1-efermi", "matscholar"], False),
 }
 #: task -> (budget_epochs, patience): the issue's budgets.
 BUDGETS = {
@@ -69,7 +73,7 @@ def run_combination(task: str, name: str, runs: Path, results: Path) -> dict:
                                 element_features=features, report=print,
                                 command=f"python benchmarks/v0_sources.py --tasks {task} --combinations {name}")
     finally:
-        element_sources.STANDARDIZE_SOURCES = True
+        element_sources.STANDARDIZE_SOURCES = False
     summary["combination"] = {"name": name, "element_features": features, "standardized": standardize}
     write_json_atomic(results / task / f"{name}.json", summary)
     return summary

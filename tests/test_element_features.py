@@ -33,12 +33,12 @@ def test_concatenated_width_and_known_elements(shared):
         covered[: len(p.known)] = p.known
         assert not (combined.known & ~covered).any()
     assert combined.known.sum() < parts[2].known.sum()
-    # Each block is its source standardised over the source's known elements.
-    fe = 26
-    start = parts[0].dim
-    block = combined.table[fe, start:start + parts[1].dim]
+    # Each block is its source's row: unscaled by default, standardised over the source's known elements on request.
+    fe, start, width = 26, parts[0].dim, parts[1].dim
+    np.testing.assert_array_equal(combined.table[fe, start:start + width], parts[1].table[fe])
+    scaled = element_features_table(sources, standardize=True).table[fe, start:start + width]
     rows = parts[1].table[parts[1].known]
-    np.testing.assert_allclose(block, (parts[1].table[fe] - rows.mean(0)) / rows.std(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scaled, (parts[1].table[fe] - rows.mean(0)) / rows.std(0), rtol=1e-4, atol=1e-5)
 
 
 def test_standardized_and_concatenate_keep_unknown_rows_zero():
@@ -82,12 +82,15 @@ def test_saved_model_predicts_without_its_sources(shared, tmp_path, monkeypatch)
     np.testing.assert_allclose(predict_table(model, table), before, rtol=1e-5, atol=1e-5)
 
 
-def test_sources_change_the_fingerprint(shared):
+def test_sources_change_the_fingerprint(shared, monkeypatch):
     settings = [fit_model_settings("atomsets-v0", element_features=names)
                 for names in (None, ["megnet"], [FORMATION], [FORMATION, "matscholar"], ["matscholar", FORMATION])]
-    assert len({str(s) for s in settings}) == len(settings)
     assert "element_features" not in settings[0]  # runs recorded before keep their fingerprint
-    assert settings[3]["element_features"] == {"sources": [FORMATION, "matscholar"], "standardized": True}
+    assert settings[3]["element_features"] == {"sources": [FORMATION, "matscholar"],
+                                               "standardized": element_sources.STANDARDIZE_SOURCES}
+    monkeypatch.setattr(element_sources, "STANDARDIZE_SOURCES", not element_sources.STANDARDIZE_SOURCES)
+    settings.append(fit_model_settings("atomsets-v0", element_features=[FORMATION, "matscholar"]))
+    assert len({str(s) for s in settings}) == len(settings)
 
 
 @pytest.mark.parametrize("names, message", [

@@ -89,7 +89,7 @@ def featurize(
     (structures are reduced to theirs); ``atomsets-v0`` looks its elements up in
     its V0 table: the JSON table megnet ships, the embedding layer of
     ``features_from`` (a MEGNet checkpoint or preset), or, given
-    ``element_features``, those sources standardised and concatenated per element
+    ``element_features``, those sources concatenated per element
     (:func:`~atomsets_tf.models.atomsets.element_sources.element_features_table`).
     Structural models (see :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`)
     see features tapped from ``features_from`` (default: the paper's parent model).
@@ -209,9 +209,9 @@ def fit(
         element_features: the V0 sources of ``atomsets-v0``, concatenated per element in this
             order: ``"megnet"`` (megnet's JSON table), ``"matscholar"`` (CGAT's), MEGNet presets
             such as ``"megnet-mp-2019.4.1-formation_energy"`` or checkpoint files (their embedding
-            layer); see :mod:`~atomsets_tf.models.atomsets.element_sources`. Each source is
-            standardised per column; an element any source lacks is refused (UnknownElementError
-            naming the entry). The combined table is saved in the model. ``None``: V0 as
+            layer); see :mod:`~atomsets_tf.models.atomsets.element_sources`. The sources are
+            concatenated unscaled (measured better than standardised); an element any source
+            lacks is refused (UnknownElementError naming the entry). The combined table is saved in the model. ``None``: V0 as
             ``features_from`` says (default: megnet's JSON table, unscaled, as in the paper).
         val_fraction, split_file: see :func:`make_splits`.
         strategy: a ``tf.distribute.Strategy`` (see

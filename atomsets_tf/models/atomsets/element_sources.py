@@ -8,12 +8,13 @@ A source is named by a string:
   ``megnet-mp-2019.4.1-log10K``, ``megnet-mp-2019.4.1-log10G``, ``megnet-mp-2019.4.1-efermi``, ...; see
   ``atomsets-tf models``) or a MEGNet checkpoint file: the 16-wide ``atom_embedding`` layer it learnt (H..Pu).
 
-:func:`element_features_table` standardises each source per column over its known
-elements (:data:`STANDARDIZE_SOURCES`) and concatenates them per element
-(:meth:`~atomsets_tf.data.elements.ElementTable.concatenate`): an element that any
-source lacks is unknown. Standardising was chosen by measurement: the matscholar
-columns have a standard deviation near 0.05, MEGNet's near 0.45, so unscaled, a
-concatenation weighs its sources by their scale (see ``benchmarks/results/v0_sources``).
+:func:`element_features_table` concatenates the sources per element, unscaled
+(:meth:`~atomsets_tf.data.elements.ElementTable.concatenate`); an element that any
+source lacks is unknown. Unscaled was chosen by measurement
+(``benchmarks/results/v0_sources``): standardising each source per column
+(:data:`STANDARDIZE_SOURCES`, ``standardize=True``) gave a worse validation MAE on
+matbench_expt_gap for every source set tried (e.g. the four MEGNet embeddings +
+matscholar: 0.432 eV standardised, 0.413 eV unscaled) and no better one on matbench_steels.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ TABLE_SOURCES: dict[str, Callable[[], ElementTable]] = {
     "matscholar": matscholar_element_table,
 }
 #: Whether :func:`element_features_table` standardises each source per column before concatenating
-#: (recorded in a run's fingerprint: see :func:`element_features_settings`).
-STANDARDIZE_SOURCES = True
+#: (recorded in a run's fingerprint: see :func:`element_features_settings`). Off: see the module's docstring.
+STANDARDIZE_SOURCES = False
 
 
 def megnet_sources() -> list[str]:
@@ -93,7 +94,7 @@ def element_source_table(name: str) -> ElementTable:
 
 
 def element_features_table(names: Sequence[str] | str, standardize: bool | None = None) -> ElementTable:
-    """The V0 table of ``names``: each source (standardised per column when ``standardize``), side by side.
+    """The V0 table of ``names``: each source's rows (standardised per column when ``standardize``), side by side.
 
     Args:
         names: sources (see the module's docstring), in the order their columns appear.
