@@ -11,10 +11,10 @@ A source is named by a string:
 :func:`element_features_table` concatenates the sources per element, unscaled
 (:meth:`~atomsets_tf.data.elements.ElementTable.concatenate`); an element that any
 source lacks is unknown. Unscaled was chosen by measurement
-(``benchmarks/results/v0_sources``): standardising each source per column
-(:data:`STANDARDIZE_SOURCES`, ``standardize=True``) gave a worse validation MAE on
-matbench_expt_gap for every source set tried (e.g. the four MEGNet embeddings +
-matscholar: 0.432 eV standardised, 0.413 eV unscaled) and no better one on matbench_steels.
+(``benchmarks/results/v0_sources``, official folds, validation MAE): standardising each
+source per column (:data:`STANDARDIZE_SOURCES`, ``standardize=True``) was worse for all
+6 source sets on matbench_expt_gap (e.g. the four MEGNet embeddings + matscholar: 0.432 eV
+standardised, 0.413 eV unscaled) and for 5 of 6 on matbench_steels.
 """
 
 from __future__ import annotations
