@@ -133,6 +133,14 @@ def _run_settings(opts: dict):
     return strategy, training, {**common, "progress": not opts["quiet"], "strategy": strategy}
 
 
+#: ``--element-features`` of ``fit`` and ``benchmark``.
+_ELEMENT_FEATURES_OPTION = click.option(
+    "--element-features", "element_features", multiple=True, metavar="NAME",
+    help="Repeatable. atomsets-v0: take V0 from these sources, concatenated per element "
+         "(unscaled): megnet (its JSON table), matscholar (CGAT's), or a MEGNet preset / checkpoint "
+         "(its embedding layer), e.g. megnet-mp-2019.4.1-formation_energy.")
+
+
 @cli.command()
 @click.argument("data")
 @click.option("--model", "model_name", type=click.Choice(FIT_MODELS), default="atomsets", show_default=True,
@@ -140,9 +148,10 @@ def _run_settings(opts: dict):
 @click.option("--features-from", default=None,
               help="MEGNet checkpoint or preset that structural models tap (default: the paper's parent model); "
                    "with atomsets-v0, take V0 from its embedding.")
+@_ELEMENT_FEATURES_OPTION
 @_head_options
 @_training_options
-def fit(data, model_name, features_from, **opts) -> None:
+def fit(data, model_name, features_from, element_features, **opts) -> None:
     """Train an AtomSets model on DATA and evaluate it on its test split.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
@@ -154,7 +163,7 @@ def fit(data, model_name, features_from, **opts) -> None:
     strategy, training, common = _run_settings(opts)
     model_config = _model_config(opts)
     result = run_fit(data, model=model_name, training=training, model_config=model_config,
-                     features_from=features_from, **common)
+                     features_from=features_from, element_features=list(element_features) or None, **common)
     _report(result.metrics, opts["out_dir"], strategy)
 
 
@@ -396,9 +405,10 @@ def _benchmark_options(command):
 @click.option("--task", "official_task", default=None,
               help="For a file holding some entries of this Matbench task: its official folds restricted to "
                    "the file's ids (e.g. matbench_perovskites).")
+@_ELEMENT_FEATURES_OPTION
 @_head_options
 @_benchmark_options
-def benchmark(task, model_name, folds, official_task, **opts) -> None:
+def benchmark(task, model_name, folds, official_task, element_features, **opts) -> None:
     """Benchmark a model on TASK over all folds of a protocol; writes OUTDIR/summary.json.
 
     TASK is a matbench task name with local data (or a file). Each fold trains
@@ -412,7 +422,7 @@ def benchmark(task, model_name, folds, official_task, **opts) -> None:
                             opts["budget_epochs"], _benchmark_training(len(table), opts), _model_config(opts),
                             opts["features_from"], command=_command(),
                             report=None if opts["quiet"] else click.echo, restart=opts["restart"],
-                            official_task=official_task)
+                            official_task=official_task, element_features=list(element_features) or None)
     budget = f", at most {opts['budget_epochs']} epochs" if opts["budget_epochs"] else ""
     click.echo(f"{summary['task']} {model_name} ({summary['protocol']}, {summary['n_folds']} folds{budget}): "
                f"{summary['metric']} {summary['mean']:.4g} ± {summary['std']:.2g}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from atomsets_tf.errors import DataFormatError, UnknownElementError, UnknownPres
 
 #: File name of the 16-wide elemental embedding that megnet ships.
 MEGNET_ELEMENT_TABLE = "elemental_embedding_1MEGNet_layer.json"
+#: The preset of the 200-wide matscholar element embedding that CGAT starts from.
+MATSCHOLAR_ELEMENT_TABLE_PRESET = "cgat-matscholar-embedding"
 
 #: Element symbols by atomic number, without pymatgen: ``ELEMENT_SYMBOLS[z]`` is element ``z`` (1 = H .. 118 = Og);
 #: index 0 is ``""`` (no element, the padding of atomic-number inputs).
@@ -141,6 +144,59 @@ class ElementTable:
         """Raise :class:`UnknownElementError` if a number has no row in the table."""
         check_known(atomic_numbers, self.known, self.name, entry)
 
+    def standardized(self) -> ElementTable:
+        """This table with every column standardised over its known elements (mean 0, standard deviation 1).
+
+        A constant column is only centred; rows of unknown elements stay zero.
+
+        Example:
+
+        >>> table = ElementTable(np.array([[0.0], [1.0], [3.0]]), np.array([False, True, True]))
+        >>> table.standardized().table[:, 0].tolist()
+        [0.0, -1.0, 1.0]
+        """
+        rows = self.table[self.known].astype(np.float64)
+        std = rows.std(axis=0)
+        scaled = (self.table - rows.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        return ElementTable(np.where(self.known[:, None], scaled, 0.0), self.known, name=self.name)
+
+    @classmethod
+    def concatenate(cls, tables: Sequence[ElementTable], name: str | None = None) -> ElementTable:
+        """One table whose row ``z`` is the rows ``z`` of ``tables`` side by side.
+
+        An element is known only where every table knows it (the others are
+        unknown: :meth:`check` refuses them); the rows of unknown elements are zero.
+
+        Args:
+            tables: one or more tables (widths may differ; lengths too).
+            name: the combined table's name (default: the names joined by ``" + "``).
+
+        Raises:
+            ValueError: no tables.
+
+        Example:
+
+        >>> a = ElementTable(np.ones((3, 2)), np.array([False, True, True]), "a")
+        >>> b = ElementTable(np.ones((2, 1)), np.array([False, True]), "b")
+        >>> both = ElementTable.concatenate([a, b])
+        >>> both.table.shape, both.known.tolist(), both.name
+        ((3, 3), [False, True, False], 'a + b')
+        """
+        if not tables:
+            raise ValueError("concatenate needs at least one element table")
+        n_rows = max(len(t.table) for t in tables)
+        known = np.ones(n_rows, dtype=bool)
+        blocks = []
+        for t in tables:
+            block = np.zeros((n_rows, t.dim), dtype=np.float32)
+            block[: len(t.table)] = t.table
+            blocks.append(block)
+            covered = np.zeros(n_rows, dtype=bool)
+            covered[: len(t.known)] = t.known
+            known &= covered
+        table = np.where(known[:, None], np.concatenate(blocks, axis=1), 0.0)
+        return cls(table, known, name=name or " + ".join(t.name for t in tables))
+
     @classmethod
     def from_json(cls, path: str | os.PathLike, name: str | None = None) -> ElementTable:
         """Read a ``{"H": [...], "He": [...], ...}`` JSON table (megnet's format)."""
@@ -192,3 +248,16 @@ def megnet_element_table_path() -> Path:
 def megnet_element_table() -> ElementTable:
     """MEGNet's 16-wide elemental embedding (the paper's V0 for compositions)."""
     return ElementTable.from_json(megnet_element_table_path(), name="MEGNet elemental embedding")
+
+
+def matscholar_element_table() -> ElementTable:
+    """The 200-wide matscholar element embedding that CGAT starts from (elements H..Lr).
+
+    Resolved like every preset (``cgat-matscholar-embedding``: ``$ATOMSETS_TF_MODELS``,
+    the cache, the project's ``../shared/pretrained``, then a sha256-checked download).
+
+    Raises:
+        UnknownPresetError: no copy is reachable.
+    """
+    path = presets.resolve(MATSCHOLAR_ELEMENT_TABLE_PRESET)["json"]
+    return ElementTable.from_json(path, name="matscholar embedding")

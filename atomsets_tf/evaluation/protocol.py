@@ -75,6 +75,7 @@ def run_benchmark(
     report=None,
     restart: bool = False,
     official_task: str | None = None,
+    element_features: list[str] | None = None,
 ) -> dict:
     """Train and score ``model`` on ``task`` over ``folds`` (default all five); returns the summary.
 
@@ -91,6 +92,7 @@ def run_benchmark(
         report: called with each fold's result line (default: nothing).
         restart: retrain every fold, discarding what the folds hold (else a fold
             finished with the same settings is read back, and one with other settings refused).
+        element_features: the V0 sources of ``atomsets-v0`` (see :func:`~atomsets_tf.workflows.fit.fit`).
         official_task: the Matbench task whose entries ``task`` (a file) holds some of: the ``matbench``
             protocol then uses its official folds restricted to the file's ids, and the summary reports
             the task (see :func:`~atomsets_tf.data.splits.as_task_subset`).
@@ -114,9 +116,10 @@ def run_benchmark(
     out = Path(out_dir)
     with output_lock(out):
         runs = [_benchmark_fold(table, model, protocol, fold, replace(training, seed=training.seed + fold),
-                                model_config, features_from, out, progress, restart, report) for fold in folds]
+                                model_config, features_from, out, progress, restart, report, element_features)
+                for fold in folds]
         summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from,
-                            command)
+                            command, element_features)
         write_json_atomic(out / SUMMARY, summary)
         if protocol == "matbench" and folds == list(range(N_FOLDS)) and not table.meta.get(TASK_SUBSET):
             write_matbench_results(table, out)
@@ -124,14 +127,15 @@ def run_benchmark(
 
 
 def _benchmark_fold(table, model, protocol, fold, training, model_config, features_from, out, progress, restart,
-                    report) -> dict:
+                    report, element_features=None) -> dict:
     """One fold of :func:`run_benchmark` (trained, or read back when finished): its ``summary.json`` row."""
     start = time.perf_counter()
-    fingerprint = expected_fingerprint(table, model, protocol, fold, training, model_config, features_from)
+    fingerprint = expected_fingerprint(table, model, protocol, fold, training, model_config, features_from,
+                                       element_features=element_features)
     metrics = None if restart else finished_run(fold_dir(out, fold), fingerprint)
     if metrics is None:
         metrics = run_model(table, model, protocol, fold, training, model_config, fold_dir(out, fold), progress,
-                            features_from, restart=restart).metrics
+                            features_from, restart=restart, element_features=element_features).metrics
     name = metric_name(metrics["task_type"])
     row = {
         "fold": fold, "metric": name, "test": metrics[f"test_{name}"], "val": metrics[f"val_{name}"],
@@ -151,7 +155,8 @@ def _benchmark_fold(table, model, protocol, fold, training, model_config, featur
     return row
 
 
-def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command) -> dict:
+def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command,
+              element_features=None) -> dict:
     """The ``summary.json`` record: per-fold metrics, mean ± std, the reference figures, the command."""
     values = np.array([r["test"] for r in runs], dtype=np.float64)
     task = data_name(table)
@@ -161,6 +166,7 @@ def summarise(table, model, protocol, runs, training, budget_epochs, model_confi
         "mean": float(values.mean()), "std": float(values.std()), "n_folds": len(runs),
         "budget_epochs": budget_epochs, "training": asdict(training),
         "model_config": asdict(model_config or ModelConfig()), "features_from": features_from,
+        "element_features": element_features,
         "wall_time_s": float(sum(r["wall_time_s"] for r in runs)),
         "command": command or " ".join(["atomsets-tf", *sys.argv[1:]]),
         "versions": {**versions(), **optional_versions()},

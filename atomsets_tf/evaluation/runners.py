@@ -85,11 +85,13 @@ def run_model(
     split: Mapping | str | os.PathLike | None = None,
     val_fraction: float = 0.1,
     restart: bool = False,
+    element_features: list[str] | None = None,
 ) -> FitResult:
     """Train ``model`` (a name of :func:`benchmark_models`) on one split of ``table`` and score it.
 
     ``split`` overrides ``protocol``/``fold`` with explicit ids (``{"train", "val", "test"}``).
     ``restart`` discards a run already in ``out_dir`` (else one with other settings is refused).
+    ``element_features``: the V0 sources of ``atomsets-v0`` (see :func:`~atomsets_tf.workflows.fit.fit`).
     """
     training = training or TrainingConfig()
     _check_runnable(table, model)
@@ -101,7 +103,8 @@ def run_model(
         config = model_config or ModelConfig()
         return retrain(_parent(model, features_from), table, mode=_retrain_mode(model), ensemble=config.ensemble,
                        bootstrap=config.bootstrap, **common)
-    return fit(table, model, model_config=model_config, features_from=features_from, **common)
+    return fit(table, model, model_config=model_config, features_from=features_from,
+               element_features=element_features, **common)
 
 
 def _check_runnable(table: data_io.Table, model: str) -> None:
@@ -140,6 +143,7 @@ def expected_fingerprint(
     features_from: str | None = None,
     split: Mapping | str | os.PathLike | None = None,
     val_fraction: float = 0.1,
+    element_features: list[str] | None = None,
 ) -> dict:
     """The fingerprint that :func:`run_model` with these arguments records, without training anything.
 
@@ -159,7 +163,7 @@ def expected_fingerprint(
                                          config.ensemble, config.bootstrap)
     else:
         output = resolve_output(table, task_type, (model_config or ModelConfig()).output, targets[splits[0]])
-        trained = fit_model_settings(model, model_config, features_from, output)
+        trained = fit_model_settings(model, model_config, features_from, output, element_features)
     return run_fingerprint(run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split,
                                         training))
 

@@ -34,6 +34,11 @@ from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.data.targets import check_output_kind, task_output_kind
 from atomsets_tf.errors import AtomSetsError, DataFormatError
+from atomsets_tf.models.atomsets.element_sources import (
+    check_element_features,
+    element_features_settings,
+    element_features_table,
+)
 from atomsets_tf.models.atomsets.features import composition_sets, structural_sets
 from atomsets_tf.models.atomsets.model import AtomSets
 from atomsets_tf.models.base import predict_sets
@@ -86,23 +91,37 @@ class FitResult:
 
 
 def featurize(
-    table: data_io.Table, model: str, features_from: str | None = None, progress: bool = False
+    table: data_io.Table,
+    model: str,
+    features_from: str | None = None,
+    progress: bool = False,
+    element_features: list[str] | None = None,
 ) -> tuple[WeightedSets, object | None]:
     """A table's entries as the weighted sets ``model`` trains on, and its fixed element table (if any).
 
     Compositional models (``atomsets``, ``atomsets-v0``) see compositions
     (structures are reduced to theirs); ``atomsets-v0`` looks its elements up in
-    MEGNet's V0 table: the JSON table megnet ships, or the embedding layer of
-    ``features_from`` (a MEGNet checkpoint or preset). Structural models (see
-    :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`) see features
-    tapped from ``features_from`` (default: the paper's parent model).
+    its V0 table: the JSON table megnet ships, the embedding layer of
+    ``features_from`` (a MEGNet checkpoint or preset), or, given
+    ``element_features``, those sources concatenated per element
+    (:func:`~atomsets_tf.models.atomsets.element_sources.element_features_table`).
+    Structural models (see :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`)
+    see features tapped from ``features_from`` (default: the paper's parent model).
+
+    Raises:
+        AtomSetsError: ``element_features`` for another model than ``atomsets-v0``, together with
+            ``features_from``, or naming an unknown source.
+        UnknownElementError: an element the V0 table has no row for, naming the entry.
     """
     check_model_name(model)
+    check_element_features(model, features_from, element_features)
     if model in STRUCTURAL_MODELS:
         return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress), None
     element_table = None
     if model == "atomsets-v0":
-        if features_from is None:
+        if element_features is not None:
+            element_table = element_features_table(element_features)
+        elif features_from is None:
             element_table = megnet_element_table()
         else:
             rows = load_megnet(features_from).embedding_table()
@@ -187,6 +206,7 @@ def fit(
     val_fraction: float = 0.1,
     split_file: str | os.PathLike | None = None,
     restart: bool = False,
+    element_features: list[str] | None = None,
 ) -> FitResult:
     """Train an AtomSets model (Table 1 of the paper) on a data set and evaluate it on its test split.
 
@@ -201,18 +221,19 @@ def fit(
         protocol: ``"paper"`` (random 80/10/10) or ``"matbench"`` (official fold).
         fold: which random split or official fold.
         training: optimisation settings.
-        model_config: AtomSets hyperparameters, the output kind and the ensemble. ``ensemble`` K > 1 trains an
-            :class:`~atomsets_tf.models.ensemble.Ensemble` of K models with different seeds, all in one Keras
-            model (the members' losses summed, early stopping on the ensemble's validation score); its
-            members' spread, rescaled on the validation set, is the prediction's standard deviation, and
-            ``metrics.json`` gets the uncertainty scores. ``bootstrap`` gives each member its own bootstrap
-            sample of the training part (as loss weights).
+        model_config: AtomSets hyperparameters, the output kind and the ensemble: ``ensemble`` K > 1 trains an
+            :class:`~atomsets_tf.models.ensemble.Ensemble` of K seeds in one Keras model (losses summed, early
+            stopping on the ensemble's validation score; its std rescaled on validation; ``bootstrap``: each
+            member its own bootstrap sample, as loss weights).
         out_dir: where to write ``model.keras``, ``metrics.json``, ... (nothing
             is written when ``None``). An interrupted run in it resumes; a run
             with other settings there is refused (see :mod:`~atomsets_tf.training.runs`).
         progress: print a line every few epochs.
         features_from: the MEGNet (checkpoint path or preset) that structural
             models tap, and that ``atomsets-v0`` may take V0 from.
+        element_features: the V0 sources of ``atomsets-v0``, concatenated (unscaled) per element:
+            ``"megnet"``, ``"matscholar"``, MEGNet presets or checkpoints (see
+            :mod:`~atomsets_tf.models.atomsets.element_sources`); ``None``: V0 as ``features_from`` says.
         val_fraction, split_file: see :func:`make_splits`.
         strategy: a ``tf.distribute.Strategy`` (see
             :func:`~atomsets_tf.training.strategy.get_strategy`); the default
@@ -222,25 +243,27 @@ def fit(
         RunSettingsError: ``out_dir`` holds a run with other settings (and not ``restart``).
         RunLockedError: another process is writing to ``out_dir``.
         TrainingInterrupted: SIGINT or SIGTERM arrived; the state was saved.
+        AtomSetsError: an unknown ``element_features`` source (naming it), or ``element_features``
+            with another model than ``atomsets-v0`` or with ``features_from``.
     """
     training = training or TrainingConfig()
     require_point_loss(training, model)
     check_model_name(model)
+    if element_features is not None:
+        check_element_features(model, features_from, element_features)
     table, targets, task_type = load_targets(data, task_type)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
     model_config = model_config or ModelConfig()
     output = resolve_output(table, task_type, model_config.output, targets[splits[0]])
-    ensemble, bootstrap = int(model_config.ensemble), bool(model_config.bootstrap)
-    trained = fit_model_settings(model, model_config, features_from, output)
+    ensemble = int(model_config.ensemble)
+    trained = fit_model_settings(model, model_config, features_from, output, element_features)
     settings = run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split_file, training)
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
-        sets, element_table = featurize(table, model, features_from, progress)
+        sets, element_table = featurize(table, model, features_from, progress, element_features)
 
         make = model_factory(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from,
                              output, training.seed)
-        if bootstrap and ensemble < 2:
-            raise AtomSetsError("bootstrap samples are drawn per member of an ensemble: use it with ensemble >= 2")
-        weights = bootstrap_weights(len(splits[0]), ensemble, training.seed) if bootstrap else None
+        weights = member_weights(model_config, len(splits[0]), training.seed)
         extra = {"model": model, "protocol": protocol, "fold": fold, "output": output, "ensemble": ensemble,
                  "model_config": asdict(replace(model_config, output=output))}
         return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
@@ -281,6 +304,19 @@ def resolve_output(table: data_io.Table, task_type: str, output: str | None, tra
     return check_output_kind(kind, train_targets, table.source or "the data")
 
 
+def member_weights(config: ModelConfig, n_train: int, seed: int) -> np.ndarray | None:
+    """The ensemble members' bootstrap weights of the training entries (``None`` without ``bootstrap``).
+
+    Raises:
+        AtomSetsError: ``bootstrap`` without an ensemble.
+    """
+    if not config.bootstrap:
+        return None
+    if config.ensemble < 2:
+        raise AtomSetsError("bootstrap samples are drawn per member of an ensemble: use it with ensemble >= 2")
+    return bootstrap_weights(n_train, config.ensemble, seed)
+
+
 def bootstrap_weights(n: int, members: int, seed: int) -> np.ndarray:
     """``(n, members)`` bootstrap multiplicities: column k counts how often each of ``n`` training entries is
     drawn in member k's sample of ``n`` draws with replacement (NumPy, seeded by ``seed`` and k)."""
@@ -289,12 +325,20 @@ def bootstrap_weights(n: int, members: int, seed: int) -> np.ndarray:
 
 
 def fit_model_settings(model: str, model_config: ModelConfig | None = None, features_from: str | None = None,
-                       output: str = "linear") -> dict:
+                       output: str = "linear", element_features: list[str] | None = None) -> dict:
     """What :func:`fit` trains, as :func:`~atomsets_tf.training.runs.run_settings` records it: ``output`` is the
-    resolved output kind. An output, ensemble or bootstrap at its default is left out, so that runs recorded
-    before those options existed keep their fingerprint."""
+    resolved output kind. An output, ensemble, bootstrap or ``element_features`` at its default is left out, so
+    that runs recorded before those options existed keep their fingerprint.
+
+    Raises:
+        AtomSetsError: bad ``element_features`` (see
+            :func:`~atomsets_tf.models.atomsets.element_sources.check_element_features`), naming the source.
+    """
     config = model_config or ModelConfig()
     settings = {"model": model, "model_config": config.architecture(), "features_from": features_from}
+    if element_features is not None:
+        check_element_features(model, features_from, element_features)
+        settings["element_features"] = element_features_settings(element_features)
     if output != "linear":
         settings["output"] = output
     if config.ensemble > 1:
