@@ -25,11 +25,14 @@ RUNS = ROOT / "runs" / "pretrained"
 PEROVSKITES = "../shared/data/structures/matbench_perovskites_val_subset.json.gz"
 
 MP_GAP_PARENT = "runs/acc/mp_gap/v0-zi-b512/fold_0/model.keras"
+CALIBRATION = ROOT / "benchmarks" / "results" / "calibration.json"
 
 PRESETS = [
     {"name": "atomsets-v0-steels", "kind": "atomsets", "task": "matbench_steels", "model": "atomsets-v0",
-     "args": ["--output-kind", "linear"], "unit": "MPa",
-     "description": "AtomSets-V0, steel yield strength (MPa) from composition (matbench_steels)",
+     "args": ["--output-kind", "linear", "--element-features", "megnet-mp-2019.4.1-formation_energy"],
+     "runs": "runs/acc/v0multi/matbench_steels/formation-raw", "unit": "MPa",
+     "description": "AtomSets-V0 on the V0 embedding of megnet-mp-2019.4.1-formation_energy, steel yield strength "
+                    "(MPa) from composition (matbench_steels)",
      "uncertainty_from": "runs/acc/steels/v0-nonneg-ens5"},
     {"name": "atomsets-v0-mp_gap", "kind": "atomsets", "task": "matbench_mp_gap", "model": "atomsets-v0",
      "args": ["--output-kind", "zero-inflated", "--batch-size", "512", "--budget-epochs", "300", "--patience", "30"],
@@ -39,13 +42,14 @@ PRESETS = [
     {"name": "atomsets-v0-expt_gap", "kind": "atomsets", "task": "matbench_expt_gap", "model": "atomsets-head",
      "args": ["--features-from", MP_GAP_PARENT, "--budget-epochs", "400", "--patience", "100"],
      "runs": "runs/acc/expt_gap/v0-zi-head-from-mp_gap", "unit": "eV",
-     "parent": "atomsets-v0-mp_gap",
+     "parent": "atomsets-v0-mp_gap", "output": "zero-inflated",
      "description": "AtomSets-V0, experimental band gap (eV) from composition (matbench_expt_gap): the "
                     "atomsets-v0-mp_gap model (PBE gaps of 106k compounds) with its head retrained",
      "uncertainty_from": "runs/acc/expt_gap/v0-zi-head-from-mp_gap-ens5"},
-    {"name": "atomsets-v0-glass", "kind": "atomsets", "task": "matbench_glass", "model": "atomsets-v0",
-     "args": ["--budget-epochs", "400", "--patience", "100"],
-     "description": "AtomSets-V0, glass-forming ability (probability) from composition (matbench_glass)"},
+    {"name": "atomsets-v0-glass", "kind": "ensemble", "task": "matbench_glass", "model": "atomsets-v0",
+     "args": ["--ensemble", "5", "--budget-epochs", "400", "--patience", "100"], "runs": "runs/acc/glass/v0-ens5",
+     "description": "AtomSets-V0, an ensemble of 5, glass-forming ability (probability) from composition "
+                    "(matbench_glass)"},
     {"name": "atomsets-v1-jdft2d", "kind": "ensemble", "task": "matbench_jdft2d", "model": "atomsets-v1",
      "args": ["--ensemble", "5"], "runs": "runs/acc/jdft2d/v1-nonneg-ens5", "unit": "meV/atom",
      "description": "AtomSets-V1 on MEGNet V1 features, an ensemble of 5, exfoliation energy (meV/atom) from "
@@ -74,6 +78,7 @@ def build(spec: dict) -> dict:
     dest = PRETRAINED / spec["name"]
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "fold_0" / "model.keras", dest / "model.keras")
+    rescale(spec, dest / "model.keras")
     (dest / "metrics.json").write_text(json.dumps({"benchmark": summary, "fold_0": fold0}, indent=1) + "\n")
     write_card(spec, dest, summary, fold0)
     from atomsets_tf.presets import sha256_file
@@ -88,6 +93,19 @@ def spec_command(spec: dict) -> str:
     """The command that trains ``spec``'s benchmark, as :func:`build` runs it from the repository root."""
     out = spec.get("runs", f"runs/pretrained/{spec['name']}")
     return " ".join(["atomsets-tf", "benchmark", spec["task"], "--model", spec["model"], *spec["args"], "-o", out])
+
+
+def rescale(spec: dict, path: Path) -> None:
+    """An ensemble preset gets the std factor with the smallest miscalibration area on fold 0's validation part
+    (``benchmarks/recalibrate.py``), where its run's was the Gaussian likelihood factor."""
+    calibration = json.loads(CALIBRATION.read_text()).get(spec.get("runs")) if CALIBRATION.is_file() else None
+    if spec["kind"] != "ensemble" or calibration is None:
+        return
+    from atomsets_tf.models.loading import load_model
+
+    ensemble = load_model(path)
+    ensemble.std_scale = calibration["folds"][0]["miscalibration"]["std_scale"]
+    ensemble.save(path)
 
 
 def write_card(spec: dict, dest: Path, summary: dict, fold0: dict) -> None:
@@ -155,19 +173,29 @@ def uncertainty_section(summary: dict, spec: dict | None = None) -> str:
         summary = variant
     if "uncertainty" not in summary:
         return ""
-    u, raw = summary["uncertainty"], summary["uncertainty_raw"]
+    folder = spec.get("uncertainty_from") or spec.get("runs") if spec else None
+    calibration = json.loads(CALIBRATION.read_text()).get(folder) if CALIBRATION.is_file() and folder else None
+    if calibration is not None:  # both rescalings, each fitted on validation (benchmarks/recalibrate.py)
+        m = calibration["mean"]
+        u, raw, ml = m["miscalibration"], m["raw"], m["likelihood"]
+    else:
+        u, raw, ml = summary["uncertainty"], summary["uncertainty_raw"], None
     rows = [("Spearman(|error|, std)", "spearman_abs_error_std"), ("coverage of ±1σ (Gaussian: 0.683)", "coverage_1sigma"),
             ("coverage of ±2σ (Gaussian: 0.954)", "coverage_2sigma"), ("miscalibration area (0 = calibrated)",
                                                                         "miscalibration_area"), ("mean std", "mean_std")]
-    table = "\n".join(f"| {label} | {raw[key]:.3g} | {u[key]:.3g} |" for label, key in rows)
+    table = "\n".join(f"| {label} | {raw[key]:.3g} | {u[key]:.3g} |" + (f" {ml[key]:.3g} |" if ml else "")
+                      for label, key in rows)
+    header = "| figure | raw spread | rescaled on validation |" + (" Gaussian likelihood rescaling |" if ml else "")
+    rule = "|---|---|---|" + ("---|" if ml else "")
     return f"""
 ## Uncertainty
 
-{note}The ensemble's std is its members' spread, rescaled by a factor fitted on each fold's validation part.
-Test folds, mean over the folds:
+{note}The ensemble's std is its members' spread, rescaled by the factor with the smallest miscalibration area on
+each fold's validation part (the Gaussian maximum-likelihood factor beside it, where measured). Test folds, mean
+over the folds:
 
-| figure | raw spread | rescaled on validation |
-|---|---|---|
+{header}
+{rule}
 {table}
 """
 
@@ -193,7 +221,7 @@ def model_card(spec: dict, summary: dict, fold0: dict, command: str) -> str:
         architecture = (f"{config['units']} units, {config['n_layers_before_readout']} layers before and "
                         f"{config['n_layers_after_readout']} after the `{config['readout']}` readout, "
                         f"`{config['activation']}` (the AtomSets paper's Table 1 and S2), output "
-                        f"`{fold0.get('output', 'linear')}`")
+                        f"`{fold0.get('output') or spec.get('output', 'linear')}`")
         if config.get("ensemble", 1) > 1:
             architecture += (f"; an ensemble of {config['ensemble']} such models with different seeds"
                              + (" and bootstrap samples" if config.get("bootstrap") else "")
