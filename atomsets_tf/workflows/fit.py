@@ -258,12 +258,11 @@ def fit(
     ensemble = int(model_config.ensemble)
     trained = fit_model_settings(model, model_config, features_from, output, element_features)
     settings = run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split_file, training)
+    weights = member_weights(model_config, len(splits[0]), training.seed)  # refused before the folder is taken
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
         sets, element_table = featurize(table, model, features_from, progress, element_features)
-
         make = model_factory(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from,
                              output, training.seed)
-        weights = member_weights(model_config, len(splits[0]), training.seed)
         extra = {"model": model, "protocol": protocol, "fold": fold, "output": output, "ensemble": ensemble,
                  "model_config": asdict(replace(model_config, output=output))}
         return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
