@@ -26,7 +26,7 @@ says so.
 
     python benchmarks/tap_throughput.py
     python benchmarks/tap_throughput.py --sets mp_ef_100 --runs 5 --batch-size 128
-    python benchmarks/tap_throughput.py --megnet-python /work/venv-megnet/bin/python --compare-batch-size 32 --profile
+    python benchmarks/tap_throughput.py --megnet-python ../venv-megnet/bin/python --compare-batch-size 32 --profile
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ BUDGETS = {
     "matbench_expt_is_metal": (300, 60),
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "v0_sources"
-RUNS = Path("/work/main/runs/acc/v0multi")
+RUNS = Path(__file__).resolve().parents[1] / "runs" / "acc" / "v0multi"
 
 
 def run_combination(task: str, name: str, runs: Path, results: Path) -> dict:
