@@ -1,6 +1,6 @@
 """What is known of a target's physics: which targets cannot be negative, and which sit at exactly 0 often.
 
-Free of TensorFlow. :func:`output_kind` picks the output a model gets for a table (see
+Free of TensorFlow. :func:`task_output_kind` picks the output a model gets for a table (see
 :class:`~atomsets_tf.models.AtomSets`' ``output``): the Matbench task's own metadata when the table is a task,
 the user's choice otherwise.
 
@@ -76,3 +76,13 @@ def check_output_kind(kind: str, targets: np.ndarray | None = None, source: str 
     if kind == "zero-inflated" and not ((targets == 0).any() and (targets > 0).any()):
         raise DataFormatError(f"{source}: a zero-inflated output needs both zero and positive targets")
     return kind
+
+
+def positive_stats(targets: np.ndarray) -> tuple[float, float]:
+    """The mean and standard deviation of the positive ``targets``: what a two-part output de-standardises its
+    magnitude with (1.0 for a mean without positives, and for a std without two distinct positives)."""
+    targets = np.asarray(targets, dtype=np.float64)
+    positive = targets[targets > 0]
+    mean = float(positive.mean()) if len(positive) else 1.0
+    std = (float(positive.std()) or 1.0) if len(positive) > 1 else 1.0
+    return mean, std

@@ -32,7 +32,7 @@ from atomsets_tf.data import io as data_io
 from atomsets_tf.data.elements import ElementTable, megnet_element_table
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
-from atomsets_tf.data.targets import check_output_kind, task_output_kind
+from atomsets_tf.data.targets import check_output_kind, positive_stats, task_output_kind
 from atomsets_tf.errors import AtomSetsError, DataFormatError
 from atomsets_tf.models.atomsets.element_sources import (
     check_element_features,
@@ -163,14 +163,14 @@ def build_model(
         n_before = 0 if use != "atom" else None
         source = {"model": model, "source": str(features_from or DEFAULT_SOURCE), "tap": tap}
     mean, std = 0.0, 1.0
-    positive = np.asarray(train_targets)[np.asarray(train_targets) > 0]
     if task_type == "regression":
         mean = float(np.mean(train_targets))
         std = float(np.std(train_targets)) or 1.0
+    positive_mean, positive_std = positive_stats(train_targets)
     return AtomSets(
         output=output if task_type == "regression" else "linear",
-        positive_mean=float(positive.mean()) if len(positive) else 1.0,
-        positive_std=(float(positive.std()) or 1.0) if len(positive) > 1 else 1.0,
+        positive_mean=positive_mean,
+        positive_std=positive_std,
         feature_dim=feature_dim,
         feature_source=source,
         element_table=None if element_table is None else element_table.table,
@@ -258,7 +258,7 @@ def fit(
     ensemble = int(model_config.ensemble)
     trained = fit_model_settings(model, model_config, features_from, output, element_features)
     settings = run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split_file, training)
-    weights = member_weights(model_config, len(splits[0]), training.seed)  # refused before the folder is taken
+    weights = member_weights(ensemble, model_config.bootstrap, len(splits[0]), training.seed)  # before the folder
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
         sets, element_table = featurize(table, model, features_from, progress, element_features)
         make = model_factory(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from,
@@ -278,16 +278,25 @@ def model_factory(model: str, task_type: str, train_targets: np.ndarray, element
 
     def make_one(name: str | None = None):
         return build_model(model, task_type, train_targets, element_table, model_config, sets, features_from, output,
-                           name)
+                           name), None
+
+    if model_config.ensemble <= 1:
+        return make_one
+    return ensemble_of(lambda k: make_one(f"{base}_member_{k}"), model_config.ensemble, seed, f"{base}_ensemble")
+
+
+def ensemble_of(make_member, members: int, seed: int, name: str):
+    """The ``make_model`` of an :class:`~atomsets_tf.models.ensemble.Ensemble` of ``members`` models, member k
+    made by ``make_member(k)`` (which returns ``(model, optimizer or None)``) after seeding with ``seed + 1000 k``,
+    so that each member starts from its own weights; the last member's optimizer serves them all."""
 
     def make():
-        if model_config.ensemble <= 1:
-            return make_one(), None
-        members = []
-        for k in range(model_config.ensemble):
-            keras.utils.set_random_seed(seed + 1000 * k)  # each member starts from its own weights
-            members.append(make_one(f"{base}_member_{k}"))
-        return Ensemble(members, name=f"{base}_ensemble"), None
+        models, optimizer = [], None
+        for k in range(members):
+            keras.utils.set_random_seed(seed + 1000 * k)
+            member, optimizer = make_member(k)
+            models.append(member)
+        return Ensemble(models, name=name), optimizer
 
     return make
 
@@ -303,17 +312,17 @@ def resolve_output(table: data_io.Table, task_type: str, output: str | None, tra
     return check_output_kind(kind, train_targets, table.source or "the data")
 
 
-def member_weights(config: ModelConfig, n_train: int, seed: int) -> np.ndarray | None:
+def member_weights(ensemble: int, bootstrap: bool, n_train: int, seed: int) -> np.ndarray | None:
     """The ensemble members' bootstrap weights of the training entries (``None`` without ``bootstrap``).
 
     Raises:
         AtomSetsError: ``bootstrap`` without an ensemble.
     """
-    if not config.bootstrap:
+    if not bootstrap:
         return None
-    if config.ensemble < 2:
+    if ensemble < 2:
         raise AtomSetsError("bootstrap samples are drawn per member of an ensemble: use it with ensemble >= 2")
-    return bootstrap_weights(n_train, config.ensemble, seed)
+    return bootstrap_weights(n_train, ensemble, seed)
 
 
 def bootstrap_weights(n: int, members: int, seed: int) -> np.ndarray:

@@ -23,19 +23,19 @@ import keras
 import numpy as np
 
 from atomsets_tf.data.splits import make_splits
+from atomsets_tf.data.targets import positive_stats
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.models.atomsets.features import model_sets
 from atomsets_tf.models.atomsets.model import AtomSets
 from atomsets_tf.models.cgat.family import CGATValue
 from atomsets_tf.models.cgat.model import CGAT
-from atomsets_tf.models.ensemble import Ensemble
 from atomsets_tf.models.loading import load_model
 from atomsets_tf.models.megnet.model import MEGNet
 from atomsets_tf.models.registry import family, family_of
 from atomsets_tf.training.runs import content_hash, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss
 from atomsets_tf.training.transfer import TransferMode, apply_mode, backbone_variable_paths, make_optimizer
-from atomsets_tf.workflows.fit import FitResult, bootstrap_weights, load_targets, run_training
+from atomsets_tf.workflows.fit import FitResult, ensemble_of, load_targets, member_weights, run_training
 
 
 def _optimizer(model, is_head, mode: TransferMode, config: TrainingConfig, backbone_lr_factor: float):
@@ -118,10 +118,10 @@ def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, 
     model_config.update(task_type=task_type, name=f"{parent.name}_retrained")
     if task_type == "regression":
         train_targets = targets[train_idx]
-        positive = train_targets[train_targets > 0]
         model_config.update(target_mean=float(np.mean(train_targets)), target_std=float(np.std(train_targets)) or 1.0)
-        if model_config.get("output") == "zero-inflated" and len(positive) > 1:
-            model_config.update(positive_mean=float(positive.mean()), positive_std=float(positive.std()) or 1.0)
+        if model_config.get("output") == "zero-inflated" and (train_targets > 0).sum() > 1:
+            positive_mean, positive_std = positive_stats(train_targets)
+            model_config.update(positive_mean=positive_mean, positive_std=positive_std)
     else:
         model_config.update(output="linear")
 
@@ -200,47 +200,30 @@ def retrain(
     setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup, "cgat": _cgat_setup}
     if kind not in setups:
         raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
-    check_ensemble(kind, ensemble, bootstrap)
+    check_ensemble(kind, ensemble)
     if ensemble > 1 and backbone_lr_factor != 1.0:
         raise AtomSetsError("an ensemble retrains with one learning rate: leave backbone_lr_factor at 1")
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
     label = parent_label(model, parent)
     settings = run_settings(retrain_model_settings(kind, label, mode, backbone_lr_factor, ensemble, bootstrap), table,
                             task_type, splits, protocol, fold, val_fraction, split_file, training)
+    weights = member_weights(ensemble, bootstrap, len(splits[0]), training.seed)  # refused before the folder
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
         sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training,
                                         backbone_lr_factor)
         extra = {"model": kind, "parent": label, "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
                  "protocol": protocol, "fold": fold, "ensemble": int(ensemble)}
-        weights = bootstrap_weights(len(splits[0]), ensemble, training.seed) if bootstrap else None
-        return run_training(table, sets, targets, task_type, splits, ensemble_of(make, ensemble, training.seed),
-                            training, folder, progress, strategy, extra, save, settings, train_weights=weights)
+        if ensemble > 1:
+            make = ensemble_of(lambda _k, make=make: make(), ensemble, training.seed, "retrained_ensemble")
+        return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
+                            extra, save, settings, train_weights=weights)
 
 
-def check_ensemble(kind: str, ensemble: int, bootstrap: bool) -> None:
-    """Refuse an ensemble retrain of a family that cannot be one yet, and bootstrap samples without members."""
+def check_ensemble(kind: str, ensemble: int) -> None:
+    """Refuse an ensemble retrain of a family that cannot be one yet."""
     if ensemble > 1 and kind != "atomsets":
         raise AtomSetsError(f"retraining a {kind.upper()} parent as an ensemble is not supported yet "
                             "(AtomSets parents are)")
-    if bootstrap and ensemble < 2:
-        raise AtomSetsError("bootstrap samples are drawn per member of an ensemble: use it with ensemble >= 2")
-
-
-def ensemble_of(make, ensemble: int, seed: int):
-    """``make`` itself for one model, else a ``make`` of an :class:`~atomsets_tf.models.ensemble.Ensemble` of
-    ``ensemble`` models from ``make`` (member k seeded with ``seed + 1000 k``; one optimizer for all)."""
-    if ensemble <= 1:
-        return make
-
-    def make_ensemble():
-        members, optimizer = [], None
-        for k in range(ensemble):
-            keras.utils.set_random_seed(seed + 1000 * k)
-            member, optimizer = make()
-            members.append(member)
-        return Ensemble(members, name="retrained_ensemble"), optimizer
-
-    return make_ensemble
 
 
 def parent_label(model, parent) -> str:
