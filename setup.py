@@ -38,11 +38,18 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         "tf": ["tensorflow>=2.16"],
         "torch": ["torch>=2.0"],
-        "plot": ["matplotlib>=3.7"],
+        "plot": ["matplotlib>=3.7"],  # parity, ROC and training-curve PNGs of fit, retrain and benchmark
+        "ase": ["ase>=3.22"],  # ASE Atoms and ASE-readable files (extxyz, ...) as input
+        "sklearn": ["scikit-learn>=1.3"],  # the scikit-learn estimators (atomsets_tf.ext.sklearn)
+        # the matminer featurizer of MEGNet taps (atomsets_tf.ext.matminer); matbench 0.6 itself installs
+        # after it with `pip install --no-deps matbench==0.6` (its own pins do not build on Python 3.11)
+        "matminer": ["matminer>=0.9"],
         # megnet 1.3.2 imports only with pymatgen <= 2025.10.7: interoperability and reference benchmarks only.
         "megnet": ["megnet==1.3.2", "pymatgen<=2025.10.7"],
         # The tutorials' notebooks run in the tests (tests/test_tutorials.py).
-        "test": ["pytest>=7", "ruff", "matplotlib>=3.7", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6"],
+        "test": ["pytest>=7", "ruff", "matplotlib>=3.7", "nbclient>=0.7", "nbformat>=5.7", "ipykernel>=6",
+                 "ase>=3.22", "scikit-learn>=1.3", "matminer>=0.9"],
+        "all": ["matplotlib>=3.7", "ase>=3.22", "scikit-learn>=1.3", "matminer>=0.9"],
     },
     entry_points={"console_scripts": ["atomsets-tf=atomsets_tf.cli:main"]},
     classifiers=[
