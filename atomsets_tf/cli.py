@@ -198,8 +198,13 @@ def _report(metrics: dict, out_dir: str, strategy) -> None:
 
     if not is_chief(strategy):
         return
+    from atomsets_tf.evaluation.reference import paper_comparison
+
     _print_summary(metrics)
     click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
+    comparison = paper_comparison(metrics)
+    if comparison is not None:
+        click.echo(comparison)
 
 
 def _print_summary(metrics: dict) -> None:

@@ -135,3 +135,16 @@ def test_cli_passes_the_sources_through(tmp_path, shared, command):
     assert main(args) == 0
     metrics = json.loads((out / ("metrics.json" if command == "fit" else "fold_0/metrics.json")).read_text())
     assert metrics["fingerprint"]["settings"]["element_features"]["sources"] == ["matscholar", FORMATION]
+
+
+def test_the_embedded_v0_table_is_the_checkpoints_own(shared):
+    """The package's copy (README command 1 runs offline on it) equals the checkpoint's layer, float for float."""
+    from atomsets_tf import presets
+    from atomsets_tf.data.elements import embedded_embedding_table
+    from atomsets_tf.models.megnet.model import load_megnet
+
+    rows, sha = embedded_embedding_table(FORMATION)
+    assert sha == presets.get_preset(FORMATION).files["hdf5"].sha256
+    np.testing.assert_array_equal(rows, load_megnet(FORMATION).embedding_table())
+    np.testing.assert_array_equal(element_source_table(FORMATION).table, rows)
+    assert embedded_embedding_table("megnet-mp-2019.4.1-efermi") is None  # only the one preset is embedded

@@ -21,7 +21,8 @@ def test_ruff_clean():
 
 
 #: The README's test command: it installs with the committed lock of tested versions.
-TEST_COMMAND = 'pip install -e ".[cpu,test]" "torch==2.13.0" -c constraints.txt && python -m pytest -q'
+TEST_COMMAND = ('pip install -e ".[cpu,test]" "torch==2.13.0" -c constraints.txt && pip install --no-deps "matbench==0.6" '
+                '&& python -m pytest -q')
 
 
 def test_ci_runs_the_readme_test_command_with_the_lock():
@@ -59,3 +60,17 @@ def test_no_pickle_or_binary_data_tracked_outside_pretrained_and_resources():
     offending = [f for f in tracked if not f.startswith(BINARY_ALLOWED) and not f.endswith(FIGURE_SUFFIXES)
                  and (f.lower().endswith(DATA_SUFFIXES) or _is_binary(ROOT / f))]
     assert not offending, f"binary data files tracked outside {BINARY_ALLOWED}: {offending}"
+
+
+def test_the_readme_main_job_is_transfer_learned_and_runs_offline():
+    """README command 1 trains AtomSets-V0 on a MEGNet embedding the package embeds (no ../shared, no network)."""
+    import shlex
+
+    from atomsets_tf.data.elements import embedded_embedding_table
+
+    readme = (ROOT / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("pip install") and "atomsets-tf fit" in ln)
+    args = shlex.split(line.split("&&", 1)[1])
+    assert args[:3] == ["atomsets-tf", "fit", "matbench_steels"]  # the embedded task
+    assert args[args.index("--model") + 1] == "atomsets-v0"
+    assert embedded_embedding_table(args[args.index("--element-features") + 1]) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Sequence
@@ -261,3 +262,23 @@ def matscholar_element_table() -> ElementTable:
     """
     path = presets.resolve(MATSCHOLAR_ELEMENT_TABLE_PRESET)["json"]
     return ElementTable.from_json(path, name="matscholar embedding")
+
+
+#: Where the embedded copies of MEGNet presets' V0 tables live (``<preset>.json.gz``; see
+#: ``benchmarks/embed_v0_table.py``), so that AtomSets-V0 on such a table runs offline on a fresh install.
+EMBEDDED_V0_DIR = Path(__file__).resolve().parent.parent / "resources" / "megnet_v0"
+
+
+def embedded_embedding_table(preset: str) -> tuple[np.ndarray, str] | None:
+    """The embedded copy of a MEGNet preset's ``atom_embedding`` rows and the sha256 of the checkpoint it was
+    read from, or None when the package embeds no copy of that preset.
+
+    The rows are the checkpoint's float32 values, exactly (``tests/test_element_features.py`` compares them
+    with the checkpoint itself where ``../shared`` has it).
+    """
+    path = EMBEDDED_V0_DIR / f"{preset}.json.gz"
+    if not path.is_file():
+        return None
+    with gzip.open(path, "rt") as fh:
+        raw = json.load(fh)
+    return np.asarray(raw["rows"], dtype=np.float32), str(raw["checkpoint_sha256"])

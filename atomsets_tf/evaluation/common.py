@@ -166,9 +166,14 @@ def data_name(table: data_io.Table) -> str:
     return table.meta.get("task") or Path(table.source).name
 
 
-def fold_predictions(path: Path, test_ids: list[str]) -> list[float]:
+def fold_predictions(path: Path, test_ids: list[str], column: str = "prediction") -> list[float] | None:
+    """``column`` of a run's ``test_predictions.csv`` (``prediction``, or an ensemble's ``std``) in the order of
+    ``test_ids``; None when the file has no such column."""
     with open(path / "test_predictions.csv", newline="") as fh:
-        by_id = {row["id"]: float(row["prediction"]) for row in csv.DictReader(fh)}
+        rows = list(csv.DictReader(fh))
+    if rows and column not in rows[0]:
+        return None
+    by_id = {row["id"]: float(row[column]) for row in rows}
     return [by_id[i] for i in test_ids]
 
 

@@ -120,9 +120,10 @@ def run_benchmark(
                 for fold in folds]
         summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from,
                             command, element_features)
-        write_json_atomic(out / SUMMARY, summary)
         if protocol == "matbench" and folds == list(range(N_FOLDS)) and not table.meta.get(TASK_SUBSET):
-            write_matbench_results(table, out)
+            written = write_matbench_results(table, out)
+            summary["matbench_results"] = None if written is None else written.name
+        write_json_atomic(out / SUMMARY, summary)
     return summary
 
 
@@ -187,13 +188,16 @@ def summarise(table, model, protocol, runs, training, budget_epochs, model_confi
 def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
     """Record the five folds' test predictions in matbench and write ``MatbenchBenchmark.to_file``.
 
-    Needs matbench importable; the task's data is given to matbench from
-    ``table`` (no download). Returns the file, or None (with a warning) when
-    matbench is missing or refuses the results.
+    Needs matbench importable (``pip install matminer`` then ``pip install --no-deps matbench==0.6``); the
+    task's data is given to matbench from ``table`` (no download), the folds are matbench's own. An ensemble's
+    ``std`` is recorded as matbench's uncertainty. Returns the file, or None (with a warning) when matbench is
+    missing or refuses the results.
     """
     try:
-        from matbench.bench import MatbenchBenchmark
+        from matbench.bench import MatbenchBenchmark  # optional: the `matbench` install of the README
     except ImportError:
+        warnings.warn("matbench is not installed, so no matbench_results.json.gz: pip install matminer, then "
+                      "pip install --no-deps matbench==0.6", stacklevel=2)
         return None
     import pandas as pd
 
@@ -205,8 +209,9 @@ def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
         mb_task.df = pd.DataFrame({meta.input_type: list(table.inputs), meta.target: table.targets},
                                   index=table.ids)
         for fold in mb_task.folds:
-            predictions = fold_predictions(fold_dir(out, fold), mb_task.validation[mb_task.folds_map[fold]].test)
-            mb_task.record(fold, predictions)
+            test_ids = mb_task.validation[mb_task.folds_map[fold]].test
+            predictions = fold_predictions(fold_dir(out, fold), test_ids)  # a classifier's: its probabilities
+            mb_task.record(fold, predictions, std=fold_predictions(fold_dir(out, fold), test_ids, "std"))
         path = out / MATBENCH_RESULTS
         bench.to_file(str(path))
         return path

@@ -439,3 +439,27 @@ def reference_row(task: str, model: str) -> dict | None:
             mean, std = entry
             return {"paper_mean": mean, "paper_std": std, "paper_table": name}
     return None
+
+
+def paper_comparison(metrics: dict) -> str | None:
+    """One line that sets a run's test metric beside the AtomSets paper's figure for the same model and task.
+
+    ``metrics`` is a run's ``metrics.json`` (``data``, ``model``, ``task_type``, ``test_<metric>``). Returns
+    e.g. ``"test MAE 100.8 MPa; the AtomSets paper: 90 ± 25 MPa (Table 2, ...)"``, or None for data that is
+    not a Matbench task the paper reports for this model.
+    """
+    task, model = str(metrics.get("data", "")), str(metrics.get("model", ""))
+    metric = METRICS.get(str(metrics.get("task_type")))
+    reference = reference_row(task, model) if task in TASKS else None
+    if reference is None or metric is None or f"test_{metric}" not in metrics:
+        return None
+    unit = "" if metric == "roc_auc" else f" {TASKS[task]['paper_unit']}"
+    ours = to_paper_units(task, float(metrics[f"test_{metric}"]))
+    paper = f"{reference['paper_mean']:.3g}"
+    if reference["paper_std"] is not None:
+        paper += f" ± {reference['paper_std']:.2g}"
+    name = "ROC-AUC" if metric == "roc_auc" else "MAE"
+    table = reference["paper_table"].replace("table", "Table ")
+    split = f"{metrics['protocol']} fold {metrics['fold']}" if "fold" in metrics else "one split"
+    return (f"test {name} {ours:.4g}{unit} ({split}); the AtomSets paper, {model}: {paper}{unit} "
+            f"({table}, 5 random splits)")

@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf import presets
-from atomsets_tf.data.elements import ElementTable, matscholar_element_table, megnet_element_table
+from atomsets_tf.data.elements import (
+    ElementTable,
+    embedded_embedding_table,
+    matscholar_element_table,
+    megnet_element_table,
+)
 from atomsets_tf.errors import AtomSetsError, UnknownPresetError
 from atomsets_tf.models.megnet.model import load_megnet
 
@@ -85,8 +90,9 @@ def element_source_table(name: str) -> ElementTable:
     name = element_source_names([name])[0]
     if name in TABLE_SOURCES:
         return TABLE_SOURCES[name]()
+    embedded = embedded_embedding_table(name)  # the package's copy of a preset's rows: offline, no hdf5 read
     try:
-        rows = load_megnet(name).embedding_table()
+        rows = embedded[0] if embedded is not None else load_megnet(name).embedding_table()
     except UnknownPresetError as exc:
         raise AtomSetsError(f"element feature source {name!r}: {exc}") from None
     known = np.ones(len(rows), dtype=bool)
