@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atomsets_tf.errors import UnknownPresetError
-from atomsets_tf.utils.io import atomic_path, shared_dir
+from atomsets_tf.utils.io import atomic_path, sha256_file, shared_dir
 
 MODELS_ENV = "ATOMSETS_TF_MODELS"
 CACHE_ENV = "ATOMSETS_TF_CACHE"
@@ -237,15 +237,6 @@ def search_dirs() -> list[Path]:
     if shared is not None and (shared / "pretrained").is_dir():
         dirs.append(shared / "pretrained")
     return dirs
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _find_local(pf: PresetFile) -> Path | None:

@@ -59,6 +59,7 @@ from atomsets_tf.data.records import (
 )
 from atomsets_tf.errors import AtomSetsError, CorruptShardError, DataFormatError, PreparedDatasetError
 from atomsets_tf.utils.io import LOCK_FILE, atomic_path, output_lock, write_json_atomic
+from atomsets_tf.utils.io import sha256_file as file_sha256
 
 __all__ = [
     "FORMAT",
@@ -86,15 +87,6 @@ Manifest = dict
 def shard_stem(index: int) -> str:
     """The file name of shard ``index`` without suffix: ``shard-00000``."""
     return f"shard-{index:05d}"
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _encode(record: dict[str, np.ndarray], schema: RecordSchema, position: int, entry_id: str) -> bytes:

@@ -21,7 +21,6 @@ consecutive entries (its own ``ids``; ``L.offsets`` local to the shard), and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf.errors import DataFormatError
+from atomsets_tf.utils.io import sha256_file as file_sha256
 
 OFFSETS = ".offsets"
 
@@ -83,12 +83,6 @@ LEVELS = ("atom", "structure", "model")
 def shard_name(k: int) -> str:
     """The file name of shard ``k`` of a tap folder: ``taps-00000.npz``, ``taps-00001.npz``, ..."""
     return f"taps-{k:05d}.npz"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The hex sha256 of a file's bytes."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def tap_levels(n: int, taps: Mapping[str, object]) -> dict[str, dict[str, object]]:
