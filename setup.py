@@ -27,6 +27,7 @@ setup(
         # installed yourself): its CPU and GPU builds are different distributions.
         "keras>=3.5",
         "numpy>=1.26",
+        "scipy>=1.10",  # ranks (metrics); pymatgen needs it too
         "pymatgen>=2024.1",
         "h5py>=3.8",
         "click>=8.1",
