@@ -153,15 +153,11 @@ def fit_power_law(sizes: Sequence[float], errors: Sequence[float]) -> PowerLawFi
         raise AtomSetsError("a power law needs finite positive sizes and errors")
     if len(np.unique(x)) < 2:
         raise AtomSetsError(f"a power law needs at least two distinct data sizes, got {sorted(set(x.tolist()))}")
-    design = np.column_stack([np.log10(x), np.ones_like(x)])
-    logy = np.log10(y)
-    coef = np.linalg.lstsq(design, logy, rcond=None)[0]
     n = len(x)
-    if n > 2:
-        rss = float(np.sum((logy - design @ coef) ** 2))
-        covariance = rss / (n - 2) * np.linalg.inv(design.T @ design)
-    else:
-        covariance = np.full((2, 2), np.nan)
+    if n > 2:  # numpy's covariance is the OLS one, scaled by RSS / (n - 2)
+        coef, covariance = np.polyfit(np.log10(x), np.log10(y), 1, cov=True)
+    else:  # (polyfit refuses to scale the covariance of an exact fit)
+        coef, covariance = np.polyfit(np.log10(x), np.log10(y), 1), np.full((2, 2), np.nan)
     slope_std, intercept_std = np.sqrt(np.diag(covariance))
     return PowerLawFit(float(coef[0]), float(coef[1]), float(slope_std), float(intercept_std), covariance, n)
 
