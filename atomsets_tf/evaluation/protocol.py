@@ -44,6 +44,7 @@ from atomsets_tf.evaluation.runners import benchmark_models, expected_fingerprin
 from atomsets_tf.training.metrics import metric_name
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
+from atomsets_tf.utils.progress import reporting_bar
 from atomsets_tf.workflows.fit import ModelConfig
 from atomsets_tf.workflows.outputs import versions
 
@@ -89,7 +90,8 @@ def run_benchmark(
         training: optimisation settings; default :func:`default_training`. The
             seed of fold ``k`` is ``training.seed + k``.
         command: the command line to record (default: this process's).
-        report: called with each fold's result line (default: nothing).
+        report: called with each fold's result line (default: nothing); given, a bar over the folds is
+            drawn on stderr (:func:`~atomsets_tf.utils.progress.reporting_bar`).
         restart: retrain every fold, discarding what the folds hold (else a fold
             finished with the same settings is read back, and one with other settings refused).
         element_features: the V0 sources of ``atomsets-v0`` (see :func:`~atomsets_tf.workflows.fit.fit`).
@@ -114,9 +116,9 @@ def run_benchmark(
     training = training or default_training(len(table), budget_epochs)
     training = capped(training, budget_epochs)
     out = Path(out_dir)
-    with output_lock(out):
+    with output_lock(out), reporting_bar(len(folds), f"{data_name(table)} {model}", "fold", report) as step:
         runs = [_benchmark_fold(table, model, protocol, fold, replace(training, seed=training.seed + fold),
-                                model_config, features_from, out, progress, restart, report, element_features)
+                                model_config, features_from, out, progress, restart, step, element_features)
                 for fold in folds]
         summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from,
                             command, element_features)
