@@ -18,6 +18,7 @@ predictions are also written through ``MatbenchBenchmark.to_file``
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 import time
@@ -46,7 +47,7 @@ from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
 from atomsets_tf.utils.progress import reporting_bar
 from atomsets_tf.workflows.fit import ModelConfig
-from atomsets_tf.workflows.outputs import versions
+from atomsets_tf.workflows.outputs import target_label, versions, write_test_plot
 
 #: Public names (``default_batch_size`` and ``default_training`` live in :mod:`~atomsets_tf.evaluation.common`).
 __all__ = ["MATBENCH_RESULTS", "N_FOLDS", "SUMMARY", "default_batch_size", "default_training", "fold_dir",
@@ -122,6 +123,7 @@ def run_benchmark(
                 for fold in folds]
         summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from,
                             command, element_features)
+        summary["plots"] = write_benchmark_plot(table, model, out, folds, summary["metric"])
         write_json_atomic(out / SUMMARY, summary)
         if protocol == "matbench" and folds == list(range(N_FOLDS)) and not table.meta.get(TASK_SUBSET):
             write_matbench_results(table, out)
@@ -155,6 +157,24 @@ def _benchmark_fold(table, model, protocol, fold, training, model_config, featur
         report(f"{data_name(table)} {model} fold {fold}: test {name} {row['test']:.4g} "
                f"({row['epochs_run']} epochs, {row['wall_time_s']:.0f} s)")
     return row
+
+
+def write_benchmark_plot(table: data_io.Table, model: str, out: Path, folds: list[int], metric: str) -> dict:
+    """The parity plot (``parity.png``) or ROC (``roc.png``) of all folds' test predictions together, in ``out``.
+
+    Reads each fold's ``test_predictions.csv``. Returns the file name by kind, as ``summary.json`` records it
+    (``{}`` without matplotlib, with a warning).
+    """
+    targets, predictions = [], []
+    for fold in folds:
+        with open(fold_dir(out, fold) / "test_predictions.csv", newline="") as fh:
+            for row in csv.DictReader(fh):
+                targets.append(float(row["target"]))
+                predictions.append(float(row["prediction"]))
+    task_type = "classification" if metric == "roc_auc" else "regression"
+    title = f"{model} on {data_name(table)}: test sets of {len(folds)} fold{'s' if len(folds) > 1 else ''}"
+    return write_test_plot(out, task_type, np.array(targets), np.array(predictions), title=title,
+                           **target_label(table, task_type))
 
 
 def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command,

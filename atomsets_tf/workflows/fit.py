@@ -48,7 +48,13 @@ from atomsets_tf.models.registry import DEFAULT_SOURCE, FIT_MODELS, STRUCTURAL_M
 from atomsets_tf.training.metrics import fit_std_scale, metric_name, score, uncertainty_scores
 from atomsets_tf.training.runs import STATE_DIR, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss, strategy_label, train
-from atomsets_tf.workflows.outputs import versions, write_outputs, write_predictions_csv
+from atomsets_tf.workflows.outputs import (
+    target_label,
+    versions,
+    write_outputs,
+    write_predictions_csv,
+    write_run_plots,
+)
 
 #: Re-exported: the names users import from here (the README, the tutorials).
 __all__ = ["FitResult", "ModelConfig", "TrainingConfig", "build_model", "featurize", "fit", "load_targets",
@@ -427,6 +433,8 @@ def run_training(
                           {**(extra_metrics or {})}, run, training, fingerprint)
     test_ids = [table.ids[i] for i in test_idx]
     if out_dir is not None:
+        metrics["plots"] = write_run_plots(out_dir, metrics, targets[test_idx], test_pred,
+                                           **target_label(table, task_type))
         write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model, test_std)
         # The run is complete: its resume state must not leak into a later run in the same folder.
         shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
