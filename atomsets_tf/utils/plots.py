@@ -130,7 +130,7 @@ def roc_plot(y_true, probability, path: str | os.PathLike, *, title: str | None 
         probability: the predicted probabilities of class 1.
         path: the PNG to write.
         title: the figure's title.
-        positive: what class 1 is (the axis labels say rates of it).
+        positive: what class 1 is (the y axis says ``true positive rate (positive = 1)``).
 
     Returns:
         ``path``.
@@ -145,8 +145,8 @@ def roc_plot(y_true, probability, path: str | os.PathLike, *, title: str | None 
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel(f"false positive rate ({positive})")
-    ax.set_ylabel(f"true positive rate ({positive})")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel(f"true positive rate ({positive} = 1)")
     ax.legend(loc="lower right", fontsize="small", framealpha=0.9)
     ax.grid(True, alpha=0.3)
     if title:

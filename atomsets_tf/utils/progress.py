@@ -79,7 +79,8 @@ def reporting_bar(total: int, desc: str, unit: str,
     """A bar over ``total`` finished items (folds, configurations, points) for a loop that reports each one.
 
     Yields ``None`` when ``report`` is ``None`` (nothing shown), else a ``report`` that passes each result
-    line on, shows it as the bar's postfix and advances the bar by one.
+    line on, shows it as the bar's postfix (without ``desc`` and the parenthesis at its end) and advances
+    the bar by one.
     """
     if report is None:
         yield None
@@ -88,7 +89,7 @@ def reporting_bar(total: int, desc: str, unit: str,
 
         def step(line: str) -> None:
             report(line)
-            bar.set_postfix_str(line, refresh=False)
+            bar.set_postfix_str(line.removeprefix(desc).split(" (")[0].strip(), refresh=False)
             bar.update(1)
 
         yield step
