@@ -14,6 +14,7 @@ drawn go through :func:`write_line`, which prints them above the bar.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -21,6 +22,8 @@ from typing import TypeVar
 from tqdm import tqdm
 
 T = TypeVar("T")
+#: The ``(40 epochs, 12 s)`` at the end of a result line, left out of a bar's postfix.
+_TRAILING_PARENTHESIS = re.compile(r"\s*\([^()]*\)\s*$")
 
 
 def bars_shown(enabled: bool = True) -> bool:
@@ -89,7 +92,7 @@ def reporting_bar(total: int, desc: str, unit: str,
 
         def step(line: str) -> None:
             report(line)
-            bar.set_postfix_str(line.removeprefix(desc).split(" (")[0].strip(), refresh=False)
+            bar.set_postfix_str(_TRAILING_PARENTHESIS.sub("", line.removeprefix(desc)).strip(" :"), refresh=False)
             bar.update(1)
 
         yield step
