@@ -36,6 +36,7 @@ from atomsets_tf.errors import PlotsUnavailableError, RunSettingsError
 from atomsets_tf.evaluation.reference import TASKS  # plain data (no imports): the Matbench targets' units
 from atomsets_tf.models.loading import iter_tap_table
 from atomsets_tf.training.metrics import metric_name
+from atomsets_tf.training.runs import PARITY_PNG, ROC_PNG, TRAINING_CURVE_PNG
 from atomsets_tf.training.trainer import TRAINING_LOG
 from atomsets_tf.utils.io import atomic_path, output_lock, write_json_atomic
 from atomsets_tf.utils.plots import parity_plot, roc_plot, training_curve_plot
@@ -51,10 +52,6 @@ def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save
             (save_model or (lambda m, p: m.save(p)))(model, tmp)
     write_json_atomic(out / "metrics.json", metrics)
     write_predictions_csv(out / "test_predictions.csv", ids, predictions, targets, std)
-
-
-#: The figures of a run folder (and of a benchmark folder): the test set's parity or ROC, the training curve.
-PARITY_PNG, ROC_PNG, TRAINING_CURVE_PNG = "parity.png", "roc.png", "training_curve.png"
 
 
 def target_label(table: Table, task_type: str) -> dict:
