@@ -74,7 +74,8 @@ def _training_options(command):
                      help="Seconds between saves of the resumable training state (also saved after the first "
                           "epoch, and at the end of the epoch on Ctrl-C or SIGTERM)."),
         click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-                     help="Output folder (model.keras, metrics.json, test_predictions.csv, training_log.csv)."),
+                     help="Output folder (model.keras, metrics.json, test_predictions.csv, training_log.csv, and with the plot "
+                          "extra parity.png or roc.png and training_curve.png)."),
         click.option("--restart", is_flag=True,
                      help="Discard the run already in the output folder and start afresh (else an interrupted "
                           "run resumes, and one with other settings is refused)."),
@@ -199,7 +200,9 @@ def _report(metrics: dict, out_dir: str, strategy) -> None:
     if not is_chief(strategy):
         return
     _print_summary(metrics)
-    click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
+    plots = sorted((metrics.get("plots") or {}).values())
+    click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}"
+               + (f" (plots: {', '.join(plots)})" if plots else ""))
 
 
 def _print_summary(metrics: dict) -> None:
@@ -428,7 +431,8 @@ def benchmark(task, model_name, folds, official_task, element_features, **opts) 
     budget = f", at most {opts['budget_epochs']} epochs" if opts["budget_epochs"] else ""
     click.echo(f"{summary['task']} {model_name} ({summary['protocol']}, {summary['n_folds']} folds{budget}): "
                f"{summary['metric']} {summary['mean']:.4g} ± {summary['std']:.2g}")
-    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'summary.json')}")
+    plots = sorted((summary.get("plots") or {}).values())
+    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'summary.json')}" + (f" and {', '.join(plots)}" if plots else ""))
 
 
 @cli.command()
