@@ -5,7 +5,9 @@
 * ``model.keras``: the best model (lowest validation MAE, or highest ROC-AUC);
 * ``metrics.json``: validation and test metrics, epochs run, wall time, ...;
 * ``test_predictions.csv``: ``id,target,prediction`` on the test set;
-* ``training_log.csv``: one row per epoch.
+* ``training_log.csv``: one row per epoch;
+* with matplotlib (the ``plot`` extra): ``parity.png`` (``roc.png`` for a classifier) of the test set and
+  ``training_curve.png``, named under ``"plots"`` in ``metrics.json``.
 
 Every file is written atomically. An interrupted run started again with the
 same output folder resumes from its last saved epoch (saved after the first

@@ -1,4 +1,4 @@
-"""What a run writes: the model, ``metrics.json``, prediction CSVs, tap ``.npz`` files and folders, package versions.
+"""What a run writes: the model, ``metrics.json``, prediction CSVs, plots, tap ``.npz`` files and folders, versions.
 
 Every file is written atomically (:func:`~atomsets_tf.utils.io.atomic_path`).
 """
@@ -88,7 +88,7 @@ def write_run_plots(out_dir, metrics: Mapping, targets, predictions, *, quantity
         The file names written, by kind (``parity`` or ``roc``, ``training_curve``); ``{}`` without matplotlib.
     """
     task_type = metrics["task_type"]
-    title = f"{metrics.get('model') or 'model'} on {metrics.get('data') or 'the data'}"
+    title = f"{metrics.get('model') or 'model'} on {Path(str(metrics.get('data') or 'the data')).name}"
     plots = write_test_plot(out_dir, task_type, targets, predictions, quantity=quantity, unit=unit,
                             title=f"{title}: test set")
     log = Path(out_dir) / TRAINING_LOG
