@@ -74,11 +74,12 @@ def _training_options(command):
                      help="Seconds between saves of the resumable training state (also saved after the first "
                           "epoch, and at the end of the epoch on Ctrl-C or SIGTERM)."),
         click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-                     help="Output folder (model.keras, metrics.json, test_predictions.csv, training_log.csv)."),
+                     help="Output folder (model.keras, metrics.json, test_predictions.csv, training_log.csv, and with the plot "
+                          "extra parity.png or roc.png and training_curve.png)."),
         click.option("--restart", is_flag=True,
                      help="Discard the run already in the output folder and start afresh (else an interrupted "
                           "run resumes, and one with other settings is refused)."),
-        click.option("--quiet", is_flag=True, help="No per-epoch progress."),
+        click.option("--quiet", is_flag=True, help="No per-epoch lines or progress bars."),
     ]
     return _with_options(command, options)
 
@@ -205,6 +206,8 @@ def _report(metrics: dict, out_dir: str, strategy) -> None:
     comparison = paper_comparison(metrics)
     if comparison is not None:
         click.echo(comparison)
+    for kind, name in sorted((metrics.get("plots") or {}).items()):
+        click.echo(f"{kind.replace('_', ' ')} plot: {os.path.join(out_dir, name)}")
 
 
 def _print_summary(metrics: dict) -> None:
@@ -223,7 +226,8 @@ def _print_summary(metrics: dict) -> None:
               help="Output CSV: id,prediction (+ std for an ensemble, + probability for a classifier).")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
               help="Structures per batch (default: MEGNet plans its batches by cost; 32 for CGAT, 256 for AtomSets).")
-def predict(model, data, out_csv, batch_size) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def predict(model, data, out_csv, batch_size, quiet) -> None:
     """Predict DATA with MODEL and write OUT.csv (id,prediction[,std][,probability]).
 
     An ensemble adds its std; a classifier writes the class (0/1) as prediction and its probability.
@@ -240,7 +244,7 @@ def predict(model, data, out_csv, batch_size) -> None:
     check_writable(out_csv)  # before the work, not after it
     net = load_model(model)
     table = load(data)
-    predictions, std = predict_with_std(net, table, batch_size, progress=True)
+    predictions, std = predict_with_std(net, table, batch_size, progress=not quiet)
     write_predictions_csv(out_csv, table.ids, predictions, std=std,
                           probability=model_task_type(net) == "classification")
     click.echo(f"Wrote {len(table)} predictions to {out_csv}")
@@ -256,7 +260,8 @@ def predict(model, data, out_csv, batch_size) -> None:
               help="Entries per shard of a folder output  [default: 4096].")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
               help="Structures per batch (default: MEGNet plans its batches by cost; 32 for CGAT, 256 for AtomSets).")
-def tap(model, data, layers, output, shard_size, batch_size) -> None:
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def tap(model, data, layers, output, shard_size, batch_size, quiet) -> None:
     """Write intermediate features of MODEL for the structures in DATA to OUTPUT.
 
     An .npz file holds `ids` (n,). An atom-level layer L is stored as float32
@@ -288,11 +293,11 @@ def tap(model, data, layers, output, shard_size, batch_size) -> None:
     table = load(data)
     if to_folder:
         index = write_tap_folder(net, table, list(layers), output, batch_size, shard_size or DEFAULT_SHARD_SIZE,
-                                 model_name=str(model), data=str(data), progress=True)
+                                 model_name=str(model), data=str(data), progress=not quiet)
         click.echo(f"Wrote {', '.join(index['taps'])} for {len(table)} structures to {output} "
                    f"({len(index['shards'])} shards and {INDEX_FILE})")
         return
-    out = tap_table(net, table, list(layers), batch_size, progress=True)
+    out = tap_table(net, table, list(layers), batch_size, progress=not quiet)
     write_taps_npz(output, table.ids, out)
     click.echo(f"Wrote {', '.join(out)} for {len(table)} structures to {output}")
 
@@ -396,7 +401,7 @@ def _benchmark_options(command):
         click.option("--restart", is_flag=True,
                      help="Retrain every run, discarding what the output folder holds (else finished runs with "
                           "the same settings are read back, and runs with other settings refused)."),
-        click.option("--quiet", is_flag=True, help="No per-fold lines."),
+        click.option("--quiet", is_flag=True, help="No progress bar and no per-item result lines."),
     ]
     return _with_options(command, options)
 
@@ -426,12 +431,13 @@ def benchmark(task, model_name, folds, official_task, element_features, **opts) 
     summary = run_benchmark(table, model_name, opts["out_dir"], opts["protocol"], _folds(folds),
                             opts["budget_epochs"], _benchmark_training(len(table), opts), _model_config(opts),
                             opts["features_from"], command=_command(),
-                            report=None if opts["quiet"] else click.echo, restart=opts["restart"],
+                            report=_result_lines(opts["quiet"]), restart=opts["restart"],
                             official_task=official_task, element_features=list(element_features) or None)
     budget = f", at most {opts['budget_epochs']} epochs" if opts["budget_epochs"] else ""
     click.echo(f"{summary['task']} {model_name} ({summary['protocol']}, {summary['n_folds']} folds{budget}): "
                f"{summary['metric']} {summary['mean']:.4g} ± {summary['std']:.2g}")
-    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'summary.json')}")
+    plots = sorted((summary.get("plots") or {}).values())
+    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'summary.json')}" + (f" and {', '.join(plots)}" if plots else ""))
 
 
 @cli.command()
@@ -456,13 +462,20 @@ def grid(task, model_name, fold, cv_folds, max_configs, **opts) -> None:
     table = load_task(task, model_name)
     record = grid_search(table, model_name, opts["out_dir"], opts["protocol"], fold, cv_folds, max_configs,
                          opts["budget_epochs"], _benchmark_training(len(table), opts), opts["features_from"],
-                         seed=opts["seed"] or 0, command=_command(), report=None if opts["quiet"] else click.echo,
+                         seed=opts["seed"] or 0, command=_command(), report=_result_lines(opts["quiet"]),
                          restart=opts["restart"])
     best = record["best"]
     click.echo(f"best of {record['n_configs']}/{record['n_grid']} configurations: val {record['metric']} "
                f"{best['mean']:.4g} ± {best['std']:.2g}")
     click.echo(f"Evaluate it on the official folds with:\n  {record['benchmark_command']}")
     click.echo(f"Wrote {os.path.join(opts['out_dir'], 'grid.json')}")
+
+
+def _result_lines(quiet: bool):
+    """Where a long command's per-item result lines go: above its progress bar on stdout, or nowhere (--quiet)."""
+    from atomsets_tf.utils.progress import write_line
+
+    return None if quiet else write_line
 
 
 def _command() -> str:
@@ -477,7 +490,7 @@ def _experiment_options(opts: dict) -> dict:
     """The keyword arguments ``learning-curve`` and ``extrapolation`` share (training settings are per data size)."""
     return {"training": lambda n: _benchmark_training(n, opts), "budget_epochs": opts["budget_epochs"],
             "model_config": _model_config(opts), "features_from": opts["features_from"], "seed": opts["seed"] or 0,
-            "command": _command(), "report": None if opts["quiet"] else click.echo, "restart": opts["restart"]}
+            "command": _command(), "report": _result_lines(opts["quiet"]), "restart": opts["restart"]}
 
 
 @cli.command("learning-curve")

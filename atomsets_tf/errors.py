@@ -69,6 +69,10 @@ class OutputPathError(AtomSetsError, ValueError):
     """An output path the command cannot write, e.g. one without the required suffix."""
 
 
+class PlotsUnavailableError(AtomSetsError, ImportError):
+    """A plot asked for without matplotlib (the ``plot`` extra: ``pip install "atomsets-tf[plot]"``)."""
+
+
 class RunLockedError(AtomSetsError, RuntimeError):
     """An output folder that another running process holds (see :func:`~atomsets_tf.utils.io.output_lock`)."""
 

@@ -131,8 +131,9 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(uninterrupted):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["strategy"] == "multi-worker"
     assert metrics["epochs_run"] == EPOCHS and metrics["val_mae"] == chief["val_mae"]
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.keras", "test_predictions.csv",
-                                                     "training_log.csv"]
+    plots = sorted(metrics["plots"].values())  # parity.png, training_curve.png with matplotlib
+    assert sorted(p.name for p in out.iterdir()) == sorted(["metrics.json", "model.keras", "test_predictions.csv",
+                                                            "training_log.csv", *plots])
     assert len((out / "training_log.csv").read_text().splitlines()) == EPOCHS + 1
 
 

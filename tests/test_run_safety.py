@@ -87,8 +87,9 @@ def test_the_first_epoch_is_saved_and_a_rerun_resumes(tmp_path, interrupted, ste
     assert log_epochs(out) == [0, 1, 2]
     assert result.metrics["strategy"] == "default"  # not TensorFlow's private class name
     assert result.metrics["fingerprint"]["settings"]["model"] == "atomsets"
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.keras", "test_predictions.csv",
-                                                     "training_log.csv"]
+    plots = sorted(result.metrics["plots"].values())  # parity.png, training_curve.png with matplotlib
+    assert sorted(p.name for p in out.iterdir()) == sorted(["metrics.json", "model.keras", "test_predictions.csv",
+                                                            "training_log.csv", *plots])
 
 
 @pytest.mark.parametrize(

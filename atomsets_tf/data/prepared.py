@@ -33,7 +33,6 @@ import json
 import multiprocessing
 import re
 import shutil
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -43,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from atomsets_tf._version import __version__
 from atomsets_tf.data.records import (
@@ -60,6 +58,7 @@ from atomsets_tf.data.records import (
 from atomsets_tf.errors import AtomSetsError, CorruptShardError, DataFormatError, PreparedDatasetError
 from atomsets_tf.utils.io import LOCK_FILE, atomic_path, output_lock, write_json_atomic
 from atomsets_tf.utils.io import sha256_file as file_sha256
+from atomsets_tf.utils.progress import progress_bar
 
 __all__ = [
     "FORMAT",
@@ -205,11 +204,10 @@ def _claim_folder(folder: Path, fingerprint: dict, restart: bool) -> None:
 
 
 class _Progress:
-    """One tqdm bar on stderr (structures/s, ETA); silent when disabled or stderr is not a terminal."""
+    """One bar on stderr (structures/s, ETA; :func:`~atomsets_tf.utils.progress.progress_bar`)."""
 
     def __init__(self, total: int, enabled: bool):
-        self.bar = tqdm(total=total, unit="structure", desc="preparing", file=sys.stderr, dynamic_ncols=True,
-                        disable=not enabled or not sys.stderr.isatty())
+        self.bar = progress_bar(total, "preparing", "structure", enabled)
 
     def update(self, n: int = 1) -> None:
         self.bar.update(n)

@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from atomsets_tf.data import io as data_io
-from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.errors import AtomSetsError, PlotsUnavailableError
 from atomsets_tf.evaluation.reference import TASKS
 from atomsets_tf.evaluation.runners import (
     benchmark_models,
@@ -30,7 +30,8 @@ from atomsets_tf.evaluation.runners import (
 )
 from atomsets_tf.training.runs import METRICS_FILE, check_run_folder, is_finished
 from atomsets_tf.training.trainer import TrainingConfig
-from atomsets_tf.utils.io import atomic_path, write_json_atomic
+from atomsets_tf.utils import plots
+from atomsets_tf.utils.io import write_json_atomic
 from atomsets_tf.workflows.fit import ModelConfig
 from atomsets_tf.workflows.outputs import versions
 
@@ -118,22 +119,15 @@ def run_record(
 def new_figure(n_panels: int = 1, width: float = 6.0, height: float = 4.5):
     """A matplotlib ``(Figure, axes)`` drawn with the Agg backend (no global pyplot state), or None without matplotlib."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        warnings.warn("matplotlib is not installed: no plot written (pip install matplotlib)", stacklevel=3)
+        return plots.new_figure(n_panels, width, height)
+    except PlotsUnavailableError as exc:
+        warnings.warn(f"{exc}: no plot written", stacklevel=3)
         return None
-    fig = Figure(figsize=(width * n_panels, height))
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, n_panels, squeeze=False)[0]
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG atomically."""
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    return Path(path)
+    return plots.save_figure(fig, path)
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -41,6 +41,7 @@ from atomsets_tf.evaluation.common import (
 )
 from atomsets_tf.training.metrics import mae
 from atomsets_tf.utils.io import output_lock, write_json_atomic
+from atomsets_tf.utils.progress import reporting_bar
 from atomsets_tf.workflows.fit import ModelConfig, load_targets
 
 EXTRAPOLATION_JSON = "extrapolation.json"
@@ -137,15 +138,15 @@ def extrapolation(
     out = Path(out_dir)
     start = time.perf_counter()
     results, errors = {}, {}
-    with output_lock(out):
+    with output_lock(out), reporting_bar(len(models), f"extrapolation {task}", "model", report) as step:
         for model in models:
             metrics = train_on_split(tables[model], model, split, out / model, config, model_config, features_from,
                                      progress, restart)
             predictions = dict(zip(split["test"], fold_predictions(out / model, split["test"])))
             errors[model] = {i: abs(predictions[i] - by_id[i]) for i in split["test"]}
             results[model] = _halves_record(metrics, predictions, by_id, split)
-            if report is not None:
-                report(f"{task} {model}: MAE interpolation {results[model]['mae_interpolation']:.4g}, extrapolation "
+            if step is not None:
+                step(f"{task} {model}: MAE interpolation {results[model]['mae_interpolation']:.4g}, extrapolation "
                        f"{results[model]['mae_extrapolation']:.4g} ({metrics['epochs_run']} epochs, "
                        f"{metrics.get('wall_time_s') or 0:.0f} s)")
         summary = {**_split_record(first, task, split, quantile, seed), "models": results,

@@ -36,6 +36,7 @@ from atomsets_tf.models.registry import entry
 from atomsets_tf.training.metrics import metric_name
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
+from atomsets_tf.utils.progress import reporting_bar
 from atomsets_tf.workflows.fit import ModelConfig, load_targets
 from atomsets_tf.workflows.outputs import versions
 
@@ -132,7 +133,7 @@ def grid_search(
     name = metric_name(task_type)
     higher_is_better = name == "roc_auc"
     out = Path(out_dir)
-    with output_lock(out):
+    with output_lock(out), reporting_bar(len(configs), f"grid {data_name(table)} {model}", "config", report) as step:
         rows = []
         for n, (i, config) in enumerate(configs.items()):
             runs = [(out / f"config_{i:02d}" / f"cv_{k}", split, replace(training, seed=seed + k))
@@ -141,8 +142,8 @@ def grid_search(
                               restart)[f"val_{name}"] for where, split, run_training in runs]
             rows.append({"grid_index": i, "config": asdict(config), "mean": float(np.mean(scores)),
                          "std": float(np.std(scores)), "folds": [float(s) for s in scores]})
-            if report is not None:
-                report(f"config {n + 1}/{len(configs)} (grid #{i}) {_describe(config, model)}: "
+            if step is not None:
+                step(f"config {n + 1}/{len(configs)} (grid #{i}) {_describe(config, model)}: "
                        f"val {name} {rows[-1]['mean']:.4g} ± {rows[-1]['std']:.2g}")
         best = (max if higher_is_better else min)(rows, key=lambda r: r["mean"])
         record = {

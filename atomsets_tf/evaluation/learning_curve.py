@@ -53,6 +53,7 @@ from atomsets_tf.evaluation.common import (
 from atomsets_tf.training.metrics import metric_name
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
+from atomsets_tf.utils.progress import reporting_bar
 from atomsets_tf.workflows.fit import ModelConfig, load_targets
 
 LEARNING_CURVE_JSON = "learning_curve.json"
@@ -275,11 +276,12 @@ def learning_curve(
     name = metric_name(task_type)
     out = Path(out_dir)
     start = time.perf_counter()
-    with output_lock(out):
+    with output_lock(out), reporting_bar(len(models) * len(splits), f"learning curve {data_name(first)}", "point",
+                                         report) as step:
         results = {}
         for model in models:
             points = [_train_point(tables[model], model, n, split, out, training_for(training, n, budget_epochs),
-                                   model_config, features_from, progress, restart, name, report)
+                                   model_config, features_from, progress, restart, name, step)
                       for n, split in splits.items()]
             results[model] = {"points": points, **_fit_record(points, target)}
         largest = max(splits)

@@ -18,6 +18,7 @@ predictions are also written through ``MatbenchBenchmark.to_file``
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 import time
@@ -44,8 +45,9 @@ from atomsets_tf.evaluation.runners import benchmark_models, expected_fingerprin
 from atomsets_tf.training.metrics import metric_name
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
+from atomsets_tf.utils.progress import reporting_bar
 from atomsets_tf.workflows.fit import ModelConfig
-from atomsets_tf.workflows.outputs import versions
+from atomsets_tf.workflows.outputs import target_label, versions, write_test_plot
 
 #: Public names (``default_batch_size`` and ``default_training`` live in :mod:`~atomsets_tf.evaluation.common`).
 __all__ = ["MATBENCH_RESULTS", "N_FOLDS", "SUMMARY", "default_batch_size", "default_training", "fold_dir",
@@ -89,7 +91,8 @@ def run_benchmark(
         training: optimisation settings; default :func:`default_training`. The
             seed of fold ``k`` is ``training.seed + k``.
         command: the command line to record (default: this process's).
-        report: called with each fold's result line (default: nothing).
+        report: called with each fold's result line (default: nothing); given, a bar over the folds is
+            drawn on stderr (:func:`~atomsets_tf.utils.progress.reporting_bar`).
         restart: retrain every fold, discarding what the folds hold (else a fold
             finished with the same settings is read back, and one with other settings refused).
         element_features: the V0 sources of ``atomsets-v0`` (see :func:`~atomsets_tf.workflows.fit.fit`).
@@ -114,12 +117,13 @@ def run_benchmark(
     training = training or default_training(len(table), budget_epochs)
     training = capped(training, budget_epochs)
     out = Path(out_dir)
-    with output_lock(out):
+    with output_lock(out), reporting_bar(len(folds), f"{data_name(table)} {model}", "fold", report) as step:
         runs = [_benchmark_fold(table, model, protocol, fold, replace(training, seed=training.seed + fold),
-                                model_config, features_from, out, progress, restart, report, element_features)
+                                model_config, features_from, out, progress, restart, step, element_features)
                 for fold in folds]
         summary = summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from,
                             command, element_features)
+        summary["plots"] = write_benchmark_plot(table, model, out, folds, summary["metric"])
         if protocol == "matbench" and folds == list(range(N_FOLDS)) and not table.meta.get(TASK_SUBSET):
             written = write_matbench_results(table, out)
             summary["matbench_results"] = None if written is None else written.name
@@ -154,6 +158,24 @@ def _benchmark_fold(table, model, protocol, fold, training, model_config, featur
         report(f"{data_name(table)} {model} fold {fold}: test {name} {row['test']:.4g} "
                f"({row['epochs_run']} epochs, {row['wall_time_s']:.0f} s)")
     return row
+
+
+def write_benchmark_plot(table: data_io.Table, model: str, out: Path, folds: list[int], metric: str) -> dict:
+    """The parity plot (``parity.png``) or ROC (``roc.png``) of all folds' test predictions together, in ``out``.
+
+    Reads each fold's ``test_predictions.csv``. Returns the file name by kind, as ``summary.json`` records it
+    (``{}`` without matplotlib, with a warning).
+    """
+    targets, predictions = [], []
+    for fold in folds:
+        with open(fold_dir(out, fold) / "test_predictions.csv", newline="") as fh:
+            for row in csv.DictReader(fh):
+                targets.append(float(row["target"]))
+                predictions.append(float(row["prediction"]))
+    task_type = "classification" if metric == "roc_auc" else "regression"
+    title = f"{model} on {data_name(table)}: test sets of {len(folds)} fold{'s' if len(folds) > 1 else ''}"
+    return write_test_plot(out, task_type, np.array(targets), np.array(predictions), title=title,
+                           **target_label(table, task_type))
 
 
 def summarise(table, model, protocol, runs, training, budget_epochs, model_config, features_from, command,

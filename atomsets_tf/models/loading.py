@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from atomsets_tf import presets
 from atomsets_tf.data.io import Table
 from atomsets_tf.errors import CheckpointError
 from atomsets_tf.models.base import load_keras_model
 from atomsets_tf.models.registry import FAMILY_MODULES, families, family, family_of
+from atomsets_tf.utils.progress import progress_bar
 
 #: Suffixes of the files :func:`load_model` reads.
 MODEL_SUFFIXES = (".keras", ".hdf5", ".h5", ".ckpt")
@@ -122,7 +121,8 @@ def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int | 
         batch_size: structures per padded batch (``None``: the family's default; MEGNet plans its batches by
             cost).
         chunk_size: entries per chunk (the last one may have fewer).
-        progress: one tqdm bar over all chunks on stderr (shown only on a terminal).
+        progress: one bar over all chunks on stderr (shown only on a terminal; see
+            :func:`~atomsets_tf.utils.progress.progress_bar`).
         start: the index of the first entry to tap.
 
     Returns:
@@ -135,8 +135,7 @@ def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int | 
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     owner, names = family_of(model), list(names)
-    with tqdm(total=len(table), initial=start, unit="structure", desc="tap", file=sys.stderr,
-              disable=None if progress else True, dynamic_ncols=True) as bar:
+    with progress_bar(len(table), "tap", "structure", progress, initial=start) as bar:
         for first in range(start, len(table), chunk_size):
             chunk = table.subset(range(first, min(first + chunk_size, len(table))))
 

@@ -57,8 +57,20 @@ class BatchCounter(keras.callbacks.Callback):
         return self.first_epoch + self.batches // self.steps_per_epoch
 
 
+#: The validation metrics :class:`ValidationScore` writes, and whether higher is better.
+_VALIDATION_METRICS = {"val_mae": False, "val_roc_auc": True}
+
+
 class EpochProgress(keras.callbacks.Callback):
-    """Prints one line every ``every`` epochs (and at the last), to stderr."""
+    """Prints one line every ``every`` epochs (and at the first and the last), to stderr.
+
+    Every trainer (``fit``, ``retrain`` in each mode, the multi-worker loop) prints the same line::
+
+        epoch 12/60  loss 0.1234  val_mae 98.76 (best 95.12)  lr 1.00e-03  0.84 s/epoch
+
+    (``val_roc_auc`` for a classifier; ``s/epoch``: the mean over the epochs since the last line).
+    :data:`EPOCH_LINE` is its regular expression.
+    """
 
     def __init__(self, epochs: int, every: int | None = None, stream=None):
         super().__init__()
@@ -66,18 +78,49 @@ class EpochProgress(keras.callbacks.Callback):
         self.every = every or max(1, epochs // 20)
         self.stream = stream or sys.stderr
         self.best = math.inf
+        self._since = None
+        self._epochs_since = 0
+
+    def on_train_begin(self, logs=None):
+        self._since, self._epochs_since = time.perf_counter(), 0
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        score = logs.get("val_score", math.inf)
-        self.best = min(self.best, score)
+        self.best = min(self.best, logs.get("val_score", math.inf))
+        self._epochs_since += 1
         if (epoch + 1) % self.every == 0 or epoch == 0 or epoch + 1 == self.epochs:
-            parts = [f"epoch {epoch + 1}/{self.epochs}", f"loss {logs.get('loss', float('nan')):.4g}"]
-            for key in ("val_mae", "val_roc_auc"):
-                if key in logs:
-                    parts.append(f"{key} {logs[key]:.4g}")
-            parts.append(f"best val_score {self.best:.4g}")
-            print("  ".join(parts), file=self.stream, flush=True)
+            now = time.perf_counter()
+            seconds = (now - (self._since or now)) / max(self._epochs_since, 1)
+            self._since, self._epochs_since = now, 0
+            print(self.line(epoch, logs, seconds), file=self.stream, flush=True)
+
+    def line(self, epoch: int, logs: dict, seconds: float) -> str:
+        """The progress line of ``epoch`` (0-based) from its ``logs``."""
+        parts = [f"epoch {epoch + 1}/{self.epochs}", f"loss {logs.get('loss', float('nan')):.4g}"]
+        for key, higher_is_better in _VALIDATION_METRICS.items():
+            if key in logs:
+                best = (1.0 - self.best) if higher_is_better else self.best
+                parts.append(f"{key} {logs[key]:.4g} (best {best:.4g})")
+        rate = logs.get("learning_rate", _learning_rate(self.model))
+        parts += [f"lr {rate:.2e}" if rate is not None else "lr n/a", f"{seconds:.3g} s/epoch"]
+        return "  ".join(parts)
+
+
+#: The regular expression of an :class:`EpochProgress` line.
+EPOCH_LINE = (r"^epoch \d+/\d+  loss \S+  val_(mae|roc_auc) \S+ \(best \S+\)  lr (\S+e[-+]\d+|n/a)  "
+              r"\S+ s/epoch$")
+
+
+def _learning_rate(model) -> float | None:
+    """The optimizer's current learning rate (the base rate of a part-rate optimizer), or None."""
+    optimizer = getattr(model, "optimizer", None)
+    rate = getattr(optimizer, "learning_rate", None)
+    if rate is None:
+        return None
+    try:
+        return float(keras.ops.convert_to_numpy(rate))
+    except (TypeError, ValueError):  # a schedule object Keras does not evaluate here
+        return None
 
 
 class KeepBest(keras.callbacks.Callback):

@@ -36,8 +36,11 @@ STATE_FILE = "state.npz"
 #: The fingerprint of the run that the state belongs to, beside it.
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
+#: The figures of a run folder (and of a benchmark folder): the test set's parity or ROC, the training curve.
+PARITY_PNG, ROC_PNG, TRAINING_CURVE_PNG = "parity.png", "roc.png", "training_curve.png"
 #: What a finished run leaves in its folder (``restart`` removes them with the state).
-RUN_OUTPUTS = (METRICS_FILE, "test_predictions.csv", "training_log.csv", "model.keras")
+RUN_OUTPUTS = (METRICS_FILE, "test_predictions.csv", "training_log.csv", "model.keras", PARITY_PNG, ROC_PNG,
+               TRAINING_CURVE_PNG)
 #: Training settings that do not change the numbers, so a resumed run may change them.
 #: Training settings added after runs were first recorded: left out at their default (``None``), so that
 #: the runs recorded before keep their fingerprint.

@@ -5,7 +5,9 @@
 * ``model.keras``: the best model (lowest validation MAE, or highest ROC-AUC);
 * ``metrics.json``: validation and test metrics, epochs run, wall time, ...;
 * ``test_predictions.csv``: ``id,target,prediction`` on the test set;
-* ``training_log.csv``: one row per epoch.
+* ``training_log.csv``: one row per epoch;
+* with matplotlib (the ``plot`` extra): ``parity.png`` (``roc.png`` for a classifier) of the test set and
+  ``training_curve.png``, named under ``"plots"`` in ``metrics.json``.
 
 Every file is written atomically. An interrupted run started again with the
 same output folder resumes from its last saved epoch (saved after the first
@@ -48,7 +50,13 @@ from atomsets_tf.models.registry import DEFAULT_SOURCE, FIT_MODELS, STRUCTURAL_M
 from atomsets_tf.training.metrics import fit_std_scale, metric_name, score, uncertainty_scores
 from atomsets_tf.training.runs import STATE_DIR, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss, strategy_label, train
-from atomsets_tf.workflows.outputs import versions, write_outputs, write_predictions_csv
+from atomsets_tf.workflows.outputs import (
+    target_label,
+    versions,
+    write_outputs,
+    write_predictions_csv,
+    write_run_plots,
+)
 
 #: Re-exported: the names users import from here (the README, the tutorials).
 __all__ = ["FitResult", "ModelConfig", "TrainingConfig", "build_model", "featurize", "fit", "load_targets",
@@ -427,6 +435,8 @@ def run_training(
                           {**(extra_metrics or {})}, run, training, fingerprint)
     test_ids = [table.ids[i] for i in test_idx]
     if out_dir is not None:
+        metrics["plots"] = write_run_plots(out_dir, metrics, targets[test_idx], test_pred,
+                                           **target_label(table, task_type))
         write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model, test_std)
         # The run is complete: its resume state must not leak into a later run in the same folder.
         shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)

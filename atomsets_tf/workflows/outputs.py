@@ -1,4 +1,4 @@
-"""What a run writes: the model, ``metrics.json``, prediction CSVs, tap ``.npz`` files and folders, package versions.
+"""What a run writes: the model, ``metrics.json``, prediction CSVs, plots, tap ``.npz`` files and folders, versions.
 
 Every file is written atomically (:func:`~atomsets_tf.utils.io.atomic_path`).
 """
@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,9 +32,14 @@ from atomsets_tf.data.taps import (
     shard_name,
     tap_levels,
 )
-from atomsets_tf.errors import RunSettingsError
+from atomsets_tf.errors import PlotsUnavailableError, RunSettingsError
+from atomsets_tf.evaluation.reference import TASKS  # plain data (no imports): the Matbench targets' units
 from atomsets_tf.models.loading import iter_tap_table
+from atomsets_tf.training.metrics import metric_name
+from atomsets_tf.training.runs import PARITY_PNG, ROC_PNG, TRAINING_CURVE_PNG
+from atomsets_tf.training.trainer import TRAINING_LOG
 from atomsets_tf.utils.io import atomic_path, output_lock, write_json_atomic
+from atomsets_tf.utils.plots import parity_plot, roc_plot, training_curve_plot
 
 
 def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save_model=None, std=None) -> None:
@@ -46,6 +52,55 @@ def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save
             (save_model or (lambda m, p: m.save(p)))(model, tmp)
     write_json_atomic(out / "metrics.json", metrics)
     write_predictions_csv(out / "test_predictions.csv", ids, predictions, targets, std)
+
+
+def target_label(table: Table, task_type: str) -> dict:
+    """``quantity`` and ``unit`` of a table's target for the plots: the target column's name and, for a
+    Matbench regression task, its unit (:data:`~atomsets_tf.evaluation.reference.TASKS`); no unit otherwise."""
+    task = table.meta.get("task")
+    unit = TASKS.get(task, {}).get("matbench_unit") if task_type == "regression" else None
+    return {"quantity": table.target_name or "target", "unit": None if unit == "unitless" else unit}
+
+
+def write_test_plot(out_dir, task_type: str, targets, predictions, *, quantity: str, unit: str | None,
+                    title: str) -> dict:
+    """Write ``parity.png`` (regression) or ``roc.png`` (classification) of the test predictions in ``out_dir``.
+
+    Returns:
+        ``{"parity": "parity.png"}`` or ``{"roc": "roc.png"}`` (file names in ``out_dir``), or ``{}`` with a
+        warning naming the ``plot`` extra when matplotlib is not installed.
+    """
+    try:
+        if task_type == "classification":
+            roc_plot(targets, predictions, Path(out_dir) / ROC_PNG, title=title, positive=quantity)
+            return {"roc": ROC_PNG}
+        parity_plot(targets, predictions, Path(out_dir) / PARITY_PNG, quantity=quantity, unit=unit, title=title)
+        return {"parity": PARITY_PNG}
+    except PlotsUnavailableError as exc:
+        warnings.warn(f"{exc}: no plots written", stacklevel=2)
+        return {}
+
+
+def write_run_plots(out_dir, metrics: Mapping, targets, predictions, *, quantity: str, unit: str | None) -> dict:
+    """The plots of a trained run: :func:`write_test_plot` and ``training_curve.png`` (from ``training_log.csv``).
+
+    Returns:
+        The file names written, by kind (``parity`` or ``roc``, ``training_curve``); ``{}`` without matplotlib.
+    """
+    task_type = metrics["task_type"]
+    title = f"{metrics.get('model') or 'model'} on {Path(str(metrics.get('data') or 'the data')).name}"
+    plots = write_test_plot(out_dir, task_type, targets, predictions, quantity=quantity, unit=unit,
+                            title=f"{title}: test set")
+    log = Path(out_dir) / TRAINING_LOG
+    if plots and log.is_file():
+        metric = f"val_{metric_name(task_type)}"
+        try:
+            training_curve_plot(log, Path(out_dir) / TRAINING_CURVE_PNG, metric=metric, title=title,
+                                unit=unit if task_type == "regression" else None)
+            plots["training_curve"] = TRAINING_CURVE_PNG
+        except KeyError:  # a log without the loss or the metric (a run that trained no epoch here)
+            pass
+    return plots
 
 
 def write_predictions_csv(path, ids, predictions, targets=None, std=None, probability: bool = False) -> None:

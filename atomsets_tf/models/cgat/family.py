@@ -100,7 +100,7 @@ class CGATFamily(ModelFamily):
             return predict_in_chunks(table, lambda part: model.predict_structures(
                 self.prepared_examples(model, part).graphs, batch_size=batch_size))
         require_structures(table, "a CGAT model")
-        return np.asarray(model.predict_structures(table.inputs, batch_size=batch_size))
+        return np.asarray(model.predict_structures(table.inputs, batch_size=batch_size, progress=progress))
 
     def tap_names(self, model) -> list[str]:
         return list(model.tap_names())

@@ -65,6 +65,7 @@ from atomsets_tf.models.cgat.data import (
 )
 from atomsets_tf.models.cgat.pooling import CrystalAttentionPool, RezeroResidualHead
 from atomsets_tf.models.cgat.roost import RoostEncoder
+from atomsets_tf.utils.progress import progress_bar
 
 #: What a CGAT predicts: ``regression`` (value and log-std) or ``classification`` (a probability).
 TASK_TYPES = ("regression", "classification")
@@ -507,17 +508,19 @@ class CGAT(keras.Model):
             return items
         return structures_to_graphs(items, self.element_embedding(), self.radius, self.neighbor_number)
 
-    def predict_structures(self, structures: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+    def predict_structures(self, structures: Sequence[Any], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Denormalised predictions ``[n]`` for pymatgen structures (or :class:`CGATGraph`); a classifier's
-        probabilities of class 1."""
+        probabilities of class 1. ``progress``: a bar over the structures on stderr (on a terminal)."""
         graphs = self._graphs(structures)
         out = np.zeros(len(graphs), dtype=np.float32)
-        for start in range(0, len(graphs), batch_size):
-            batch = collate(graphs[start : start + batch_size])
-            value = self(batch)[:, 0]
-            if not self.is_classifier:
-                value = self.denormalise(value)
-            out[start : start + len(value)] = keras.ops.convert_to_numpy(value)
+        with progress_bar(len(graphs), "CGAT", "structure", progress) as bar:
+            for start in range(0, len(graphs), batch_size):
+                batch = collate(graphs[start : start + batch_size])
+                value = self(batch)[:, 0]
+                if not self.is_classifier:
+                    value = self.denormalise(value)
+                out[start : start + len(value)] = keras.ops.convert_to_numpy(value)
+                bar.update(len(value))
         return out
 
     def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:

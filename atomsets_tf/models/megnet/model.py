@@ -35,7 +35,6 @@ batch: bit for bit up to the graph blocks' outputs, to float32 rounding after.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ from atomsets_tf.models.megnet.checkpoint import (
 )
 from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs, input_shapes, structure_to_graph
 from atomsets_tf.models.megnet.layers import ExtensiveTargetScaler, GaussianExpansion, MEGNetBlock, MEGNetSet2Set
+from atomsets_tf.utils.progress import counter_callback
 
 #: Default cap on a batch's padded bond count (batch rows x padded bonds per row).
 MAX_PADDED_BONDS = 16384
@@ -657,14 +657,7 @@ def _progress_callback(progress) -> Callable[[int, int], None] | None:
         return progress
     if not progress:
         return None
-
-    def report(done: int, total: int) -> None:
-        sys.stderr.write(f"\rMEGNet: {done}/{total} structures")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return report
+    return counter_callback("MEGNet", "structure")
 
 
 def load_megnet(model: str | os.PathLike) -> MEGNet:
