@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from atomsets_tf._version import __version__
 from atomsets_tf.data.io import Table
+from atomsets_tf.data.matbench_tasks import TASKS
 from atomsets_tf.data.taps import (
     FOLDER_FORMAT,
     FOLDER_VERSION,
@@ -33,7 +34,6 @@ from atomsets_tf.data.taps import (
     tap_levels,
 )
 from atomsets_tf.errors import PlotsUnavailableError, RunSettingsError
-from atomsets_tf.evaluation.reference import TASKS  # plain data (no imports): the Matbench targets' units
 from atomsets_tf.models.loading import iter_tap_table
 from atomsets_tf.training.metrics import metric_name
 from atomsets_tf.training.runs import PARITY_PNG, ROC_PNG, TRAINING_CURVE_PNG
@@ -56,7 +56,7 @@ def write_outputs(out_dir, model, metrics: dict, ids, targets, predictions, save
 
 def target_label(table: Table, task_type: str) -> dict:
     """``quantity`` and ``unit`` of a table's target for the plots: the target column's name and, for a
-    Matbench regression task, its unit (:data:`~atomsets_tf.evaluation.reference.TASKS`); no unit otherwise."""
+    Matbench regression task, its unit (:data:`~atomsets_tf.data.matbench_tasks.TASKS`); no unit otherwise."""
     task = table.meta.get("task")
     unit = TASKS.get(task, {}).get("matbench_unit") if task_type == "regression" else None
     return {"quantity": table.target_name or "target", "unit": None if unit == "unitless" else unit}
