@@ -338,12 +338,13 @@ def _table_from_dir(path: Path) -> Table:
     return checked_table(ids, inputs, None, "target", str(path))
 
 
-def import_ase_io():
-    """``ase.io``, or a :class:`~atomsets_tf.errors.MissingExtraError` naming the ``ase`` extra."""
+def import_ase_io(what: str = "reading ASE files or Atoms"):
+    """``ase.io``, or a :class:`~atomsets_tf.errors.MissingExtraError` saying that ``what`` needs the ``ase``
+    extra."""
     try:
         import ase.io  # optional dependency (the ase extra): ASE-readable files and Atoms only
     except ImportError:
-        raise MissingExtraError(f"reading ASE files or Atoms needs ASE: {ASE_HINT}") from None
+        raise MissingExtraError(f"{what} needs ASE: {ASE_HINT}") from None
     return ase.io
 
 
@@ -410,7 +411,7 @@ def atoms_targets(frames, target: str | None, source: str) -> tuple[list | None,
 def _table_from_ase(path: Path, target: str | None = None) -> Table:
     """Every frame of an ASE-readable file (extxyz, xyz, traj): ids and target as :func:`atoms_ids` and
     :func:`atoms_targets` say, ids defaulting to ``<file stem>-<index>``."""
-    ase_io = import_ase_io()
+    ase_io = import_ase_io(f"reading {path}")
     try:
         frames = ase_io.read(path, index=":")
     except Exception as exc:  # ASE raises many kinds (XYZError, UnknownFileTypeError, ValueError, ...)
