@@ -629,8 +629,13 @@ def _structures_and_ids(structures, ids: Sequence[str] | None) -> tuple[list, Se
     Raises:
         DataFormatError: compositions rather than structures, or an entry that is none.
     """
-    if isinstance(structures, (list, tuple)) and all(isinstance(s, Mapping) or is_structure(s) for s in structures):
-        return list(structures), ids
+    if isinstance(structures, (list, tuple)):
+        if all(isinstance(s, Mapping) or is_structure(s) for s in structures):
+            return list(structures), ids
+        text = next((k for k, s in enumerate(structures) if isinstance(s, str)), None)
+        if text is not None:
+            name = ids[text] if ids is not None and len(ids) == len(structures) else text
+            raise DataFormatError(f"MEGNet needs structures, but entry {name} is the text {structures[text]!r}")
     table = as_table(structures, ids=ids)
     if table.kind != "structure":
         raise DataFormatError(f"MEGNet needs structures, but {table.source or 'the data'} holds {table.kind}s")
