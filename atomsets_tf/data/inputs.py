@@ -19,15 +19,23 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.composition import composition_to_set
-from atomsets_tf.data.io import Table, check_unique_ids, checked_table, numeric_targets
+from atomsets_tf.data.io import (
+    COMPOSITION_COLUMNS,
+    ID_COLUMNS,
+    Table,
+    check_unique_ids,
+    checked_table,
+    numeric_targets,
+)
 from atomsets_tf.data.structures import structure_from_dict
 from atomsets_tf.errors import AtomSetsError, DataFormatError
 
@@ -37,16 +45,13 @@ __all__ = ["IN_MEMORY", "as_table", "is_structure", "table_content_hash"]
 IN_MEMORY = "in_memory"
 #: DataFrame columns of structures (pymatgen ``Structure``, ASE ``Atoms`` or ``Structure.as_dict()``).
 STRUCTURE_COLUMNS = ("structure", "structures", "atoms")
-#: DataFrame columns of compositions (formula strings or pymatgen ``Composition``).
-COMPOSITION_COLUMNS = ("composition", "formula", "formula_pretty", "comp")
-#: DataFrame columns of ids.
-ID_COLUMNS = ("id", "ids", "material_id", "mbid", "name")
 #: A string that reads as a formula rather than a path or a task name: it starts with an element (or a bracket).
 _FORMULA = re.compile(r"[A-Z(\[][A-Za-z0-9.()\[\]\s+-]*")
 _DATA_SUFFIXES = (".json", ".gz", ".csv", *data_io.ASE_SUFFIXES, ".cif", ".vasp", ".poscar")
 
 
-def as_table(data, targets=None, ids=None, *, target_name: str | None = None, source: str | None = None) -> Table:
+def as_table(data: Any, targets: Sequence | np.ndarray | None = None, ids: Sequence | None = None, *,
+             target_name: str | None = None, source: str | None = None) -> Table:
     """``data`` as a checked :class:`~atomsets_tf.data.io.Table`.
 
     Args:

@@ -49,8 +49,9 @@ ASE_SUFFIXES = (".extxyz", ".xyz", ".traj")
 ATOMS_ID_KEYS = ("id", "name")
 #: What to install for ASE-readable files and ASE ``Atoms``.
 ASE_HINT = 'pip install "atomsets-tf[ase]"'
-_COMPOSITION_COLUMNS = ("composition", "formula", "formula_pretty", "comp")
-_ID_COLUMNS = ("id", "ids", "material_id", "mbid", "name")
+#: Column names of compositions and of ids, in CSV and JSON files and in DataFrames (data.inputs).
+COMPOSITION_COLUMNS = ("composition", "formula", "formula_pretty", "comp")
+ID_COLUMNS = ("id", "ids", "material_id", "mbid", "name")
 
 
 @dataclass
@@ -209,8 +210,8 @@ def _table_from_json(path: Path, parse: bool = True) -> Table:
         n = len(raw[keys[0]])
         if any(len(raw[k]) != n for k in keys):
             raise DataFormatError(f"{path}: columns of different lengths")
-        input_key = next((k for k in keys if k in ("structure", "structures", *_COMPOSITION_COLUMNS)), keys[0])
-        id_key = next((k for k in keys if k in _ID_COLUMNS), None)
+        input_key = next((k for k in keys if k in ("structure", "structures", *COMPOSITION_COLUMNS)), keys[0])
+        id_key = next((k for k in keys if k in ID_COLUMNS), None)
         rest = [k for k in keys if k not in (input_key, id_key)]
         ids = [str(x) for x in raw[id_key]] if id_key else [f"{path.name.split('.')[0]}-{i:03d}" for i in range(n)]
         inputs = [read(v, i, source) for v, i in zip(raw[input_key], ids)]
@@ -307,10 +308,10 @@ def _table_from_csv(path: Path, target: str | None = None) -> Table:
         raise DataFormatError(f"{path} holds no rows")
     cols = list(rows[0].keys())
     lower = {c.lower(): c for c in cols}
-    id_col = next((lower[c] for c in _ID_COLUMNS if c in lower), None)
-    comp_col = next((lower[c] for c in _COMPOSITION_COLUMNS if c in lower), None)
+    id_col = next((lower[c] for c in ID_COLUMNS if c in lower), None)
+    comp_col = next((lower[c] for c in COMPOSITION_COLUMNS if c in lower), None)
     if comp_col is None:
-        raise DataFormatError(f"{path}: no composition column (one of {', '.join(_COMPOSITION_COLUMNS)}) in {cols}")
+        raise DataFormatError(f"{path}: no composition column (one of {', '.join(COMPOSITION_COLUMNS)}) in {cols}")
     rest = [c for c in cols if c not in (id_col, comp_col)]
     if target is not None and target not in rest:
         raise DataFormatError(f"{path}: no target column {target!r} (columns: {cols})")
