@@ -39,6 +39,11 @@ class InvalidTargetError(AtomSetsError, ValueError):
     """A target value that is NaN, infinite or of the wrong kind."""
 
 
+class MissingExtraError(AtomSetsError, ImportError):
+    """An optional dependency that is not installed; the message names the extra to install
+    (e.g. ``pip install "atomsets-tf[ase]"``)."""
+
+
 class CheckpointError(AtomSetsError, ValueError):
     """A checkpoint that is corrupt, truncated, or not of the expected kind."""
 

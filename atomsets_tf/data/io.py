@@ -1,7 +1,9 @@
-"""Reading data sets: matbench-layout JSON, CSV, and folders of structure files.
+"""Reading data sets: matbench-layout JSON, CSV, ASE-readable files (extxyz, xyz, traj), and folders of
+structure files.
 
 A data set is a :class:`Table`: ids, inputs (composition strings or pymatgen
-structures) and, when the file has them, targets.
+structures) and, when the file has them, targets. :func:`load` also takes data already in memory (a pandas
+``DataFrame``, ASE ``Atoms``, pymatgen objects, formula strings): :mod:`atomsets_tf.data.inputs` reads those.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,13 @@ from atomsets_tf.data.structures import (  # noqa: F401  (MIN_SITE_DISTANCE: re-
     check_site_distances,
     structure_from_dict,
 )
-from atomsets_tf.errors import AtomSetsError, DataFormatError, InvalidTargetError
+from atomsets_tf.errors import (
+    AtomSetsError,
+    DataFormatError,
+    EmptyStructureError,
+    InvalidTargetError,
+    MissingExtraError,
+)
 from atomsets_tf.utils.io import shared_dir
 
 #: Environment variable naming a folder of the user's data files.
@@ -34,8 +43,15 @@ DATA_ENV = "ATOMSETS_TF_DATA"
 EMBEDDED_TASK = "matbench_steels"
 _RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 _STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
-_COMPOSITION_COLUMNS = ("composition", "formula", "formula_pretty", "comp")
-_ID_COLUMNS = ("id", "ids", "material_id", "mbid", "name")
+#: Files read with ASE (``ase.io.read(path, index=":")``; the ``ase`` extra): every frame is an entry.
+ASE_SUFFIXES = (".extxyz", ".xyz", ".traj")
+#: Keys of ``Atoms.info`` that hold an entry's id, in order of preference.
+ATOMS_ID_KEYS = ("id", "name")
+#: What to install for ASE-readable files and ASE ``Atoms``.
+ASE_HINT = 'pip install "atomsets-tf[ase]"'
+#: Column names of compositions and of ids, in CSV and JSON files and in DataFrames (data.inputs).
+COMPOSITION_COLUMNS = ("composition", "formula", "formula_pretty", "comp")
+ID_COLUMNS = ("id", "ids", "material_id", "mbid", "name")
 
 
 @dataclass
@@ -88,8 +104,9 @@ class Table:
         bad = ~np.isfinite(self.targets)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            where = f"{self.source}: " if self.source else ""
             raise InvalidTargetError(
-                f"target of {self.ids[i]} is {self.targets[i]} ({int(bad.sum())} non-finite targets in all)"
+                f"{where}target of {self.ids[i]} is {self.targets[i]} ({int(bad.sum())} non-finite targets in all)"
             )
         return self.targets
 
@@ -127,12 +144,15 @@ def _parse_input(value, entry_id: str, source: str):
 
 
 def _check_inputs(ids: list[str], inputs: list, kind: str, source: str) -> None:
-    """Refuse physically invalid entries at load time: sites too close together, compositions that
-    do not parse or have a non-finite or non-positive amount. The error names the file and the entry."""
+    """Refuse physically invalid entries at load time: structures without sites or with sites too close
+    together, compositions that do not parse or have a non-finite or non-positive amount. The error names the
+    file and the entry."""
     checked: set[str] = set()
     for entry_id, value in zip(ids, inputs):
         entry = f"{source}: entry {entry_id}"
         if kind == "structure":
+            if len(value) == 0:
+                raise EmptyStructureError(f"{entry}: structure has no sites")
             check_site_distances(value, entry)
         elif value not in checked:
             try:
@@ -190,8 +210,8 @@ def _table_from_json(path: Path, parse: bool = True) -> Table:
         n = len(raw[keys[0]])
         if any(len(raw[k]) != n for k in keys):
             raise DataFormatError(f"{path}: columns of different lengths")
-        input_key = next((k for k in keys if k in ("structure", "structures", *_COMPOSITION_COLUMNS)), keys[0])
-        id_key = next((k for k in keys if k in _ID_COLUMNS), None)
+        input_key = next((k for k in keys if k in ("structure", "structures", *COMPOSITION_COLUMNS)), keys[0])
+        id_key = next((k for k in keys if k in ID_COLUMNS), None)
         rest = [k for k in keys if k not in (input_key, id_key)]
         ids = [str(x) for x in raw[id_key]] if id_key else [f"{path.name.split('.')[0]}-{i:03d}" for i in range(n)]
         inputs = [read(v, i, source) for v, i in zip(raw[input_key], ids)]
@@ -201,7 +221,7 @@ def _table_from_json(path: Path, parse: bool = True) -> Table:
         raise DataFormatError(
             f"{path}: expected matbench's layout {{'index', 'columns', 'data'}} or a dict of parallel lists"
         )
-    return _finish(ids, inputs, targets_raw, target_name, source, check=parse)
+    return checked_table(ids, inputs, targets_raw, target_name, source, check=parse)
 
 
 def read_raw_structures(path: str | os.PathLike) -> Table | None:
@@ -227,25 +247,55 @@ def read_raw_structures(path: str | os.PathLike) -> Table | None:
     return table
 
 
-def _finish(ids, inputs, targets_raw, target_name, source, check: bool = True) -> Table:
+def checked_table(ids, inputs, targets_raw, target_name, source, check: bool = True) -> Table:
     """The checked :class:`Table`: unique ids, one kind of input, valid inputs (unless not ``check``), numeric
-    targets."""
+    targets (``None`` and "" are missing: NaN, refused by :meth:`Table.require_targets`).
+
+    Every reader ends here, the files' and :mod:`~atomsets_tf.data.inputs`' alike.
+
+    Raises:
+        DataFormatError: no entries, duplicate ids, compositions mixed with structures, a structure whose sites
+            are too close (naming the entry).
+        EmptyStructureError: a structure without sites or an empty composition (naming the entry).
+        CompositionParseError: a composition that does not parse (naming the entry).
+        InvalidTargetError: a target that is not a number (naming the entry).
+    """
     if not ids:
         raise DataFormatError(f"{source} holds no entries")
-    if len(set(ids)) != len(ids):
-        duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)
-        shown = ", ".join(duplicates[:5]) + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
-        raise DataFormatError(f"{source} has duplicate ids: {shown}")
+    check_unique_ids(ids, source)
     kinds = {"structure" if not isinstance(x, str) else "composition" for x in inputs}
     if len(kinds) != 1:
         raise DataFormatError(f"{source} mixes compositions and structures")
     kind = kinds.pop()
     if check:
         _check_inputs(list(ids), list(inputs), kind, source)
-    targets = None
-    if targets_raw is not None:
-        targets = np.array([_to_target(t, i, source) for t, i in zip(targets_raw, ids)], dtype=np.float64)
+    targets = None if targets_raw is None else numeric_targets(targets_raw, ids, source)
     return Table(list(ids), list(inputs), targets, kind, target_name, source)
+
+
+def check_unique_ids(ids, source: str) -> None:
+    """Refuse duplicate ids, naming the first few (sorted).
+
+    Raises:
+        DataFormatError: naming ``source`` and the duplicated ids.
+    """
+    if len(set(ids)) != len(ids):
+        duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)
+        shown = ", ".join(duplicates[:5]) + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else "")
+        raise DataFormatError(f"{source} has duplicate ids: {shown}")
+
+
+def numeric_targets(targets_raw, ids, source: str) -> np.ndarray:
+    """float64 targets of ``targets_raw`` (numbers, booleans, "true"/"false"; ``None``, "" and NaN: missing).
+
+    Raises:
+        DataFormatError: not one target per id.
+        InvalidTargetError: a target that is not a number, naming ``source`` and the entry.
+    """
+    targets_raw = list(targets_raw)
+    if len(targets_raw) != len(ids):
+        raise DataFormatError(f"{source}: {len(targets_raw)} targets for {len(ids)} entries")
+    return np.array([_to_target(t, i, source) for t, i in zip(targets_raw, ids)], dtype=np.float64)
 
 
 def _table_from_csv(path: Path, target: str | None = None) -> Table:
@@ -258,10 +308,10 @@ def _table_from_csv(path: Path, target: str | None = None) -> Table:
         raise DataFormatError(f"{path} holds no rows")
     cols = list(rows[0].keys())
     lower = {c.lower(): c for c in cols}
-    id_col = next((lower[c] for c in _ID_COLUMNS if c in lower), None)
-    comp_col = next((lower[c] for c in _COMPOSITION_COLUMNS if c in lower), None)
+    id_col = next((lower[c] for c in ID_COLUMNS if c in lower), None)
+    comp_col = next((lower[c] for c in COMPOSITION_COLUMNS if c in lower), None)
     if comp_col is None:
-        raise DataFormatError(f"{path}: no composition column (one of {', '.join(_COMPOSITION_COLUMNS)}) in {cols}")
+        raise DataFormatError(f"{path}: no composition column (one of {', '.join(COMPOSITION_COLUMNS)}) in {cols}")
     rest = [c for c in cols if c not in (id_col, comp_col)]
     if target is not None and target not in rest:
         raise DataFormatError(f"{path}: no target column {target!r} (columns: {cols})")
@@ -269,7 +319,7 @@ def _table_from_csv(path: Path, target: str | None = None) -> Table:
     ids = [r[id_col] for r in rows] if id_col else [f"{path.stem}-{i:04d}" for i in range(len(rows))]
     inputs = [r[comp_col] for r in rows]
     targets_raw = [r[target_col] for r in rows] if target_col else None
-    return _finish(ids, inputs, targets_raw, target_col or "target", str(path))
+    return checked_table(ids, inputs, targets_raw, target_col or "target", str(path))
 
 
 def _table_from_dir(path: Path) -> Table:
@@ -286,7 +336,93 @@ def _table_from_dir(path: Path) -> Table:
         except Exception as exc:
             raise DataFormatError(f"cannot read structure {f.name}: {exc}") from None
         ids.append(f.stem if f.suffix else f.name)
-    return _finish(ids, inputs, None, "target", str(path))
+    return checked_table(ids, inputs, None, "target", str(path))
+
+
+def import_ase_io(what: str = "reading ASE files or Atoms"):
+    """``ase.io``, or a :class:`~atomsets_tf.errors.MissingExtraError` saying that ``what`` needs the ``ase``
+    extra."""
+    try:
+        import ase.io  # optional dependency (the ase extra): ASE-readable files and Atoms only
+    except ImportError:
+        raise MissingExtraError(f"{what} needs ASE: {ASE_HINT}") from None
+    return ase.io
+
+
+def structure_from_atoms(atoms, entry_id: str, source: str):
+    """The pymatgen ``Structure`` of ASE ``atoms`` (through ``pymatgen.io.ase.AseAtomsAdaptor``).
+
+    Raises:
+        DataFormatError: ``atoms`` has no cell (a molecule) or cannot be converted, naming the entry.
+        MissingExtraError: ASE is not installed.
+    """
+    import_ase_io()
+    from pymatgen.io.ase import AseAtomsAdaptor  # pymatgen is slow to import; this module imports ASE
+
+    if len(atoms) and abs(float(atoms.cell.volume)) < 1e-12:
+        raise DataFormatError(f"{source}: entry {entry_id}: Atoms without a cell (a molecule?): the models need "
+                              "a periodic structure")
+    try:
+        return AseAtomsAdaptor.get_structure(atoms)
+    except Exception as exc:  # pymatgen and ASE raise many kinds
+        raise DataFormatError(f"{source}: entry {entry_id}: cannot convert the Atoms to a structure ({exc})") from None
+
+
+def atoms_values(atoms) -> dict:
+    """What an ``Atoms`` object records about itself: its calculator's scalar results (``energy``, ...) and its
+    ``info`` (which wins on a shared key)."""
+    results = getattr(getattr(atoms, "calc", None), "results", None) or {}
+    scalars = {k: v for k, v in results.items() if np.ndim(v) == 0}
+    return {**scalars, **atoms.info}
+
+
+def atoms_ids(frames, default: Callable[[int], str]) -> list[str]:
+    """One id per ``Atoms``: ``info["id"]`` (or ``info["name"]``), else ``default(index)``."""
+    ids = []
+    for i, atoms in enumerate(frames):
+        key = next((k for k in ATOMS_ID_KEYS if atoms.info.get(k) not in (None, "")), None)
+        ids.append(str(atoms.info[key]) if key else default(i))
+    return ids
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating))
+
+
+def atoms_targets(frames, target: str | None, source: str) -> tuple[list | None, str]:
+    """``(targets_raw, target_name)`` of ``Atoms`` frames: ``atoms_values(atoms)[target]`` (missing: NaN), or,
+    without ``target``, the one numeric key (not an id) that every frame has; ``None`` when there are several
+    (pass ``target``) or none.
+
+    Raises:
+        DataFormatError: no frame has ``target``.
+    """
+    values = [atoms_values(atoms) for atoms in frames]
+    if target is not None:
+        if not any(target in v for v in values):
+            keys = sorted(set().union(*values))
+            raise DataFormatError(f"{source}: no target {target!r} in the Atoms' info or results "
+                                  f"(keys: {', '.join(keys) or 'none'})")
+        return [v.get(target) for v in values], target
+    numeric = [set(k for k, x in v.items() if k not in ATOMS_ID_KEYS and _is_number(x)) for v in values]
+    common = sorted(set.intersection(*numeric)) if numeric else []
+    return ([v[common[0]] for v in values], common[0]) if len(common) == 1 else (None, "target")
+
+
+def _table_from_ase(path: Path, target: str | None = None) -> Table:
+    """Every frame of an ASE-readable file (extxyz, xyz, traj): ids and target as :func:`atoms_ids` and
+    :func:`atoms_targets` say, ids defaulting to ``<file stem>-<index>``."""
+    ase_io = import_ase_io(f"reading {path}")
+    try:
+        frames = ase_io.read(path, index=":")
+    except Exception as exc:  # ASE raises many kinds (XYZError, UnknownFileTypeError, ValueError, ...)
+        raise DataFormatError(f"cannot read {path}: {exc}") from None
+    frames = frames if isinstance(frames, list) else [frames]
+    stem = path.name.split(".")[0]
+    ids = atoms_ids(frames, lambda i: f"{stem}-{i}")
+    structures = [structure_from_atoms(atoms, entry_id, str(path)) for atoms, entry_id in zip(frames, ids)]
+    targets_raw, target_name = atoms_targets(frames, target, str(path))
+    return checked_table(ids, structures, targets_raw, target_name, str(path))
 
 
 def _table_from_prepared(path: Path) -> Table:
@@ -310,8 +446,16 @@ def read_table(path: str | os.PathLike, target: str | None = None) -> Table:
     Accepts matbench-layout JSON (``.json`` or ``.json.gz``, pandas' 'split'
     orient), JSON holding a dict of parallel lists, CSV with an id column, a
     composition/formula column and a target column, folders of CIF/POSCAR
-    files (ids are the file stems, no targets), and prepared datasets
-    (``atomsets-tf prepare``; see :class:`Table`).
+    files (ids are the file stems, no targets), prepared datasets
+    (``atomsets-tf prepare``; see :class:`Table`), and ASE-readable files
+    (:data:`ASE_SUFFIXES`: ``.extxyz``, ``.xyz``, ``.traj``; needs the ``ase`` extra): one entry per frame, its id
+    ``atoms.info["id"]`` (or ``"name"``, else ``<file stem>-<index>``), its target ``atoms.info[target]`` (or the
+    calculator's result, e.g. ``energy``), or without ``target`` the one numeric value every frame records
+    (none when there are several).
+
+    Raises:
+        DataFormatError: a missing, corrupt or foreign file (naming it), or a bad entry (naming it).
+        MissingExtraError: an ASE-readable file without ASE installed.
     """
     p = Path(path)
     if p.is_dir() and (p / MANIFEST).is_file():
@@ -325,7 +469,10 @@ def read_table(path: str | os.PathLike, target: str | None = None) -> Table:
         return _table_from_json(p)
     if name.endswith(".csv"):
         return _table_from_csv(p, target)
-    raise DataFormatError(f"{p}: unknown data format (expected .json, .json.gz, .csv or a folder of CIF/POSCAR)")
+    if name.endswith(ASE_SUFFIXES):
+        return _table_from_ase(p, target)
+    raise DataFormatError(f"{p}: unknown data format (expected .json, .json.gz, .csv, {', '.join(ASE_SUFFIXES)} "
+                          "or a folder of CIF/POSCAR)")
 
 
 def task_name(name: str) -> str:
@@ -364,12 +511,27 @@ def resolve_task(name: str, compositional: bool = False) -> Path:
     )
 
 
-def load(data: str | os.PathLike, target: str | None = None, compositional: bool = False) -> Table:
-    """Read ``data``, a path or a matbench task name (see :func:`resolve_task`).
+#: The reader of data already in memory that :func:`load` hands anything but a path to
+#: (:func:`atomsets_tf.data.inputs.as_table`): :mod:`atomsets_tf.data.inputs` imports this module, so it sets
+#: this (:func:`set_object_reader`) rather than being imported here; ``atomsets_tf.data`` imports it first.
+_object_reader: list[Callable] = []
+
+
+def set_object_reader(reader: Callable) -> None:
+    """Make ``reader(data, target_name=...)`` the reader of :func:`load`'s non-path data."""
+    _object_reader[:] = [reader]
+
+
+def load(data, target: str | None = None, compositional: bool = False) -> Table:
+    """Read ``data``: a path or a matbench task name (see :func:`resolve_task`), or data already in memory.
 
     A task name wins over a folder of the same name in the working directory
-    (e.g. an output folder called ``matbench_jdft2d``) when the task has local data.
+    (e.g. an output folder called ``matbench_jdft2d``) when the task has local data. Anything but a ``str`` or a
+    path (a :class:`Table`, a pandas ``DataFrame``, ASE ``Atoms``, pymatgen ``Structure`` / ``Composition``
+    objects, lists of them or of formula strings) goes to :func:`atomsets_tf.data.inputs.as_table`.
     """
+    if not isinstance(data, (str, os.PathLike)) and _object_reader:
+        return _object_reader[0](data, target_name=target)
     p = Path(data)
     if p.is_dir() and isinstance(data, str) and data.startswith("matbench_") and os.sep not in data:
         try:

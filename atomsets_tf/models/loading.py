@@ -4,7 +4,9 @@
 ``.ckpt``) or a preset name; :func:`predict_table`, :func:`tap_table`,
 :func:`iter_tap_table` (chunk by chunk) and :func:`describe` run whatever it
 returned on a data table. Each goes through the model's family
-(:mod:`~atomsets_tf.models.base`, :mod:`~atomsets_tf.models.registry`).
+(:mod:`~atomsets_tf.models.base`, :mod:`~atomsets_tf.models.registry`). Each takes, for its ``table``,
+anything :func:`~atomsets_tf.data.inputs.as_table` reads: a :class:`~atomsets_tf.data.io.Table`, a path, a
+pandas ``DataFrame``, pymatgen structures or compositions, ASE ``Atoms`` or formula strings.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf import presets
-from atomsets_tf.data.io import Table
+from atomsets_tf.data.inputs import as_table
 from atomsets_tf.errors import CheckpointError
 from atomsets_tf.models.base import load_keras_model
 from atomsets_tf.models.registry import FAMILY_MODULES, families, family, family_of
@@ -82,9 +84,20 @@ def model_kind(model) -> str:
     return family_of(model).name
 
 
-def predict_table(model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-    """Predictions (in target units) of any loaded model for every entry of ``table``, in order."""
-    return family_of(model).predict_table(model, table, batch_size, progress)
+def predict_table(model, table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+    """Predictions (in target units) of any loaded model for every entry of ``table``, in order.
+
+    Args:
+        model: a loaded model (:func:`load_model`).
+        table: a :class:`~atomsets_tf.data.io.Table`, or anything :func:`~atomsets_tf.data.inputs.as_table`
+            reads (a DataFrame, structures, ASE ``Atoms``, formula strings, a path).
+        batch_size: entries per batch (``None``: the family's default).
+        progress: a progress bar on stderr.
+
+    Returns:
+        float ``(n,)``, in the order of the entries.
+    """
+    return family_of(model).predict_table(model, as_table(table), batch_size, progress)
 
 
 def model_task_type(model) -> str:
@@ -93,19 +106,20 @@ def model_task_type(model) -> str:
     return getattr(model, "task_type", "regression")
 
 
-def predict_with_std(model, table: Table, batch_size: int | None = None,
+def predict_with_std(model, table, batch_size: int | None = None,
                      progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions of any loaded model and their standard deviation: an ensemble's (rescaled) spread over its
-    members, ``None`` for a single model."""
-    return family_of(model).predict_with_std(model, table, batch_size, progress)
+    members, ``None`` for a single model. ``table``: as :func:`predict_table`'s."""
+    return family_of(model).predict_with_std(model, as_table(table), batch_size, progress)
 
 
-def tap_table(model, table: Table, names, batch_size: int | None = None, progress: bool = False) -> dict:
-    """Intermediate features of a MEGNet or CGAT model (see their ``tap``)."""
-    return family_of(model).tap_table(model, table, list(names), batch_size, progress)
+def tap_table(model, table, names, batch_size: int | None = None, progress: bool = False) -> dict:
+    """Intermediate features of a MEGNet or CGAT model (see their ``tap``) for the structures of ``table`` (as
+    :func:`predict_table`'s: a Table, a DataFrame, structures, ASE ``Atoms``, ...)."""
+    return family_of(model).tap_table(model, as_table(table), list(names), batch_size, progress)
 
 
-def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int | None = None, chunk_size: int = 4096,
+def iter_tap_table(model, table, names: Sequence[str], batch_size: int | None = None, chunk_size: int = 4096,
                    progress: bool = False, start: int = 0) -> Iterator[tuple[list[str], dict]]:
     """Intermediate features of ``table``, chunk by chunk: only one chunk's results are in memory.
 
@@ -116,7 +130,7 @@ def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int | 
 
     Args:
         model: a loaded MEGNet or CGAT model.
-        table: the structures.
+        table: the structures (as :func:`predict_table`'s ``table``).
         names: tap names (see :func:`tap_names`).
         batch_size: structures per padded batch (``None``: the family's default; MEGNet plans its batches by
             cost).
@@ -134,7 +148,7 @@ def iter_tap_table(model, table: Table, names: Sequence[str], batch_size: int | 
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    owner, names = family_of(model), list(names)
+    owner, names, table = family_of(model), list(names), as_table(table)
     with progress_bar(len(table), "tap", "structure", progress, initial=start) as bar:
         for first in range(start, len(table), chunk_size):
             chunk = table.subset(range(first, min(first + chunk_size, len(table))))

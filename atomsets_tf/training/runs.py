@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atomsets_tf.data.inputs import IN_MEMORY, table_content_hash
 from atomsets_tf.errors import CheckpointError, RunSettingsError
 from atomsets_tf.training.multi_worker import discard_worker_output_dir, is_chief, worker_output_dir
 from atomsets_tf.utils.io import output_lock
@@ -48,7 +49,7 @@ LATER_SETTINGS = ("steps_per_epoch",)
 OPERATIONAL_SETTINGS = ("checkpoint_interval_s",)
 #: Settings recorded for a reader only: the hashes beside them are what is compared.
 DESCRIPTIVE_SETTINGS = ("data", "split_file")
-_HASH_LABELS = {"data_hash": "data (its ids or targets)", "split_hash": "split (its ids)"}
+_HASH_LABELS = {"data_hash": "data (its ids, targets or, read from memory, inputs)", "split_hash": "split (its ids)"}
 RESTART_HINT = "use another output folder, or --restart (restart=True) to discard it"
 
 
@@ -82,7 +83,8 @@ def run_settings(
         trained: what is trained: ``{"model": ..., "model_config": ..., ...}``
             (:func:`~atomsets_tf.workflows.fit.fit_model_settings`,
             :func:`~atomsets_tf.workflows.retrain.retrain_model_settings`).
-        table: the data (its ids and targets are hashed).
+        table: the data (its ids and targets are hashed; for data read from memory, which no path names, its
+            inputs too: :func:`~atomsets_tf.data.inputs.table_content_hash`).
         splits: the ``(train, val, test)`` indices (the ids of each part are hashed).
         protocol, fold, val_fraction, split_file: how the split was made.
         training: a ``TrainingConfig`` (None for a model without training).
@@ -99,7 +101,7 @@ def run_settings(
     return {
         **trained,
         "data": table.meta.get("task") or table.source,
-        "data_hash": table_hash(table.ids, table.targets),
+        "data_hash": table_content_hash(table) if table.meta.get(IN_MEMORY) else table_hash(table.ids, table.targets),
         "task_type": task_type,
         "protocol": protocol,
         "fold": int(fold),

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.elements import ElementTable, megnet_element_table
+from atomsets_tf.data.inputs import as_table
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.data.targets import check_output_kind, positive_stats, task_output_kind
@@ -200,7 +201,7 @@ def build_model(
 
 
 def fit(
-    data: str | os.PathLike | data_io.Table,
+    data,
     model: str = "atomsets",
     task_type: str | None = None,
     protocol: str = "paper",
@@ -219,7 +220,9 @@ def fit(
     """Train an AtomSets model (Table 1 of the paper) on a data set and evaluate it on its test split.
 
     Args:
-        data: a file, a matbench task name, or a :class:`~atomsets_tf.data.io.Table`.
+        data: a file, a matbench task name, a :class:`~atomsets_tf.data.io.Table`, or data in memory that
+            :func:`~atomsets_tf.data.inputs.as_table` reads (a pandas ``DataFrame`` with a target column,
+            structures, ASE ``Atoms`` or formulas: give their targets with ``as_table(..., targets=...)``).
         model: ``"atomsets"`` (trainable element embedding), ``"atomsets-v0"``
             (MEGNet's V0 element embedding, fixed), or a structural model of
             :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`
@@ -365,8 +368,9 @@ def fit_model_settings(model: str, model_config: ModelConfig | None = None, feat
 
 
 def load_targets(data, task_type: str | None = None) -> tuple[data_io.Table, np.ndarray, str]:
-    """The table, its checked targets and its task type (inferred when ``None``)."""
-    table = data if isinstance(data, data_io.Table) else data_io.load(data)
+    """The table of ``data`` (anything :func:`~atomsets_tf.data.inputs.as_table` reads), its checked targets and
+    its task type (inferred when ``None``)."""
+    table = as_table(data)
     targets = table.require_targets()
     task_type = task_type or table.task_type()
     if task_type == "classification" and not np.isin(targets, (0.0, 1.0)).all():

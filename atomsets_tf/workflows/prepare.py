@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from atomsets_tf.data import io as data_io
+from atomsets_tf.data.inputs import as_table
 from atomsets_tf.data.prepared import prepare_dataset
 from atomsets_tf.data.structures import ParsedStructures
 from atomsets_tf.errors import AtomSetsError
@@ -55,19 +56,19 @@ def record_builder(model: str, features_from: str | None = None) -> tuple[object
 
 def _read(data, parse: bool) -> data_io.Table:
     """The table to prepare: a JSON file of structures unparsed (unless ``parse``: the workers parse it), any
-    other data as :func:`~atomsets_tf.data.io.load` reads it."""
-    if isinstance(data, data_io.Table):
-        table = data
-    else:
-        table = None if parse else data_io.read_raw_structures(data)
-        table = table if table is not None else data_io.load(data)
+    other data (a path, a Table, structures or ASE Atoms in memory) as :func:`~atomsets_tf.data.inputs.as_table`
+    reads it."""
+    table = None
+    if isinstance(data, (str, os.PathLike)) and not parse:
+        table = data_io.read_raw_structures(data)
+    table = table if table is not None else as_table(data)
     if table.kind != "structure":
         raise AtomSetsError(f"prepare needs structures, but {table.source or 'the data'} holds {table.kind}s")
     return table
 
 
 def prepare(
-    data: str | os.PathLike | data_io.Table,
+    data,
     model: str,
     out_dir: str | os.PathLike,
     workers: int = 1,
@@ -80,7 +81,9 @@ def prepare(
     """Prepare ``data`` for ``model`` in ``out_dir`` (see the module docstring); returns the manifest.
 
     Args:
-        data: a data file, folder or matbench task name, or a :class:`~atomsets_tf.data.io.Table` of structures.
+        data: a data file, folder or matbench task name, a :class:`~atomsets_tf.data.io.Table` of structures, or
+            structures in memory (pymatgen, ASE ``Atoms``, a ``DataFrame``: see
+            :func:`~atomsets_tf.data.inputs.as_table`).
         model: see :func:`record_builder`.
         out_dir: the dataset folder. A run interrupted there resumes (finished shards are kept).
         workers: processes that build graphs (taps are computed in this process).

@@ -167,7 +167,8 @@ def retrain(
         model: a MEGNet checkpoint (``.hdf5``), a CGAT Lightning checkpoint
             (``.ckpt``), a ``.keras`` MEGNet, CGAT or AtomSets model, a preset
             name, or such a model already loaded.
-        data: a data file, a matbench task name, or a table.
+        data: a data file, a matbench task name, a table, or data in memory with targets (a pandas
+            ``DataFrame``, ...: anything :func:`~atomsets_tf.data.inputs.as_table` reads).
         mode: ``scratch``, ``head`` or ``full``.
         task_type: inferred from the targets when ``None``.
         protocol, fold: the split (see :func:`~atomsets_tf.workflows.fit.make_splits`).

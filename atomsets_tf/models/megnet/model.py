@@ -35,7 +35,7 @@ batch: bit for bit up to the graph blocks' outputs, to float32 rounding after.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ import keras
 import numpy as np
 
 from atomsets_tf import presets
+from atomsets_tf.data.inputs import as_table, is_structure
 from atomsets_tf.data.padding import cost_planned_batches, padded_length, size_bucketed_batches
 from atomsets_tf.errors import CheckpointError, DataFormatError, UnknownPresetError, UnknownTapError
 from atomsets_tf.models.megnet.activations import keras2_activation
@@ -568,14 +569,17 @@ class MEGNet:
         """Intermediate features of ``structures``.
 
         Args:
-            structures: pymatgen ``Structure`` objects (or their ``as_dict()``).
+            structures: pymatgen ``Structure`` objects (or their ``as_dict()``), or any structures
+                :func:`~atomsets_tf.data.inputs.as_table` reads: ASE ``Atoms``, a ``Table``, a ``DataFrame``
+                with a structure column (read and checked as a data file's are).
             names: tap names (see :attr:`tap_names`), e.g. ``["V1", "f"]``.
             batch_size: most structures per padded batch (batches are bucketed by size);
                 ``None`` (default): batches planned by cost, see :func:`plan_batches`.
             max_padded_bonds: split a batch further when rows x padded bonds would exceed this
                 (``None``: no cap); see :func:`plan_batches`.
             progress: ``True`` to report progress on stderr, or a callable ``(done, total)``.
-            ids: names of the structures, for error messages.
+            ids: names of the structures, for error messages (default: their position, or the ids of a
+                ``Table`` / ``DataFrame`` / ``Atoms.info``).
 
         Returns:
             For an atom-level tap, a list with one float32 ``(n_atoms, d)`` array per
@@ -588,6 +592,7 @@ class MEGNet:
         if isinstance(names, str):
             names = [names]
         self._check_taps(names)
+        structures, ids = _structures_and_ids(structures, ids)
         return self.run_graphs(self.graphs(structures, ids), names, batch_size, progress, max_padded_bonds)
 
     def predict(
@@ -598,7 +603,10 @@ class MEGNet:
         ids: Sequence[str] | None = None,
         max_padded_bonds: int | None = MAX_PADDED_BONDS,
     ) -> np.ndarray:
-        """De-scaled predictions, as megnet's ``predict_structure``: float32 ``(n,)`` (``(n, k)`` for k targets)."""
+        """De-scaled predictions, as megnet's ``predict_structure``: float32 ``(n,)`` (``(n, k)`` for k targets).
+
+        ``structures`` and the other arguments: as :meth:`tap`'s.
+        """
         out = self.tap(
             structures,
             ["prediction"],
@@ -611,6 +619,27 @@ class MEGNet:
 
     def __repr__(self) -> str:
         return f"MEGNet(source={self.source!r}, cutoff={self.cutoff:g}, taps={len(self._taps)})"
+
+
+def _structures_and_ids(structures, ids: Sequence[str] | None) -> tuple[list, Sequence[str] | None]:
+    """``structures`` as pymatgen structures (or their dicts) and their ids: a list or tuple of those passes as it
+    is (the families' tables were checked when read); anything else (ASE ``Atoms``, a ``Table``, a ``DataFrame``,
+    one structure) is read by :func:`~atomsets_tf.data.inputs.as_table`.
+
+    Raises:
+        DataFormatError: compositions rather than structures, or an entry that is none.
+    """
+    if isinstance(structures, (list, tuple)):
+        if all(isinstance(s, Mapping) or is_structure(s) for s in structures):
+            return list(structures), ids
+        text = next((k for k, s in enumerate(structures) if isinstance(s, str)), None)
+        if text is not None:
+            name = ids[text] if ids is not None and len(ids) == len(structures) else text
+            raise DataFormatError(f"MEGNet needs structures, but entry {name} is the text {structures[text]!r}")
+    table = as_table(structures, ids=ids)
+    if table.kind != "structure":
+        raise DataFormatError(f"MEGNet needs structures, but {table.source or 'the data'} holds {table.kind}s")
+    return table.inputs, table.ids
 
 
 def plan_batches(
