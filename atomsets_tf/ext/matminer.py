@@ -29,6 +29,7 @@ from atomsets_tf.layers import WeightedMeanReadout
 from atomsets_tf.models.loading import load_model, model_kind, tap_table
 
 try:  # optional dependency: the extra atomsets-tf[matminer]
+    import matminer  # noqa: F401  (first: a blocked matminer is refused even with its submodules loaded)
     from matminer.featurizers.base import BaseFeaturizer
 except ImportError as exc:
     raise MissingExtraError(

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -46,6 +47,7 @@ from atomsets_tf.models.atomsets.element_sources import element_features_table
 from atomsets_tf.models.atomsets.model import N_ELEMENTS, AtomSets
 
 try:  # optional dependency: the extra atomsets-tf[sklearn]
+    import sklearn  # noqa: F401  (first: a blocked sklearn is refused even with its submodules loaded)
     from keras.wrappers import SKLearnClassifier, SKLearnRegressor
     from sklearn.base import BaseEstimator, TransformerMixin
     from sklearn.pipeline import Pipeline
@@ -84,7 +86,8 @@ def _amount_sets(amounts: np.ndarray, atomic_numbers: np.ndarray) -> list[tuple[
     """The sets of a non-negative matrix of element amounts (one column per element of ``atomic_numbers``)."""
     if (amounts < 0).any():
         row, col = np.argwhere(amounts < 0)[0]
-        raise DataFormatError(f"entry {row}: negative amount {amounts[row, col]} of "
+        raise DataFormatError(f"Negative values in data passed to ElementSetEncoder: entry {row}: amount "
+                              f"{amounts[row, col]} of "
                               f"{ELEMENT_SYMBOLS[atomic_numbers[col]]} (column {col})")
     sets = []
     for row, values in enumerate(amounts):
@@ -98,12 +101,21 @@ def _amount_sets(amounts: np.ndarray, atomic_numbers: np.ndarray) -> list[tuple[
 
 
 def _is_amount_matrix(X) -> bool:
-    """Whether ``X`` is a numeric 2-D array (a matrix of element amounts) rather than a list of materials."""
-    if hasattr(X, "dtypes") and hasattr(X, "columns"):  # a pandas DataFrame
-        return all(np.issubdtype(dtype, np.number) for dtype in X.dtypes)
-    if isinstance(X, np.ndarray):
-        return X.ndim == 2 and X.dtype.kind in "biuf"
-    return False
+    """Whether ``X`` is a matrix of element amounts (2-D: numbers, several columns, or sparse) rather than a list
+    of materials (1-D, or one column of formula strings / Compositions / Structures)."""
+    if hasattr(X, "tocsr") or hasattr(X, "format") and hasattr(X, "nnz"):  # scipy sparse: refused as amounts
+        return True
+    if hasattr(X, "columns") and hasattr(X, "dtypes"):  # a pandas DataFrame
+        X = X.to_numpy()
+    elif isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], (list, tuple, np.ndarray)):  # rows
+        X = np.asarray(X, dtype=object)
+    elif not isinstance(X, (list, tuple, np.ndarray)) and hasattr(X, "__array__"):
+        X = np.asarray(X)
+    if not isinstance(X, np.ndarray) or X.ndim != 2:
+        return False
+    if X.dtype.kind in "biufc" or X.shape[1] > 1:
+        return True
+    return len(X) > 0 and isinstance(X[0, 0], numbers.Number)
 
 
 def _materials(X) -> list:
@@ -203,29 +215,26 @@ class ElementSetEncoder(TransformerMixin, BaseEstimator):
         self.elements = elements
 
     def _sets(self, X, reset: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-        if not _is_amount_matrix(X):
-            if reset:
-                self.input_kind_ = "materials"
-            elif self.input_kind_ != "materials":
-                raise DataFormatError("this encoder was fitted on a matrix of element amounts, not on materials")
+        if reset:
+            self.input_kind_ = "amounts" if _is_amount_matrix(X) else "materials"
+        if self.input_kind_ == "materials":
+            if _is_amount_matrix(X):
+                raise DataFormatError("this encoder was fitted on materials, not on a matrix of element amounts")
             return [_entry_set(value, i) for i, value in enumerate(_materials(X))]
-        if not reset and self.input_kind_ != "amounts":
-            raise DataFormatError("this encoder was fitted on materials, not on a matrix of element amounts")
         try:
             amounts = validate_data(self, X, reset=reset, dtype=np.float64)
         except ValueError as exc:
             raise DataFormatError(str(exc)) from None
-        self.input_kind_ = "amounts"
         if self.elements is None:
-            numbers = np.arange(1, amounts.shape[1] + 1)
-            if len(numbers) >= len(ELEMENT_SYMBOLS):
+            columns = np.arange(1, amounts.shape[1] + 1)
+            if len(columns) >= len(ELEMENT_SYMBOLS):
                 raise DataFormatError(f"{amounts.shape[1]} amount columns, but there are {len(ELEMENT_SYMBOLS) - 1}"
                                       " elements: name the columns with ElementSetEncoder(elements=[...])")
         else:
-            numbers = atomic_numbers_of(list(self.elements), "ElementSetEncoder(elements=...)")
-            if len(numbers) != amounts.shape[1]:
-                raise DataFormatError(f"{amounts.shape[1]} amount columns for {len(numbers)} elements")
-        return _amount_sets(amounts, numbers)
+            columns = atomic_numbers_of(list(self.elements), "ElementSetEncoder(elements=...)")
+            if len(columns) != amounts.shape[1]:
+                raise DataFormatError(f"{amounts.shape[1]} amount columns for {len(columns)} elements")
+        return _amount_sets(amounts, columns)
 
     def fit(self, X, y=None) -> ElementSetEncoder:
         """Learn the width ``k`` (see ``max_elements``) and the kind of input; returns ``self``."""
@@ -324,13 +333,15 @@ class _AtomSetsEstimator:
         random_state: seed of the weights' initialisation and of the shuffling (``keras.utils.set_random_seed``,
             which seeds Python's, NumPy's and TensorFlow's global generators); ``None``: not seeded.
         verbose: Keras' ``fit`` / ``predict`` verbosity.
+        run_eagerly: Keras' ``run_eagerly``: no ``tf.function`` tracing, which is faster for a few epochs on
+            tiny data (tests, quick searches) and slower otherwise.
     """
 
     def __init__(self, element_features: str | Sequence[str] | None = "megnet", embedding_dim: int = 16,
                  units: int = 32, readout: str | Sequence[str] = "mean", n_layers_before_readout: int = 2,
                  n_layers_after_readout: int = 2, activation: str = "relu", epochs: int = 100,
                  batch_size: int = 32, learning_rate: float = 1e-3, random_state: int | None = None,
-                 verbose: int = 0):
+                 verbose: int = 0, run_eagerly: bool = False):
         self.element_features = element_features
         self.embedding_dim = embedding_dim
         self.units = units
@@ -343,6 +354,7 @@ class _AtomSetsEstimator:
         self.learning_rate = learning_rate
         self.random_state = random_state
         self.verbose = verbose
+        self.run_eagerly = run_eagerly
 
     def __sklearn_clone__(self):  # Keras' wrapper rebuilds only model/warm_start/model_kwargs; clone every param
         return BaseEstimator.__sklearn_clone__(self)
@@ -381,7 +393,8 @@ class _AtomSetsEstimator:
         head = self._atomsets(self._task_type, y)
         model = keras.Model(inputs, head(ElementSetInputs(X.shape[1] // 2, name="element_set_inputs")(inputs)),
                             name="atomsets_estimator")
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=self._loss)
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=self._loss,
+                      run_eagerly=bool(self.run_eagerly))
         return model
 
     def fit(self, X, y, **kwargs):
@@ -400,7 +413,10 @@ class _AtomSetsEstimator:
     def _raw_predict(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
         X = self._checked_sets(validate_data(self, X, reset=False, dtype=np.float64))
-        return np.asarray(self.model_.predict(X, batch_size=self.batch_size, verbose=self.verbose))
+        if not self.run_eagerly:
+            return np.asarray(self.model_.predict(X, batch_size=self.batch_size, verbose=self.verbose))
+        batches = range(0, len(X), max(int(self.batch_size), 1))  # eager: call the model, skip predict's set-up
+        return np.concatenate([np.asarray(self.model_(X[i : i + self.batch_size], training=False)) for i in batches])
 
     def predict(self, X) -> np.ndarray:
         """Predictions for ``X`` in :class:`ElementSetEncoder`'s layout."""
