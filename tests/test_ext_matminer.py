@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from atomsets_tf.data.io import Table
-from atomsets_tf.errors import AtomSetsError, DataFormatError, MissingExtraError, UnknownTapError
+from atomsets_tf.errors import AtomSetsError, DataFormatError, IsolatedAtomError, MissingExtraError, UnknownTapError
 from atomsets_tf.models.loading import tap_table
 from atomsets_tf.utils.io import shared_dir
 from tests._tables import toy_crystals
@@ -67,6 +68,15 @@ def test_bad_inputs_name_the_entry_and_the_tap(megnet):
     rows = featurizer.featurize_many([good, "NaCl"], ignore_errors=True, return_errors=True, pbar=False)
     assert np.isfinite(rows[0][:-1]).all() and np.isnan(rows[0][-1])
     assert np.isnan(rows[1][:-1]).all() and "needs a pymatgen Structure" in rows[1][-1]
+    lonely = Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]])  # no bond within the cutoff
+    crystals = toy_crystals()[:3]
+    chunked = MEGNetTapFeaturizer(megnet, taps=("V0", "f"), chunk_size=2)
+    with pytest.raises(IsolatedAtomError, match="entry 2"):
+        chunked.featurize_many([crystals[0], crystals[1], lonely, crystals[2]], pbar=False)
+    rows = chunked.featurize_many([crystals[0], crystals[1], lonely, crystals[2]], ignore_errors=True, pbar=False)
+    clean = chunked.featurize_many(crystals, pbar=False)
+    assert np.isnan(rows[2]).all()  # the failing chunk is redone one entry at a time; the others are kept
+    np.testing.assert_allclose(np.array([rows[0], rows[1], rows[3]]), np.array(clean), rtol=1e-5, atol=1e-6)
     assert featurizer.citations() and all("@article" in c for c in featurizer.citations())
     assert featurizer.implementors()
 

@@ -128,9 +128,9 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
             labels += [f"MEGNet {kind} {i}" for i in range(self.model.tap_dim(name))]
         return labels
 
-    def _features(self, structures: list, ids: list[str]) -> np.ndarray:
+    def _features(self, structures: list, ids: list[str], progress: bool = False) -> np.ndarray:
         """float64 ``(n, len(feature_labels()))`` for structures, tapped in one :func:`tap_table` call."""
-        taps = tap_table(self.model, Table(ids, structures, None, "structure", source="featurize"), self.taps)
+        taps = tap_table(self.model, _structure_table(structures, ids), self.taps, progress=progress)
         columns = []
         for name in self.taps:
             if self.model.is_atom_level(name):
@@ -150,12 +150,13 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
 
     def featurize_many(self, entries, ignore_errors: bool = False, return_errors: bool = False,
                        pbar: bool = True) -> list[list]:
-        """The features of many structures, tapped in batches (matminer's signature; ``pbar`` is not shown).
+        """The features of many structures, tapped in batches (matminer's signature).
 
         Args:
             entries: structures (a list, Series, array, or rows of one structure each).
             ignore_errors: NaN features for an entry that fails, instead of raising.
             return_errors: append each entry's error message (NaN when it succeeded); needs ``ignore_errors``.
+            pbar: report the tapping's progress on stderr.
         """
         if return_errors and not ignore_errors:
             raise ValueError("Please set ignore_errors to True to use return_errors.")
@@ -163,15 +164,15 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
         rows: list[list] = [None] * len(structures)  # type: ignore[list-item]
         for first in range(0, len(structures), max(self.chunk_size, 1)):
             chunk = range(first, min(first + self.chunk_size, len(structures)))
-            self._featurize_chunk(structures, list(chunk), rows, ignore_errors, return_errors)
+            self._featurize_chunk(structures, list(chunk), rows, ignore_errors, return_errors, bool(pbar))
         return rows
 
-    def _featurize_chunk(self, structures, chunk, rows, ignore_errors, return_errors) -> None:
+    def _featurize_chunk(self, structures, chunk, rows, ignore_errors, return_errors, progress) -> None:
         """Fill ``rows[i]`` for ``i`` in ``chunk``: one tap call, or one call per entry after an error."""
         try:
             for i in chunk:
                 _check_structure(structures[i], f"entry {i}")
-            values = self._features([structures[i] for i in chunk], [f"entry {i}" for i in chunk])
+            values = self._features([structures[i] for i in chunk], [f"entry {i}" for i in chunk], progress)
             for i, row in zip(chunk, values):
                 rows[i] = row.tolist() + ([np.nan] if return_errors else [])
             return
@@ -191,6 +192,12 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
 
     def implementors(self) -> list[str]:
         return ["atomsets-tf developers (a Keras 3 port of MEGNet, Chi Chen and Shyue Ping Ong's AtomSets)"]
+
+
+def _structure_table(structures: list, ids: list[str]) -> Table:
+    """A :class:`~atomsets_tf.data.io.Table` of structures (checked by the caller; to be replaced by
+    ``data.inputs.as_table``)."""
+    return Table(list(ids), list(structures), None, "structure", source="featurize")
 
 
 def _entry_list(entries) -> list:

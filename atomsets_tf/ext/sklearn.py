@@ -34,8 +34,8 @@ from functools import lru_cache
 import keras
 import numpy as np
 
-from atomsets_tf.data.composition import composition_to_set
 from atomsets_tf.data.elements import ELEMENT_SYMBOLS, ElementTable, atomic_numbers_of, check_known
+from atomsets_tf.data.io import Table
 from atomsets_tf.errors import (
     AtomSetsError,
     DataFormatError,
@@ -44,6 +44,7 @@ from atomsets_tf.errors import (
     MissingExtraError,
 )
 from atomsets_tf.models.atomsets.element_sources import element_features_table
+from atomsets_tf.models.atomsets.features import composition_sets
 from atomsets_tf.models.atomsets.model import N_ELEMENTS, AtomSets
 
 try:  # optional dependency: the extra atomsets-tf[sklearn]
@@ -67,19 +68,37 @@ DEFAULT_MAX_ELEMENTS = 16
 
 
 # ---------------------------------------------------------------------------------------------- encoding
-def _entry_set(value, position: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(atomic_numbers, fractions)`` of one material: a formula string, a ``Composition``, or an object with a
-    ``.composition`` (a pymatgen ``Structure``: its composition, site occupancies summed per element)."""
+def _materials_table(materials: list) -> Table:
+    """A :class:`~atomsets_tf.data.io.Table` of formula strings / Compositions (kind ``composition``) or of
+    structures (kind ``structure``), ids ``entry 0``, ``entry 1``, ... (to be replaced by ``data.inputs.as_table``).
+
+    Raises:
+        DataFormatError: an entry that is none of these, or a list that mixes compositions and structures.
+    """
     from pymatgen.core import Composition  # pymatgen is slow to import
 
-    composition = getattr(value, "composition", value)
-    if not isinstance(composition, (str, Composition)):
-        raise DataFormatError(f"entry {position}: a {type(value).__name__} is neither a composition (a formula "
-                              "string or pymatgen Composition) nor a structure")
-    try:
-        return composition_to_set(composition)
-    except AtomSetsError as exc:
-        raise type(exc)(f"entry {position}: {exc}") from None
+    ids = [f"entry {i}" for i in range(len(materials))]
+    kinds = []
+    for entry_id, value in zip(ids, materials):
+        if isinstance(value, (str, Composition)):
+            kinds.append("composition")
+        elif isinstance(getattr(value, "composition", None), Composition):
+            kinds.append("structure")
+        else:
+            raise DataFormatError(f"{entry_id}: a {type(value).__name__} is neither a composition (a formula "
+                                  "string or pymatgen Composition) nor a structure")
+    if len(set(kinds)) > 1:
+        raise DataFormatError(f"X mixes compositions and structures ({ids[kinds.index('structure')]} is a "
+                              f"structure, {ids[kinds.index('composition')]} a composition)")
+    return Table(ids, list(materials), None, kinds[0] if kinds else "composition", source="X")
+
+
+def _material_sets(materials: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(atomic_numbers, fractions)`` of each material: the package's weighted sets of compositions
+    (:func:`~atomsets_tf.models.atomsets.features.composition_sets`; a structure's own composition, site
+    occupancies summed per element)."""
+    sets = composition_sets(_materials_table(materials))
+    return list(zip(sets.values, sets.weights))
 
 
 def _amount_sets(amounts: np.ndarray, atomic_numbers: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -220,7 +239,7 @@ class ElementSetEncoder(TransformerMixin, BaseEstimator):
         if self.input_kind_ == "materials":
             if _is_amount_matrix(X):
                 raise DataFormatError("this encoder was fitted on materials, not on a matrix of element amounts")
-            return [_entry_set(value, i) for i, value in enumerate(_materials(X))]
+            return _material_sets(_materials(X))
         try:
             amounts = validate_data(self, X, reset=reset, dtype=np.float64)
         except ValueError as exc:
