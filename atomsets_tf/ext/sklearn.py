@@ -437,6 +437,13 @@ class _AtomSetsEstimator:
         batches = range(0, len(X), max(int(self.batch_size), 1))  # eager: call the model, skip predict's set-up
         return np.concatenate([np.asarray(self.model_(X[i : i + self.batch_size], training=False)) for i in batches])
 
+    @property
+    def atomsets_(self) -> AtomSets:
+        """The fitted :class:`~atomsets_tf.models.AtomSets` inside :attr:`model_` (inputs ``atoms``, ``weights``):
+        the package's own model, for :func:`~atomsets_tf.models.loading.predict_table` or ``save``."""
+        check_is_fitted(self, "model_")
+        return self.model_.get_layer("atomsets")
+
     def predict(self, X) -> np.ndarray:
         """Predictions for ``X`` in :class:`ElementSetEncoder`'s layout."""
         return self._reverse_process_target(self._raw_predict(X))
