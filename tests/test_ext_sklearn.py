@@ -182,6 +182,17 @@ def _checks():
     for estimator in estimators:
         yield from estimator_checks_generator(estimator, expected_failed_checks=_expected_failures(estimator),
                                               mark="skip")
+    for estimator in (AtomSetsRegressor(), AtomSetsClassifier()):  # alone: only the checks that need no X
+        for pair in estimator_checks_generator(estimator):
+            if getattr(pair[1], "func", pair[1]).__name__ in _API_CHECKS:
+                yield pair
+
+
+#: The checks of an estimator's parameters and construction (they feed no data).
+_API_CHECKS = {"check_parameters_default_constructible", "check_no_attributes_set_in_init",
+               "check_get_params_invariance", "check_set_params", "check_estimator_cloneable",
+               "check_estimator_repr", "check_do_not_raise_errors_in_init_or_set_params", "check_mixin_order",
+               "check_valid_tag_types", "check_estimator_tags_renamed", "check_estimators_unfitted"}
 
 
 @pytest.mark.parametrize("estimator, check", _checks(), ids=lambda value: _check_id(value))
@@ -194,4 +205,6 @@ def _check_id(value) -> str:
         return getattr(value, "func", value).__name__
     if isinstance(value, ElementSetEncoder):
         return "encoder"
+    if isinstance(value, (AtomSetsRegressor, AtomSetsClassifier)):
+        return type(value).__name__
     return "classifier" if isinstance(value[-1], AtomSetsClassifier) else "regressor"
