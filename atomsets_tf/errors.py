@@ -62,6 +62,11 @@ class UnknownPresetError(AtomSetsError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class MissingExtraError(AtomSetsError, ImportError):
+    """An optional dependency that is not installed; the message names the extra to install
+    (e.g. ``pip install "atomsets-tf[sklearn]"``)."""
+
+
 class TooFewNeighboursError(IsolatedAtomError):
     """An atom with fewer neighbours within the cutoff than the model's fixed neighbour count (CGAT: 24)."""
 
