@@ -62,11 +62,6 @@ class UnknownPresetError(AtomSetsError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class MissingExtraError(AtomSetsError, ImportError):
-    """An optional dependency that is not installed; the message names the extra to install
-    (e.g. ``pip install "atomsets-tf[sklearn]"``)."""
-
-
 class TooFewNeighboursError(IsolatedAtomError):
     """An atom with fewer neighbours within the cutoff than the model's fixed neighbour count (CGAT: 24)."""
 
@@ -79,7 +74,7 @@ class OutputPathError(AtomSetsError, ValueError):
     """An output path the command cannot write, e.g. one without the required suffix."""
 
 
-class PlotsUnavailableError(AtomSetsError, ImportError):
+class PlotsUnavailableError(MissingExtraError):
     """A plot asked for without matplotlib (the ``plot`` extra: ``pip install "atomsets-tf[plot]"``)."""
 
 

@@ -69,7 +69,7 @@ def test_encoder_refuses_bad_entries_naming_them():
     encoder = ElementSetEncoder(max_elements=2)
     with pytest.raises(CompositionParseError, match="entry 1: .*Xx"):
         encoder.fit(["NaCl", "Xx2O"])
-    with pytest.raises(DataFormatError, match="entry 1: a int"):
+    with pytest.raises(DataFormatError, match="entry 1: input of type int"):
         encoder.fit(["NaCl", 3])
     with pytest.raises(DataFormatError, match="entry 0 has 3 elements, more than the 2"):
         encoder.fit(["NaClO"])

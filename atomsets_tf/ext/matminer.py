@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from atomsets_tf.data.io import Table
+from atomsets_tf.data.inputs import as_table
 from atomsets_tf.data.padding import size_bucketed_batches
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.errors import AtomSetsError, DataFormatError, MissingExtraError, UnknownTapError
@@ -130,7 +130,7 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
 
     def _features(self, structures: list, ids: list[str], progress: bool = False) -> np.ndarray:
         """float64 ``(n, len(feature_labels()))`` for structures, tapped in one :func:`tap_table` call."""
-        taps = tap_table(self.model, _structure_table(structures, ids), self.taps, progress=progress)
+        taps = tap_table(self.model, as_table(structures, ids=ids, source="featurize"), self.taps, progress=progress)
         columns = []
         for name in self.taps:
             if self.model.is_atom_level(name):
@@ -192,12 +192,6 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
 
     def implementors(self) -> list[str]:
         return ["atomsets-tf developers (a Keras 3 port of MEGNet, Chi Chen and Shyue Ping Ong's AtomSets)"]
-
-
-def _structure_table(structures: list, ids: list[str]) -> Table:
-    """A :class:`~atomsets_tf.data.io.Table` of structures (checked by the caller; to be replaced by
-    ``data.inputs.as_table``)."""
-    return Table(list(ids), list(structures), None, "structure", source="featurize")
 
 
 def _entry_list(entries) -> list:

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 
 from atomsets_tf.data.elements import ELEMENT_SYMBOLS, ElementTable, atomic_numbers_of, check_known
-from atomsets_tf.data.io import Table
+from atomsets_tf.data.inputs import as_table
 from atomsets_tf.errors import (
     AtomSetsError,
     DataFormatError,
@@ -68,36 +68,11 @@ DEFAULT_MAX_ELEMENTS = 16
 
 
 # ---------------------------------------------------------------------------------------------- encoding
-def _materials_table(materials: list) -> Table:
-    """A :class:`~atomsets_tf.data.io.Table` of formula strings / Compositions (kind ``composition``) or of
-    structures (kind ``structure``), ids ``entry 0``, ``entry 1``, ... (to be replaced by ``data.inputs.as_table``).
-
-    Raises:
-        DataFormatError: an entry that is none of these, or a list that mixes compositions and structures.
-    """
-    from pymatgen.core import Composition  # pymatgen is slow to import
-
-    ids = [f"entry {i}" for i in range(len(materials))]
-    kinds = []
-    for entry_id, value in zip(ids, materials):
-        if isinstance(value, (str, Composition)):
-            kinds.append("composition")
-        elif isinstance(getattr(value, "composition", None), Composition):
-            kinds.append("structure")
-        else:
-            raise DataFormatError(f"{entry_id}: a {type(value).__name__} is neither a composition (a formula "
-                                  "string or pymatgen Composition) nor a structure")
-    if len(set(kinds)) > 1:
-        raise DataFormatError(f"X mixes compositions and structures ({ids[kinds.index('structure')]} is a "
-                              f"structure, {ids[kinds.index('composition')]} a composition)")
-    return Table(ids, list(materials), None, kinds[0] if kinds else "composition", source="X")
-
-
 def _material_sets(materials: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(atomic_numbers, fractions)`` of each material: the package's weighted sets of compositions
     (:func:`~atomsets_tf.models.atomsets.features.composition_sets`; a structure's own composition, site
     occupancies summed per element)."""
-    sets = composition_sets(_materials_table(materials))
+    sets = composition_sets(as_table(list(materials), source="X"))
     return list(zip(sets.values, sets.weights))
 
 
