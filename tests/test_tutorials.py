@@ -15,14 +15,16 @@ NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
 SIZE_ENV = "ATOMSETS_TF_TUTORIAL_SIZE"
 #: Data (in ../shared) that a notebook needs beyond the package's embedded matbench_steels.
 NEEDS_SHARED = {
+    "00_quickstart.ipynb": "pretrained/megnet/mp-2019.4.1/formation_energy.hdf5",
     "02_structures_and_pretrained_megnet.ipynb": "data/matbench/matbench_jdft2d.json.gz",
     "03_cgat_transfer_learning.ipynb": "data/structures/matbench_perovskites_val_subset.json.gz",
 }
 CELL_TIMEOUT_S = 600
 
 
-def test_the_four_tutorials_are_there():
+def test_the_five_tutorials_are_there():
     assert [p.name for p in NOTEBOOKS] == [
+        "00_quickstart.ipynb",
         "01_compositional_models.ipynb",
         "02_structures_and_pretrained_megnet.ipynb",
         "03_cgat_transfer_learning.ipynb",
