@@ -95,7 +95,7 @@ def test_every_kind_of_composition_input_predicts_as_the_table(fitted):
         "Series": pd.Series(table.inputs, index=table.ids),
         "Compositions": [Composition(c) for c in table.inputs],
         "DataFrame": frame,
-        "load(DataFrame)": data_io.load(frame),
+        "as_table(DataFrame)": as_table(frame),
     }
     for kind, data in kinds.items():
         np.testing.assert_allclose(predict_table(model, data), expected, rtol=1e-6, err_msg=kind)
@@ -165,7 +165,7 @@ def test_unknown_element_in_a_formula_names_the_entry():
     with pytest.raises(CompositionParseError, match=r"<list>: entry 1: .*'Qq2O'.*Qq"):
         as_table(["Fe2O3", "Qq2O"])
     with pytest.raises(CompositionParseError, match=r"<DataFrame>: entry b: .*Qq"):
-        data_io.load(pd.DataFrame({"id": ["a", "b"], "formula": ["Fe", "Qq"]}))
+        as_table(pd.DataFrame({"id": ["a", "b"], "formula": ["Fe", "Qq"]}))
 
 
 def test_overlapping_atoms_in_an_atoms_object_name_the_entry():

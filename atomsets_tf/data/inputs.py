@@ -85,7 +85,7 @@ def as_table(data: Any, targets: Sequence | np.ndarray | None = None, ids: Seque
     """
     if isinstance(data, Table):
         return _replace_columns(data, targets, ids, target_name)
-    if _is_path(data):
+    if is_path(data):
         return _replace_columns(data_io.load(data, target_name), targets, ids, target_name)
     if _is_dataframe(data):
         return _from_dataframe(data, targets, ids, target_name, source or "<DataFrame>")
@@ -117,7 +117,7 @@ def table_content_hash(table: Table) -> str:
     return digest.hexdigest()[:16]
 
 
-def _is_path(data) -> bool:
+def is_path(data) -> bool:
     """A path or a task name, not a formula: an existing path, or a string that does not read as a formula."""
     if isinstance(data, os.PathLike):
         return True
@@ -318,5 +318,3 @@ def _from_dataframe(df, targets, ids, target_name: str | None, source: str) -> T
     name = target_name or (None if target_col is None else str(target_col))
     return _from_items(list(df[input_col]), targets, ids, name, source)
 
-
-data_io.set_object_reader(as_table)

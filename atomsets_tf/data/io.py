@@ -511,27 +511,14 @@ def resolve_task(name: str, compositional: bool = False) -> Path:
     )
 
 
-#: The reader of data already in memory that :func:`load` hands anything but a path to
-#: (:func:`atomsets_tf.data.inputs.as_table`): :mod:`atomsets_tf.data.inputs` imports this module, so it sets
-#: this (:func:`set_object_reader`) rather than being imported here; ``atomsets_tf.data`` imports it first.
-_object_reader: list[Callable] = []
-
-
-def set_object_reader(reader: Callable) -> None:
-    """Make ``reader(data, target_name=...)`` the reader of :func:`load`'s non-path data."""
-    _object_reader[:] = [reader]
-
-
-def load(data, target: str | None = None, compositional: bool = False) -> Table:
-    """Read ``data``: a path or a matbench task name (see :func:`resolve_task`), or data already in memory.
+def load(data: str | os.PathLike, target: str | None = None, compositional: bool = False) -> Table:
+    """Read ``data``: a path or a matbench task name (see :func:`resolve_task`).
 
     A task name wins over a folder of the same name in the working directory
-    (e.g. an output folder called ``matbench_jdft2d``) when the task has local data. Anything but a ``str`` or a
-    path (a :class:`Table`, a pandas ``DataFrame``, ASE ``Atoms``, pymatgen ``Structure`` / ``Composition``
-    objects, lists of them or of formula strings) goes to :func:`atomsets_tf.data.inputs.as_table`.
+    (e.g. an output folder called ``matbench_jdft2d``) when the task has local data. Data already in memory (a
+    pandas ``DataFrame``, ASE ``Atoms``, pymatgen objects, formula strings) is read by
+    :func:`atomsets_tf.data.inputs.as_table`, which every function of the API that takes data calls.
     """
-    if not isinstance(data, (str, os.PathLike)) and _object_reader:
-        return _object_reader[0](data, target_name=target)
     p = Path(data)
     if p.is_dir() and isinstance(data, str) and data.startswith("matbench_") and os.sep not in data:
         try:

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from atomsets_tf.data import io as data_io
+from atomsets_tf.data.inputs import as_table, is_path
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.models.cgat.model import CGAT
@@ -65,11 +66,13 @@ def needs_structures(model: str) -> bool:
     return entry(model).inputs == "structure"
 
 
-def load_task(data: str | os.PathLike | data_io.Table, model: str) -> data_io.Table:
-    """The table ``model`` trains on: compositional models prefer a task's formulas file (no structures to parse)."""
-    if isinstance(data, data_io.Table):
-        return data
-    return data_io.load(data, compositional=not needs_structures(model))
+def load_task(data, model: str) -> data_io.Table:
+    """The table ``model`` trains on: a path or task name (compositional models prefer a task's formulas file: no
+    structures to parse), a :class:`~atomsets_tf.data.io.Table`, or data in memory (see
+    :func:`~atomsets_tf.data.inputs.as_table`)."""
+    if is_path(data):
+        return data_io.load(data, compositional=not needs_structures(model))
+    return as_table(data)  # a Table, or data in memory (a DataFrame, pymatgen objects, ...)
 
 
 def run_model(
