@@ -36,6 +36,9 @@ def _with_options(command, options: list):
 def _training_options(command):
     """The options ``fit`` and ``retrain`` share: split, optimisation, strategy, output."""
     options = [
+        click.option("--target", default=None, metavar="NAME",
+                     help="The target: a CSV column, or an ASE file's info key or calculator result such as energy "
+                          "(default: the one numeric column or value the data has)."),
         click.option("--task-type", type=click.Choice(["regression", "classification"]), default=None,
                      help="Inferred from the targets when omitted."),
         click.option("--protocol", type=click.Choice(["paper", "matbench"]), default="paper", show_default=True,
@@ -116,6 +119,15 @@ def _model_config(opts: dict):
                        ensemble=opts["ensemble"], bootstrap=opts["bootstrap"])
 
 
+def _with_target(data: str, target: str | None):
+    """DATA as given, or read with its ``--target`` column (a :class:`~atomsets_tf.data.io.Table`)."""
+    if target is None:
+        return data
+    from atomsets_tf.data.io import load
+
+    return load(data, target=target)
+
+
 def _run_settings(opts: dict):
     """``(strategy, TrainingConfig, split kwargs)`` from the shared options; the strategy first (it may split the CPU)."""
     from atomsets_tf.training.strategy import get_strategy
@@ -156,14 +168,15 @@ def fit(data, model_name, features_from, element_features, **opts) -> None:
     """Train an AtomSets model on DATA and evaluate it on its test split.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
-    or a matbench task name such as matbench_steels (embedded in the package).
+    an extxyz/xyz/traj file (the ase extra), or a matbench task name such as
+    matbench_steels (embedded in the package).
     A run killed midway and started again with the same -o resumes where it was.
     """
     from atomsets_tf.workflows.fit import fit as run_fit
 
     strategy, training, common = _run_settings(opts)
     model_config = _model_config(opts)
-    result = run_fit(data, model=model_name, training=training, model_config=model_config,
+    result = run_fit(_with_target(data, opts["target"]), model=model_name, training=training, model_config=model_config,
                      features_from=features_from, element_features=list(element_features) or None, **common)
     _report(result.metrics, opts["out_dir"], strategy)
 
@@ -188,7 +201,7 @@ def retrain(model, data, mode, backbone_lr_factor, ensemble, bootstrap, **opts) 
     from atomsets_tf.workflows.retrain import retrain as run_retrain
 
     strategy, training, common = _run_settings(opts)
-    result = run_retrain(model, data, mode, training=training, backbone_lr_factor=backbone_lr_factor,
+    result = run_retrain(model, _with_target(data, opts["target"]), mode, training=training, backbone_lr_factor=backbone_lr_factor,
                          ensemble=ensemble, bootstrap=bootstrap, **common)
     _report(result.metrics, opts["out_dir"], strategy)
 
@@ -234,7 +247,8 @@ def predict(model, data, out_csv, batch_size, quiet) -> None:
 
     MODEL is a .keras file (AtomSets, MEGNet or CGAT), a megnet .hdf5, a CGAT
     .ckpt, or a preset name (see `atomsets-tf models`). DATA is a data file, a
-    matbench task name, or a folder of CIF/POSCAR files.
+    matbench task name, a CIF (every block) or POSCAR file, an extxyz/xyz/traj
+    file, or a folder of CIF/POSCAR files.
     """
     from atomsets_tf.data.io import load
     from atomsets_tf.models.loading import load_model, model_task_type, predict_with_std

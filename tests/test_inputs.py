@@ -226,3 +226,35 @@ def test_without_ase_an_extxyz_file_names_the_extra(tmp_path, capsys, monkeypatc
     with pytest.raises(MissingExtraError, match=r'one.extxyz needs ASE: pip install "atomsets-tf\[ase\]"'):
         data_io.read_table(data)
     assert_cli_error(capsys, ["fit", data, "-o", tmp_path / "out"], "one.extxyz", 'pip install "atomsets-tf[ase]"')
+
+
+def test_a_single_cif_file_with_two_blocks_and_a_poscar_file(tmp_path, megnet_file):
+    from pymatgen.core import Lattice, Structure
+
+    crystals = toy_crystals()[:2]
+    blocks = [s.to(fmt="cif").replace("data_", f"data_block{k}_", 1) for k, s in enumerate(crystals)]
+    (tmp_path / "two.cif").write_text("\n".join(blocks))
+    table = data_io.load(tmp_path / "two.cif")
+    assert table.kind == "structure" and table.ids == ["two-0", "two-1"]
+    for read, original in zip(table.inputs, crystals):
+        assert read.composition == original.composition and np.allclose(read.lattice.abc, original.lattice.abc)
+    Structure(Lattice.cubic(3.0), ["Fe"], [[0, 0, 0]]).to(filename=str(tmp_path / "POSCAR"))
+    assert data_io.load(tmp_path / "POSCAR").ids == ["POSCAR"]
+    model, path = megnet_file
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(path), str(tmp_path / "two.cif"), "-o", str(out), "--quiet"]) == 0
+    assert [ln.split(",")[0] for ln in out.read_text().splitlines()[1:]] == ["two-0", "two-1"]
+
+
+def test_cli_target_chooses_among_numeric_columns(tmp_path, capsys):
+    table = steels(40)
+    frame = pd.DataFrame({"id": table.ids, "composition": table.inputs, "strength": table.targets,
+                          "half": table.targets / 2})
+    frame.to_csv(tmp_path / "two.csv", index=False)
+    args = ["fit", str(tmp_path / "two.csv"), "--epochs", "1", "--batch-size", "16", "--units", "8", "--quiet"]
+    assert main([*args, "--target", "half", "-o", str(tmp_path / "half")]) == 0
+    import json
+
+    metrics = json.loads((tmp_path / "half" / "metrics.json").read_text())
+    assert metrics["target"] == "half"
+    assert_cli_error(capsys, [*args, "--target", "nothing", "-o", tmp_path / "none"], "nothing")

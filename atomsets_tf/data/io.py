@@ -325,8 +325,7 @@ def _table_from_csv(path: Path, target: str | None = None) -> Table:
 def _table_from_dir(path: Path) -> Table:
     from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
 
-    files = sorted(p for p in path.iterdir() if p.is_file() and (
-        p.suffix.lower() in _STRUCTURE_SUFFIXES or p.name.upper().startswith(("POSCAR", "CONTCAR"))))
+    files = sorted(p for p in path.iterdir() if p.is_file() and _is_structure_file(p))
     if not files:
         raise DataFormatError(f"{path}: no CIF or POSCAR files")
     ids, inputs = [], []
@@ -337,6 +336,30 @@ def _table_from_dir(path: Path) -> Table:
             raise DataFormatError(f"cannot read structure {f.name}: {exc}") from None
         ids.append(f.stem if f.suffix else f.name)
     return checked_table(ids, inputs, None, "target", str(path))
+
+
+def _is_structure_file(path: Path) -> bool:
+    return path.suffix.lower() in _STRUCTURE_SUFFIXES or path.name.upper().startswith(("POSCAR", "CONTCAR"))
+
+
+def _table_from_structure_file(path: Path) -> Table:
+    """One CIF file (every data block: ids ``<stem>`` for one block, ``<stem>-0``, ``<stem>-1``, ... for several)
+    or one POSCAR/CONTCAR file, read by pymatgen."""
+    from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
+    from pymatgen.io.cif import CifParser
+
+    try:
+        if path.suffix.lower() == ".cif":
+            structures = CifParser(path).parse_structures(primitive=False, on_error="raise")
+        else:
+            structures = [Structure.from_file(path)]
+    except Exception as exc:
+        raise DataFormatError(f"cannot read structure file {path}: {exc}") from None
+    if not structures:
+        raise DataFormatError(f"{path}: no structure in the file")
+    stem = path.stem if path.suffix else path.name
+    ids = [stem] if len(structures) == 1 else [f"{stem}-{k}" for k in range(len(structures))]
+    return checked_table(ids, structures, None, "target", str(path))
 
 
 def import_ase_io(what: str = "reading ASE files or Atoms"):
@@ -445,8 +468,8 @@ def read_table(path: str | os.PathLike, target: str | None = None) -> Table:
 
     Accepts matbench-layout JSON (``.json`` or ``.json.gz``, pandas' 'split'
     orient), JSON holding a dict of parallel lists, CSV with an id column, a
-    composition/formula column and a target column, folders of CIF/POSCAR
-    files (ids are the file stems, no targets), prepared datasets
+    composition/formula column and a target column, a CIF file (every data block) or a POSCAR/CONTCAR file,
+    folders of CIF/POSCAR files (ids are the file stems, no targets), prepared datasets
     (``atomsets-tf prepare``; see :class:`Table`), and ASE-readable files
     (:data:`ASE_SUFFIXES`: ``.extxyz``, ``.xyz``, ``.traj``; needs the ``ase`` extra): one entry per frame, its id
     ``atoms.info["id"]`` (or ``"name"``, else ``<file stem>-<index>``), its target ``atoms.info[target]`` (or the
@@ -471,8 +494,10 @@ def read_table(path: str | os.PathLike, target: str | None = None) -> Table:
         return _table_from_csv(p, target)
     if name.endswith(ASE_SUFFIXES):
         return _table_from_ase(p, target)
-    raise DataFormatError(f"{p}: unknown data format (expected .json, .json.gz, .csv, {', '.join(ASE_SUFFIXES)} "
-                          "or a folder of CIF/POSCAR)")
+    if _is_structure_file(p):
+        return _table_from_structure_file(p)
+    raise DataFormatError(f"{p}: unknown data format (expected .json, .json.gz, .csv, {', '.join(ASE_SUFFIXES)}, "
+                          "a CIF or POSCAR file, or a folder of them)")
 
 
 def task_name(name: str) -> str:
