@@ -451,7 +451,8 @@ def benchmark(task, model_name, folds, official_task, element_features, **opts) 
     click.echo(f"{summary['task']} {model_name} ({summary['protocol']}, {summary['n_folds']} folds{budget}): "
                f"{summary['metric']} {summary['mean']:.4g} ± {summary['std']:.2g}")
     plots = sorted((summary.get("plots") or {}).values())
-    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'summary.json')}" + (f" and {', '.join(plots)}" if plots else ""))
+    click.echo(f"Wrote {os.path.join(opts['out_dir'], 'summary.json')}"
+               + (f" and {', '.join(os.path.join(opts['out_dir'], p) for p in plots)}" if plots else ""))
 
 
 @cli.command()

@@ -135,7 +135,7 @@ def test_overlapping_atoms_in_a_poscar_folder(tmp_path):
     folder.mkdir()
     nacl().to(filename=str(folder / "good.vasp"), fmt="poscar")
     nacl(shift=1e-9).to(filename=str(folder / "twice.vasp"), fmt="poscar")
-    with pytest.raises(DataFormatError, match="poscars: entry twice: sites"):
+    with pytest.raises(DataFormatError, match="poscars/twice.vasp: entry twice: sites"):
         data_io.read_table(folder)
 
 

@@ -143,6 +143,25 @@ def test_an_ensembles_std_is_recorded_as_matbench_uncertainty(tmp_path):
     assert {uncertainty[i]["std"] for i in official_folds("matbench_steels")[3][1]} == {4.5}
 
 
+@pytest.mark.skipif(not _matbench_installed(), reason="matbench is not installed")
+def test_an_ensemble_classifiers_results_are_recorded_without_std(tmp_path, shared):
+    """matbench refuses an uncertainty on a classification task: the probabilities are recorded alone."""
+    from matbench.bench import MatbenchBenchmark
+
+    from atomsets_tf.evaluation.protocol import write_matbench_results
+
+    out = tmp_path / "dummy"
+    run_benchmark("matbench_glass", "dummy", out)
+    for k in range(5):  # an ensemble classifier's test_predictions.csv has a std column too
+        path = out / f"fold_{k}" / "test_predictions.csv"
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join([lines[0] + ",std", *(f"{ln},0.1" for ln in lines[1:])]) + "\n")
+    written = write_matbench_results(load("matbench_glass"), out)
+    assert written is not None
+    task = MatbenchBenchmark.from_file(str(written)).tasks_map["matbench_glass"]
+    assert task.validate() is None and 0.0 <= task.scores["rocauc"]["mean"] <= 1.0
+
+
 @pytest.mark.skipif(_matbench_installed(), reason="the real matbench is installed: the round trip above runs")
 def test_results_go_through_matbench_when_it_is_importable(tmp_path, monkeypatch):
     """Where matbench is absent, its API is stood in for here, to test our side of the recording."""

@@ -71,7 +71,7 @@ def test_bad_inputs_name_the_entry_and_the_tap(megnet):
     lonely = Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]])  # no bond within the cutoff
     crystals = toy_crystals()[:3]
     chunked = MEGNetTapFeaturizer(megnet, taps=("V0", "f"), chunk_size=2)
-    with pytest.raises(IsolatedAtomError, match="entry 2"):
+    with pytest.raises(IsolatedAtomError, match="structure '2'"):
         chunked.featurize_many([crystals[0], crystals[1], lonely, crystals[2]], pbar=False)
     rows = chunked.featurize_many([crystals[0], crystals[1], lonely, crystals[2]], ignore_errors=True, pbar=False)
     clean = chunked.featurize_many(crystals, pbar=False)

@@ -258,3 +258,33 @@ def test_cli_target_chooses_among_numeric_columns(tmp_path, capsys):
     metrics = json.loads((tmp_path / "half" / "metrics.json").read_text())
     assert metrics["target"] == "half"
     assert_cli_error(capsys, [*args, "--target", "nothing", "-o", tmp_path / "none"], "nothing")
+
+
+def test_target_chooses_a_json_column_and_is_refused_where_there_is_none(tmp_path):
+    import json as json_module
+
+    (tmp_path / "t.json").write_text(json_module.dumps({"composition": ["Fe", "Ni"], "a": [1, 2], "b": [3, 4]}))
+    assert data_io.load(tmp_path / "t.json").target_name == "a"
+    chosen = data_io.load(tmp_path / "t.json", target="b")
+    assert chosen.target_name == "b" and chosen.targets.tolist() == [3.0, 4.0]
+    with pytest.raises(DataFormatError, match="no target column 'nope'"):
+        data_io.load(tmp_path / "t.json", target="nope")
+    (tmp_path / "cifs").mkdir()
+    toy_crystals()[0].to(filename=str(tmp_path / "cifs" / "one.cif"))
+    with pytest.raises(DataFormatError, match="holds no targets"):
+        data_io.load(tmp_path / "cifs", target="energy")
+    with pytest.raises(DataFormatError, match="as_table"):
+        data_io.load(pd.DataFrame({"formula": ["Fe"]}))
+
+
+def test_an_ase_file_with_several_numeric_values_asks_for_target(tmp_path):
+    import ase.io
+
+    frames = atoms_of(toy_crystals()[:2], ids=["p", "q"])
+    for k, atoms in enumerate(frames):
+        atoms.info.update(energy=-1.0 - k, free_energy=-1.1 - k)
+    ase.io.write(tmp_path / "two.extxyz", frames, format="extxyz")
+    table = data_io.load(tmp_path / "two.extxyz")
+    with pytest.raises(DataFormatError, match=r"several possible targets \(energy, free_energy\).*--target"):
+        table.require_targets()
+    assert data_io.load(tmp_path / "two.extxyz", target="energy").targets.tolist() == [-1.0, -2.0]

@@ -2,8 +2,8 @@
 objects and formula strings.
 
 :func:`as_table` is what every function that takes data calls first (``fit``, ``retrain``, ``prepare``,
-``predict_table``, ``tap_table``, ``MEGNet.tap``, ...), and :func:`~atomsets_tf.data.io.load` hands it anything
-that is not a path. The entries pass the checks a data file's do (:func:`~atomsets_tf.data.io.checked_table`:
+``predict_table``, ``tap_table``, ``MEGNet.tap``, ...; paths and task names it hands to
+:func:`~atomsets_tf.data.io.load`). The entries pass the checks a data file's do (:func:`~atomsets_tf.data.io.checked_table`:
 unique ids, one kind of input, compositions that parse, structures with sites, none closer than
 :data:`~atomsets_tf.data.structures.MIN_SITE_DISTANCE`), and an error names the entry (its id, by default its
 position) and where it came from (``<list>``, ``<DataFrame>``, ...).
@@ -50,7 +50,13 @@ _FORMULA = re.compile(r"[A-Z(\[][A-Za-z0-9.()\[\]\s+-]*")
 _DATA_SUFFIXES = (".json", ".gz", ".csv", *data_io.ASE_SUFFIXES, ".cif", ".vasp", ".poscar")
 
 
-def as_table(data: Any, targets: Sequence | np.ndarray | None = None, ids: Sequence | None = None, *,
+#: What the API takes as data (a type hint for readers): a path or a matbench task name, a
+#: :class:`~atomsets_tf.data.io.Table`, a pandas ``DataFrame``, or a list / tuple / array / ``Series`` of pymatgen
+#: ``Structure`` / ``Composition`` objects, structure dicts, ASE ``Atoms`` or formula strings (see :func:`as_table`).
+DataLike = Any
+
+
+def as_table(data: DataLike, targets: Sequence | np.ndarray | None = None, ids: Sequence | None = None, *,
              target_name: str | None = None, source: str | None = None) -> Table:
     """``data`` as a checked :class:`~atomsets_tf.data.io.Table`.
 
@@ -124,7 +130,7 @@ def is_path(data) -> bool:
     if not isinstance(data, str):
         return False
     return Path(data).exists() or os.sep in data or data.lower().endswith(_DATA_SUFFIXES) or \
-        not _FORMULA.fullmatch(data.strip())
+        data.upper().startswith(("POSCAR", "CONTCAR")) or not _FORMULA.fullmatch(data.strip())
 
 
 def _is_dataframe(data) -> bool:

@@ -2,8 +2,8 @@
 structure files.
 
 A data set is a :class:`Table`: ids, inputs (composition strings or pymatgen
-structures) and, when the file has them, targets. :func:`load` also takes data already in memory (a pandas
-``DataFrame``, ASE ``Atoms``, pymatgen objects, formula strings): :mod:`atomsets_tf.data.inputs` reads those.
+structures) and, when the file has them, targets. Data already in memory (a pandas ``DataFrame``, ASE
+``Atoms``, pymatgen objects, formula strings) is read by :func:`atomsets_tf.data.inputs.as_table`.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ DATA_ENV = "ATOMSETS_TF_DATA"
 EMBEDDED_TASK = "matbench_steels"
 _RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 _STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
+#: ``Table.meta`` key: the numeric values an ASE file's frames all record, when there are several to choose from.
+TARGET_CANDIDATES = "target_candidates"
 #: Files read with ASE (``ase.io.read(path, index=":")``; the ``ase`` extra): every frame is an entry.
 ASE_SUFFIXES = (".extxyz", ".xyz", ".traj")
 #: Keys of ``Atoms.info`` that hold an entry's id, in order of preference.
@@ -100,6 +102,10 @@ class Table:
     def require_targets(self) -> np.ndarray:
         """The targets, checked to be present and finite."""
         if self.targets is None:
+            candidates = self.meta.get(TARGET_CANDIDATES)
+            if candidates:
+                raise DataFormatError(f"{self.source or 'the data'} has several possible targets "
+                                      f"({', '.join(candidates)}): choose one with --target (target=...)")
             raise DataFormatError(f"{self.source or 'the data'} has no target column")
         bad = ~np.isfinite(self.targets)
         if bad.any():
@@ -192,15 +198,27 @@ def _matbench_columns(raw: dict, path: Path) -> tuple[list[str], list, list]:
     return ids, columns, rows
 
 
-def _table_from_json(path: Path, parse: bool = True) -> Table:
-    """The table of a JSON file; without ``parse``, its inputs are the values the file holds (unparsed)."""
+def _chosen_target(path: Path, columns: list, target: str | None, default):
+    """``target`` when given (it must be one of ``columns``), else ``default``."""
+    if target is None:
+        return default
+    if target not in columns:
+        raise DataFormatError(f"{path}: no target column {target!r} (columns: {', '.join(map(str, columns))})")
+    return target
+
+
+def _table_from_json(path: Path, parse: bool = True, target: str | None = None) -> Table:
+    """The table of a JSON file (its target column ``target``, by default the first after the input); without
+    ``parse``, its inputs are the values the file holds (unparsed)."""
     raw = _read_json(path)
     source = str(path)
     read = _parse_input if parse else (lambda value, entry_id, source: value)
     if isinstance(raw, dict) and {"index", "columns", "data"} <= raw.keys():
         ids, columns, rows = _matbench_columns(raw, path)
         input_col = 0
-        target_col = 1 if len(columns) > 1 else None
+        default = columns[1] if len(columns) > 1 else None
+        chosen = _chosen_target(path, columns[1:], target, default)
+        target_col = None if chosen is None else columns.index(chosen)
         targets_raw = [r[target_col] for r in rows] if target_col is not None else None
         inputs = [read(r[input_col], i, source) for r, i in zip(rows, ids)]
         target_name = str(columns[target_col]) if target_col is not None else "target"
@@ -215,8 +233,9 @@ def _table_from_json(path: Path, parse: bool = True) -> Table:
         rest = [k for k in keys if k not in (input_key, id_key)]
         ids = [str(x) for x in raw[id_key]] if id_key else [f"{path.name.split('.')[0]}-{i:03d}" for i in range(n)]
         inputs = [read(v, i, source) for v, i in zip(raw[input_key], ids)]
-        target_name = rest[0] if rest else "target"
-        targets_raw = raw[rest[0]] if rest else None
+        chosen = _chosen_target(path, rest, target, rest[0] if rest else None)
+        target_name = chosen if chosen is not None else "target"
+        targets_raw = raw[chosen] if chosen is not None else None
     else:
         raise DataFormatError(
             f"{path}: expected matbench's layout {{'index', 'columns', 'data'}} or a dict of parallel lists"
@@ -323,19 +342,14 @@ def _table_from_csv(path: Path, target: str | None = None) -> Table:
 
 
 def _table_from_dir(path: Path) -> Table:
-    from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
-
+    """Every CIF (each data block) and POSCAR/CONTCAR file of a folder, in file-name order."""
     files = sorted(p for p in path.iterdir() if p.is_file() and _is_structure_file(p))
     if not files:
         raise DataFormatError(f"{path}: no CIF or POSCAR files")
-    ids, inputs = [], []
-    for f in files:
-        try:
-            inputs.append(Structure.from_file(f))
-        except Exception as exc:
-            raise DataFormatError(f"cannot read structure {f.name}: {exc}") from None
-        ids.append(f.stem if f.suffix else f.name)
-    return checked_table(ids, inputs, None, "target", str(path))
+    parts = [_table_from_structure_file(f) for f in files]
+    ids = [i for part in parts for i in part.ids]
+    inputs = [s for part in parts for s in part.inputs]
+    return checked_table(ids, inputs, None, "target", str(path), check=False)  # each file's entries are checked
 
 
 def _is_structure_file(path: Path) -> bool:
@@ -346,7 +360,7 @@ def _table_from_structure_file(path: Path) -> Table:
     """One CIF file (every data block: ids ``<stem>`` for one block, ``<stem>-0``, ``<stem>-1``, ... for several)
     or one POSCAR/CONTCAR file, read by pymatgen."""
     from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
-    from pymatgen.io.cif import CifParser
+    from pymatgen.io.cif import CifParser  # (the same slow import)
 
     try:
         if path.suffix.lower() == ".cif":
@@ -427,9 +441,15 @@ def atoms_targets(frames, target: str | None, source: str) -> tuple[list | None,
             raise DataFormatError(f"{source}: no target {target!r} in the Atoms' info or results "
                                   f"(keys: {', '.join(keys) or 'none'})")
         return [v.get(target) for v in values], target
-    numeric = [set(k for k, x in v.items() if k not in ATOMS_ID_KEYS and _is_number(x)) for v in values]
-    common = sorted(set.intersection(*numeric)) if numeric else []
+    common = numeric_keys(frames)
     return ([v[common[0]] for v in values], common[0]) if len(common) == 1 else (None, "target")
+
+
+def numeric_keys(frames) -> list[str]:
+    """The numeric keys (not ids) that every frame's info or calculator results hold, sorted."""
+    numeric = [set(k for k, x in atoms_values(atoms).items() if k not in ATOMS_ID_KEYS and _is_number(x))
+               for atoms in frames]
+    return sorted(set.intersection(*numeric)) if numeric else []
 
 
 def _table_from_ase(path: Path, target: str | None = None) -> Table:
@@ -445,7 +465,10 @@ def _table_from_ase(path: Path, target: str | None = None) -> Table:
     ids = atoms_ids(frames, lambda i: f"{stem}-{i}")
     structures = [structure_from_atoms(atoms, entry_id, str(path)) for atoms, entry_id in zip(frames, ids)]
     targets_raw, target_name = atoms_targets(frames, target, str(path))
-    return checked_table(ids, structures, targets_raw, target_name, str(path))
+    table = checked_table(ids, structures, targets_raw, target_name, str(path))
+    if targets_raw is None:
+        table.meta[TARGET_CANDIDATES] = numeric_keys(frames)
+    return table
 
 
 def _table_from_prepared(path: Path) -> Table:
@@ -481,6 +504,8 @@ def read_table(path: str | os.PathLike, target: str | None = None) -> Table:
         MissingExtraError: an ASE-readable file without ASE installed.
     """
     p = Path(path)
+    if target is not None and (p.is_dir() or _is_structure_file(p)):
+        raise DataFormatError(f"{p} holds no targets, so there is no target {target!r} to choose")
     if p.is_dir() and (p / MANIFEST).is_file():
         return _table_from_prepared(p)
     if p.is_dir():
@@ -489,7 +514,7 @@ def read_table(path: str | os.PathLike, target: str | None = None) -> Table:
         raise DataFormatError(f"no such file or folder: {p}")
     name = p.name.lower()
     if name.endswith((".json", ".json.gz")):
-        return _table_from_json(p)
+        return _table_from_json(p, target=target)
     if name.endswith(".csv"):
         return _table_from_csv(p, target)
     if name.endswith(ASE_SUFFIXES):
@@ -544,6 +569,9 @@ def load(data: str | os.PathLike, target: str | None = None, compositional: bool
     pandas ``DataFrame``, ASE ``Atoms``, pymatgen objects, formula strings) is read by
     :func:`atomsets_tf.data.inputs.as_table`, which every function of the API that takes data calls.
     """
+    if not isinstance(data, (str, os.PathLike)):
+        raise DataFormatError(f"load reads a path or a task name, not a {type(data).__name__}: data in memory "
+                              "goes through atomsets_tf.data.inputs.as_table")
     p = Path(data)
     if p.is_dir() and isinstance(data, str) and data.startswith("matbench_") and os.sep not in data:
         try:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Metric per task type (same names as :func:`atomsets_tf.training.metrics.metric_name`).
+#: The metric of each task type (:func:`atomsets_tf.training.metrics.metric_name` reads it), whether higher is
+#: better, and how a table or a plot names it.
 METRICS = {"regression": "mae", "classification": "roc_auc"}
+HIGHER_IS_BETTER = {"mae": False, "roc_auc": True}
+METRIC_LABELS = {"mae": "MAE", "roc_auc": "ROC-AUC"}
 
 #: Atoms per formula unit cell in ``matbench_perovskites`` (cubic ABX3 from Castelli et al.):
 #: matbench's target is eV per 5-atom cell, the paper reports meV/atom (Table S1 footnote:

@@ -160,13 +160,15 @@ def data_name(table: data_io.Table) -> str:
     return table.meta.get("task") or Path(table.source).name
 
 
-def fold_predictions(path: Path, test_ids: list[str], column: str = "prediction") -> list[float] | None:
-    """``column`` of a run's ``test_predictions.csv`` (``prediction``, or an ensemble's ``std``) in the order of
-    ``test_ids``; None when the file has no such column."""
+def fold_predictions(path: Path, test_ids: list[str] | None, column: str = "prediction") -> list[float] | None:
+    """``column`` of a run's ``test_predictions.csv`` (``prediction``, ``target``, or an ensemble's ``std``) in the
+    order of ``test_ids`` (``None``: the file's order); None when the file has no such column."""
     with open(path / "test_predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     if rows and column not in rows[0]:
         return None
+    if test_ids is None:
+        return [float(row[column]) for row in rows]
     by_id = {row["id"]: float(row[column]) for row in rows}
     return [by_id[i] for i in test_ids]
 

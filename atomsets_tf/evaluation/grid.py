@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atomsets_tf.data.matbench_tasks import HIGHER_IS_BETTER
 from atomsets_tf.data.splits import official_folds
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.evaluation.common import (
@@ -131,7 +132,7 @@ def grid_search(
     training = training or default_training(len(pool), budget_epochs)
     training = capped(training, budget_epochs)
     name = metric_name(task_type)
-    higher_is_better = name == "roc_auc"
+    higher_is_better = HIGHER_IS_BETTER[name]
     out = Path(out_dir)
     with output_lock(out), reporting_bar(len(configs), f"grid {data_name(table)} {model}", "config", report) as step:
         rows = []

@@ -18,7 +18,6 @@ predictions are also written through ``MatbenchBenchmark.to_file``
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf.data import io as data_io
+from atomsets_tf.data.inputs import DataLike
 from atomsets_tf.data.splits import PROTOCOLS, TASK_SUBSET, as_task_subset
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.evaluation.common import (
@@ -42,7 +42,7 @@ from atomsets_tf.evaluation.common import (
 )
 from atomsets_tf.evaluation.reference import reference_row, to_paper_units
 from atomsets_tf.evaluation.runners import benchmark_models, expected_fingerprint, load_task, run_model
-from atomsets_tf.training.metrics import metric_name
+from atomsets_tf.training.metrics import metric_name, task_type_of
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.utils.io import output_lock, write_json_atomic
 from atomsets_tf.utils.progress import reporting_bar
@@ -63,7 +63,7 @@ def fold_dir(out_dir: str | os.PathLike, fold: int) -> Path:
 
 
 def run_benchmark(
-    task: str | os.PathLike,
+    task: DataLike,
     model: str,
     out_dir: str | os.PathLike,
     protocol: str = "matbench",
@@ -166,13 +166,9 @@ def write_benchmark_plot(table: data_io.Table, model: str, out: Path, folds: lis
     Reads each fold's ``test_predictions.csv``. Returns the file name by kind, as ``summary.json`` records it
     (``{}`` without matplotlib, with a warning).
     """
-    targets, predictions = [], []
-    for fold in folds:
-        with open(fold_dir(out, fold) / "test_predictions.csv", newline="") as fh:
-            for row in csv.DictReader(fh):
-                targets.append(float(row["target"]))
-                predictions.append(float(row["prediction"]))
-    task_type = "classification" if metric == "roc_auc" else "regression"
+    targets = [y for fold in folds for y in fold_predictions(fold_dir(out, fold), None, "target")]
+    predictions = [y for fold in folds for y in fold_predictions(fold_dir(out, fold), None)]
+    task_type = task_type_of(metric)
     title = f"{model} on {data_name(table)}: test sets of {len(folds)} fold{'s' if len(folds) > 1 else ''}"
     return write_test_plot(out, task_type, np.array(targets), np.array(predictions), title=title,
                            **target_label(table, task_type))
@@ -211,8 +207,8 @@ def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
     """Record the five folds' test predictions in matbench and write ``MatbenchBenchmark.to_file``.
 
     Needs matbench importable (``pip install matminer`` then ``pip install --no-deps matbench==0.6``); the
-    task's data is given to matbench from ``table`` (no download), the folds are matbench's own. An ensemble's
-    ``std`` is recorded as matbench's uncertainty. Returns the file, or None (with a warning) when matbench is
+    task's data is given to matbench from ``table`` (no download), the folds are matbench's own. A regression
+    ensemble's ``std`` is recorded as matbench's uncertainty. Returns the file, or None (with a warning) when matbench is
     missing or refuses the results.
     """
     try:
@@ -233,7 +229,9 @@ def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
         for fold in mb_task.folds:
             test_ids = mb_task.validation[mb_task.folds_map[fold]].test
             predictions = fold_predictions(fold_dir(out, fold), test_ids)  # a classifier's: its probabilities
-            mb_task.record(fold, predictions, std=fold_predictions(fold_dir(out, fold), test_ids, "std"))
+            # matbench takes an uncertainty for regression only
+            std = fold_predictions(fold_dir(out, fold), test_ids, "std") if meta.task_type == "regression" else None
+            mb_task.record(fold, predictions, std=std)
         path = out / MATBENCH_RESULTS
         bench.to_file(str(path))
         return path

@@ -23,7 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from atomsets_tf.data.matbench_tasks import METRICS, PEROVSKITE_ATOMS_PER_CELL, TASKS  # noqa: F401  (re-exported)
+from atomsets_tf.data.matbench_tasks import (  # noqa: F401  (METRICS, TASKS re-exported)
+    METRIC_LABELS,
+    METRICS,
+    PEROVSKITE_ATOMS_PER_CELL,
+    TASKS,
+)
 
 for _spec in TASKS.values():
     _spec["metric"] = METRICS[_spec["task_type"]]
@@ -356,12 +361,12 @@ def paper_comparison(metrics: dict) -> str | None:
     reference = reference_row(task, model) if task in TASKS else None
     if reference is None or metric is None or f"test_{metric}" not in metrics:
         return None
-    unit = "" if metric == "roc_auc" else f" {TASKS[task]['paper_unit']}"
+    unit = "" if metric == METRICS["classification"] else f" {TASKS[task]['paper_unit']}"
     ours = to_paper_units(task, float(metrics[f"test_{metric}"]))
     paper = f"{reference['paper_mean']:.3g}"
     if reference["paper_std"] is not None:
         paper += f" ± {reference['paper_std']:.2g}"
-    name = "ROC-AUC" if metric == "roc_auc" else "MAE"
+    name = METRIC_LABELS[metric]
     table = reference["paper_table"].replace("table", "Table ")
     split = f"{metrics['protocol']} fold {metrics['fold']}" if "fold" in metrics else "one split"
     return (f"test {name} {ours:.4g}{unit} ({split}); the AtomSets paper, {model}: {paper}{unit} "

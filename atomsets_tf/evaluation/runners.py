@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from atomsets_tf.data import io as data_io
-from atomsets_tf.data.inputs import as_table, is_path
+from atomsets_tf.data.inputs import DataLike, as_table, is_path
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.models.cgat.model import CGAT
@@ -66,7 +66,7 @@ def needs_structures(model: str) -> bool:
     return entry(model).inputs == "structure"
 
 
-def load_task(data, model: str) -> data_io.Table:
+def load_task(data: DataLike, model: str) -> data_io.Table:
     """The table ``model`` trains on: a path or task name (compositional models prefer a task's formulas file: no
     structures to parse), a :class:`~atomsets_tf.data.io.Table`, or data in memory (see
     :func:`~atomsets_tf.data.inputs.as_table`)."""

@@ -26,6 +26,7 @@ from atomsets_tf.data.padding import size_bucketed_batches
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.errors import AtomSetsError, DataFormatError, MissingExtraError, UnknownTapError
 from atomsets_tf.layers import WeightedMeanReadout
+from atomsets_tf.models.atomsets.features import site_weights
 from atomsets_tf.models.loading import load_model, model_kind, tap_table
 
 try:  # optional dependency: the extra atomsets-tf[matminer]
@@ -56,11 +57,6 @@ _ATOMSETS_BIBTEX = """@article{chen2021atomsets,
   journal = {npj Computational Materials}, volume = {7}, number = {1}, pages = {173}, year = {2021},
   doi = {10.1038/s41524-021-00639-w}
 }"""
-
-
-def _site_weights(structure) -> np.ndarray:
-    """The weight of each site in eq. 4: its occupancy (1 for an ordered site)."""
-    return np.array([sum(site.species.values()) for site in structure], dtype=np.float32)
 
 
 def weighted_mean_pool(per_site: Sequence[np.ndarray], weights: Sequence[np.ndarray]) -> np.ndarray:
@@ -130,11 +126,11 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
 
     def _features(self, structures: list, ids: list[str], progress: bool = False) -> np.ndarray:
         """float64 ``(n, len(feature_labels()))`` for structures, tapped in one :func:`tap_table` call."""
-        taps = tap_table(self.model, as_table(structures, ids=ids, source="featurize"), self.taps, progress=progress)
+        taps = tap_table(self.model, as_table(structures, ids=ids, source="MEGNetTapFeaturizer"), self.taps, progress=progress)
         columns = []
         for name in self.taps:
             if self.model.is_atom_level(name):
-                columns.append(weighted_mean_pool(taps[name], [_site_weights(s) for s in structures]))
+                columns.append(weighted_mean_pool(taps[name], [site_weights(s) for s in structures]))
             else:
                 columns.append(np.asarray(taps[name], np.float32))
         return np.concatenate(columns, axis=1).astype(np.float64)
@@ -146,7 +142,7 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
             DataFormatError: not a ``Structure``; IsolatedAtomError, UnknownElementError, ...: from the graph.
         """
         _check_structure(structure, "the structure")
-        return self._features([structure], ["the structure"])[0].tolist()
+        return self._features([structure], ["0"])[0].tolist()
 
     def featurize_many(self, entries, ignore_errors: bool = False, return_errors: bool = False,
                        pbar: bool = True) -> list[list]:
@@ -172,7 +168,7 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
         try:
             for i in chunk:
                 _check_structure(structures[i], f"entry {i}")
-            values = self._features([structures[i] for i in chunk], [f"entry {i}" for i in chunk], progress)
+            values = self._features([structures[i] for i in chunk], [str(i) for i in chunk], progress)
             for i, row in zip(chunk, values):
                 rows[i] = row.tolist() + ([np.nan] if return_errors else [])
             return
@@ -182,7 +178,7 @@ class MEGNetTapFeaturizer(BaseFeaturizer):
         for i in chunk:
             try:
                 _check_structure(structures[i], f"entry {i}")
-                row, error = self._features([structures[i]], [f"entry {i}"])[0].tolist(), np.nan
+                row, error = self._features([structures[i]], [str(i)])[0].tolist(), np.nan
             except AtomSetsError as exc:
                 row, error = [np.nan] * len(self.feature_labels()), f"{type(exc).__name__}: {exc}"
             rows[i] = row + ([error] if return_errors else [])

@@ -4,7 +4,7 @@ scikit-learn and Keras 3's own wrappers (``keras.wrappers.SKLearnRegressor`` /
 ``SKLearnClassifier``) take numeric 2-D arrays, so a material goes through two steps:
 
 1. :class:`ElementSetEncoder` (a transformer) turns compositions (formula strings, pymatgen
-   ``Composition``), structures (anything with a ``.composition``: their composition) or a numeric
+   ``Composition``), structures (pymatgen ``Structure`` or ASE ``Atoms``: their composition) or a numeric
    matrix of element amounts into a fixed-width array: for each entry, the atomic numbers of its
    elements then their atom fractions (``k`` of each), padded with atomic number 0 and weight 0;
 2. :class:`AtomSetsRegressor` / :class:`AtomSetsClassifier` (Keras' wrappers) build an
@@ -191,7 +191,7 @@ class ElementSetEncoder(TransformerMixin, BaseEstimator):
 
     Input:
         ``X`` is a list (or Series, or 1-D / one-column array) of materials: formula strings such as
-        ``"Fe0.7Cr0.2Ni0.1"``, pymatgen ``Composition`` objects, or structures (their ``.composition``); or a
+        ``"Fe0.7Cr0.2Ni0.1"``, pymatgen ``Composition`` objects, or structures (pymatgen ``Structure`` or ASE ``Atoms``: their composition); or a
         numeric 2-D matrix of non-negative element amounts (rows are entries, columns elements; normalised).
 
     Raises:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import keras
 import numpy as np
 
+from atomsets_tf.data.matbench_tasks import HIGHER_IS_BETTER
 from atomsets_tf.errors import CheckpointError, TrainingInterrupted
 from atomsets_tf.training.metrics import metric_name, score
 from atomsets_tf.utils.io import atomic_path, write_json_atomic
@@ -58,7 +59,7 @@ class BatchCounter(keras.callbacks.Callback):
 
 
 #: The validation metrics :class:`ValidationScore` writes, and whether higher is better.
-_VALIDATION_METRICS = {"val_mae": False, "val_roc_auc": True}
+_VALIDATION_METRICS = {f"val_{name}": higher for name, higher in HIGHER_IS_BETTER.items()}
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -72,12 +73,12 @@ class EpochProgress(keras.callbacks.Callback):
     :data:`EPOCH_LINE` is its regular expression.
     """
 
-    def __init__(self, epochs: int, every: int | None = None, stream=None):
+    def __init__(self, epochs: int, every: int | None = None, stream=None, best: float = math.inf):
         super().__init__()
         self.epochs = epochs
         self.every = every or max(1, epochs // 20)
         self.stream = stream or sys.stderr
-        self.best = math.inf
+        self.best = float(best)  # a resumed run's best validation score so far
         self._since = None
         self._epochs_since = 0
 

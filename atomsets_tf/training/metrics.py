@@ -7,6 +7,8 @@ from statistics import NormalDist
 import numpy as np
 from scipy.stats import rankdata
 
+from atomsets_tf.data.matbench_tasks import METRICS
+
 
 def mae(y_true, y_pred) -> float:
     """Mean absolute error."""
@@ -80,7 +82,13 @@ def score(task_type: str, y_true, y_pred) -> dict[str, float]:
 
 
 def metric_name(task_type: str) -> str:
-    return "roc_auc" if task_type == "classification" else "mae"
+    """``"roc_auc"`` for classification, ``"mae"`` for regression (:data:`~atomsets_tf.data.matbench_tasks.METRICS`)."""
+    return METRICS["classification" if task_type == "classification" else "regression"]
+
+
+def task_type_of(metric: str) -> str:
+    """The task type a metric scores (the inverse of :func:`metric_name`)."""
+    return next(task_type for task_type, name in METRICS.items() if name == metric)
 
 
 def fit_std_scale(y_true, mean, std, objective: str = "miscalibration") -> float:

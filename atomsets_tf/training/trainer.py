@@ -207,7 +207,7 @@ def train(
         callbacks.insert(0, scheduler_callback(config.schedule, config.learning_rate, config.epochs,
                                                config.schedule_period))
     if progress:
-        callbacks.append(EpochProgress(config.epochs))
+        callbacks.append(EpochProgress(config.epochs, best=keep.best_score))
     steps = _steps_per_epoch(train_sets, config)
     counter = BatchCounter(steps, resumed)
     multi_worker = is_multi_worker()

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.elements import ElementTable, megnet_element_table
-from atomsets_tf.data.inputs import as_table
+from atomsets_tf.data.inputs import DataLike, as_table
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.data.targets import check_output_kind, positive_stats, task_output_kind
@@ -49,8 +49,9 @@ from atomsets_tf.models.ensemble import Ensemble
 from atomsets_tf.models.megnet.model import load_megnet
 from atomsets_tf.models.registry import DEFAULT_SOURCE, FIT_MODELS, STRUCTURAL_MODELS
 from atomsets_tf.training.metrics import fit_std_scale, metric_name, score, uncertainty_scores
-from atomsets_tf.training.runs import STATE_DIR, run_fingerprint, run_folder, run_settings
+from atomsets_tf.training.runs import METRICS_FILE, STATE_DIR, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss, strategy_label, train
+from atomsets_tf.utils.io import write_json_atomic
 from atomsets_tf.workflows.outputs import (
     target_label,
     versions,
@@ -201,7 +202,7 @@ def build_model(
 
 
 def fit(
-    data,
+    data: DataLike,
     model: str = "atomsets",
     task_type: str | None = None,
     protocol: str = "paper",
@@ -439,9 +440,10 @@ def run_training(
                           {**(extra_metrics or {})}, run, training, fingerprint)
     test_ids = [table.ids[i] for i in test_idx]
     if out_dir is not None:
-        metrics["plots"] = write_run_plots(out_dir, metrics, targets[test_idx], test_pred,
-                                           **target_label(table, task_type))
         write_outputs(out_dir, net, metrics, test_ids, targets[test_idx], test_pred, save_model, test_std)
+        metrics["plots"] = write_run_plots(out_dir, metrics, targets[test_idx], test_pred,
+                                           **target_label(table, task_type))  # after the results: a side output
+        write_json_atomic(Path(out_dir) / METRICS_FILE, metrics)
         # The run is complete: its resume state must not leak into a later run in the same folder.
         shutil.rmtree(Path(out_dir) / STATE_DIR, ignore_errors=True)
     return FitResult(net, metrics, test_ids, test_pred, test_std)

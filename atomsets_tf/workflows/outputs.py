@@ -79,6 +79,10 @@ def write_test_plot(out_dir, task_type: str, targets, predictions, *, quantity: 
     except PlotsUnavailableError as exc:
         warnings.warn(f"{exc}: no plots written", stacklevel=2)
         return {}
+    except Exception as exc:  # a plot is a side output: matplotlib failing (fonts, backend) must not fail the run
+        warnings.warn(f"the plot in {out_dir} failed ({type(exc).__name__}: {exc}); the run's results are written",
+                      stacklevel=2)
+        return {}
 
 
 def write_run_plots(out_dir, metrics: Mapping, targets, predictions, *, quantity: str, unit: str | None) -> dict:
@@ -100,6 +104,8 @@ def write_run_plots(out_dir, metrics: Mapping, targets, predictions, *, quantity
             plots["training_curve"] = TRAINING_CURVE_PNG
         except KeyError:  # a log without the loss or the metric (a run that trained no epoch here)
             pass
+        except Exception as exc:  # a side output, as in write_test_plot
+            warnings.warn(f"the training-curve plot in {out_dir} failed ({type(exc).__name__}: {exc})", stacklevel=2)
     return plots
 
 

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from atomsets_tf.data import io as data_io
-from atomsets_tf.data.inputs import as_table
+from atomsets_tf.data.inputs import DataLike, as_table
 from atomsets_tf.data.prepared import prepare_dataset
 from atomsets_tf.data.structures import ParsedStructures
 from atomsets_tf.errors import AtomSetsError
@@ -68,7 +68,7 @@ def _read(data, parse: bool) -> data_io.Table:
 
 
 def prepare(
-    data,
+    data: DataLike,
     model: str,
     out_dir: str | os.PathLike,
     workers: int = 1,

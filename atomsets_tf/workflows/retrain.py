@@ -22,6 +22,7 @@ import os
 import keras
 import numpy as np
 
+from atomsets_tf.data.inputs import DataLike
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.data.targets import positive_stats
 from atomsets_tf.errors import AtomSetsError
@@ -145,7 +146,7 @@ def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, 
 
 def retrain(
     model,
-    data,
+    data: DataLike,
     mode: TransferMode | str = TransferMode.FULL,
     task_type: str | None = None,
     protocol: str = "paper",

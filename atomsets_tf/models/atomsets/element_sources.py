@@ -90,7 +90,10 @@ def element_source_table(name: str) -> ElementTable:
     name = element_source_names([name])[0]
     if name in TABLE_SOURCES:
         return TABLE_SOURCES[name]()
-    embedded = embedded_embedding_table(name)  # the package's copy of a preset's rows: offline, no hdf5 read
+    # The package's copy of a preset's rows (offline, no hdf5 read), for preset names only (never a file's name).
+    embedded = embedded_embedding_table(name) if name in megnet_sources() else None
+    if embedded is not None and embedded[1] != presets.get_preset(name).files["hdf5"].sha256:
+        raise AtomSetsError(f"the embedded V0 table of {name} was read from another checkpoint than the preset's")
     try:
         rows = embedded[0] if embedded is not None else load_megnet(name).embedding_table()
     except UnknownPresetError as exc:

@@ -90,8 +90,8 @@ def tap_features(source, tap: str, ids, structures, progress: bool = False, cach
     return out
 
 
-def _site_weights(structure) -> np.ndarray:
-    """Occupancy of each site (1 for an ordered site)."""
+def site_weights(structure) -> np.ndarray:
+    """The weight of each site in the paper's weighted readouts (eq. 4): its occupancy (1 for an ordered site)."""
     return np.array([sum(site.species.values()) for site in structure], dtype=np.float32)
 
 
@@ -99,9 +99,9 @@ def _as_set(use: str, feature: np.ndarray, structure) -> tuple[np.ndarray, np.nd
     """The weighted set (values, weights) a head of kind ``use`` sees for one structure's tapped ``feature``:
     per-site rows (``atom``), or a set of one vector (structure-level taps, ``stats`` of the per-site rows)."""
     if use == "atom":
-        return np.asarray(feature, np.float32), _site_weights(structure)
+        return np.asarray(feature, np.float32), site_weights(structure)
     if use == "stats":
-        w = _site_weights(structure)[:, None]
+        w = site_weights(structure)[:, None]
         mean = (w * feature).sum(0) / w.sum()
         std = np.sqrt((w * (feature - mean) ** 2).sum(0) / w.sum())
         feature = np.concatenate([mean, std, feature.min(0), feature.max(0)])
