@@ -47,7 +47,6 @@ IN_MEMORY = "in_memory"
 STRUCTURE_COLUMNS = ("structure", "structures", "atoms")
 #: A string that reads as a formula rather than a path or a task name: it starts with an element (or a bracket).
 _FORMULA = re.compile(r"[A-Z(\[][A-Za-z0-9.()\[\]\s+-]*")
-_DATA_SUFFIXES = (".json", ".gz", ".csv", *data_io.ASE_SUFFIXES, ".cif", ".vasp", ".poscar")
 
 
 #: What the API takes as data (a type hint for readers): a path or a matbench task name, a
@@ -129,8 +128,8 @@ def is_path(data) -> bool:
         return True
     if not isinstance(data, str):
         return False
-    return Path(data).exists() or os.sep in data or data.lower().endswith(_DATA_SUFFIXES) or \
-        data.upper().startswith(("POSCAR", "CONTCAR")) or not _FORMULA.fullmatch(data.strip())
+    return Path(data).exists() or os.sep in data or data.lower().endswith(data_io.DATA_SUFFIXES) or \
+        data_io.is_structure_file_name(data) or not _FORMULA.fullmatch(data.strip())
 
 
 def _is_dataframe(data) -> bool:

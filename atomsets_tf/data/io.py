@@ -47,6 +47,8 @@ _STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
 TARGET_CANDIDATES = "target_candidates"
 #: Files read with ASE (``ase.io.read(path, index=":")``; the ``ase`` extra): every frame is an entry.
 ASE_SUFFIXES = (".extxyz", ".xyz", ".traj")
+#: Every file suffix a data file may have (JSON, CSV, ASE-readable, CIF/POSCAR): a string ending in one is a path.
+DATA_SUFFIXES = (".json", ".gz", ".csv", *ASE_SUFFIXES, *_STRUCTURE_SUFFIXES)
 #: Keys of ``Atoms.info`` that hold an entry's id, in order of preference.
 ATOMS_ID_KEYS = ("id", "name")
 #: What to install for ASE-readable files and ASE ``Atoms``.
@@ -352,8 +354,13 @@ def _table_from_dir(path: Path) -> Table:
     return checked_table(ids, inputs, None, "target", str(path), check=False)  # each file's entries are checked
 
 
+def is_structure_file_name(name: str) -> bool:
+    """Whether a file name is a CIF or POSCAR file's (``x.cif``, ``x.vasp``, ``POSCAR``, ``CONTCAR_1``, ...)."""
+    return Path(name).suffix.lower() in _STRUCTURE_SUFFIXES or Path(name).name.upper().startswith(("POSCAR", "CONTCAR"))
+
+
 def _is_structure_file(path: Path) -> bool:
-    return path.suffix.lower() in _STRUCTURE_SUFFIXES or path.name.upper().startswith(("POSCAR", "CONTCAR"))
+    return is_structure_file_name(path.name)
 
 
 def _table_from_structure_file(path: Path) -> Table:

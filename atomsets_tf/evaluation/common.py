@@ -160,17 +160,20 @@ def data_name(table: data_io.Table) -> str:
     return table.meta.get("task") or Path(table.source).name
 
 
-def fold_predictions(path: Path, test_ids: list[str] | None, column: str = "prediction") -> list[float] | None:
-    """``column`` of a run's ``test_predictions.csv`` (``prediction``, ``target``, or an ensemble's ``std``) in the
-    order of ``test_ids`` (``None``: the file's order); None when the file has no such column."""
+def fold_columns(path: Path, columns: tuple[str, ...], test_ids: list[str] | None = None) -> dict[str, list | None]:
+    """Columns of a run's ``test_predictions.csv``, read once: each as floats in the order of ``test_ids``
+    (``None``: the file's order), or None for a column the file lacks (an ensemble's ``std``)."""
     with open(path / "test_predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    if rows and column not in rows[0]:
-        return None
-    if test_ids is None:
-        return [float(row[column]) for row in rows]
-    by_id = {row["id"]: float(row[column]) for row in rows}
-    return [by_id[i] for i in test_ids]
+    if test_ids is not None:
+        by_id = {row["id"]: row for row in rows}
+        rows = [by_id[i] for i in test_ids]
+    return {c: ([float(row[c]) for row in rows] if not rows or c in rows[0] else None) for c in columns}
+
+
+def fold_predictions(path: Path, test_ids: list[str] | None, column: str = "prediction") -> list[float] | None:
+    """One column of :func:`fold_columns` (``prediction`` by default)."""
+    return fold_columns(path, (column,), test_ids)[column]
 
 
 def finished_run(path: str | os.PathLike, fingerprint: dict) -> dict | None:

@@ -37,7 +37,7 @@ from atomsets_tf.evaluation.common import (
     default_batch_size,
     default_training,
     finished_run,
-    fold_predictions,
+    fold_columns,
     optional_versions,
 )
 from atomsets_tf.evaluation.reference import reference_row, to_paper_units
@@ -166,8 +166,9 @@ def write_benchmark_plot(table: data_io.Table, model: str, out: Path, folds: lis
     Reads each fold's ``test_predictions.csv``. Returns the file name by kind, as ``summary.json`` records it
     (``{}`` without matplotlib, with a warning).
     """
-    targets = [y for fold in folds for y in fold_predictions(fold_dir(out, fold), None, "target")]
-    predictions = [y for fold in folds for y in fold_predictions(fold_dir(out, fold), None)]
+    columns = [fold_columns(fold_dir(out, fold), ("target", "prediction")) for fold in folds]
+    targets = [y for c in columns for y in c["target"]]
+    predictions = [y for c in columns for y in c["prediction"]]
     task_type = task_type_of(metric)
     title = f"{model} on {data_name(table)}: test sets of {len(folds)} fold{'s' if len(folds) > 1 else ''}"
     return write_test_plot(out, task_type, np.array(targets), np.array(predictions), title=title,
@@ -228,10 +229,10 @@ def write_matbench_results(table: data_io.Table, out: Path) -> Path | None:
                                   index=table.ids)
         for fold in mb_task.folds:
             test_ids = mb_task.validation[mb_task.folds_map[fold]].test
-            predictions = fold_predictions(fold_dir(out, fold), test_ids)  # a classifier's: its probabilities
+            columns = fold_columns(fold_dir(out, fold), ("prediction", "std"), test_ids)  # a classifier: probabilities
             # matbench takes an uncertainty for regression only
-            std = fold_predictions(fold_dir(out, fold), test_ids, "std") if meta.task_type == "regression" else None
-            mb_task.record(fold, predictions, std=std)
+            std = columns["std"] if meta.task_type == "regression" else None
+            mb_task.record(fold, columns["prediction"], std=std)
         path = out / MATBENCH_RESULTS
         bench.to_file(str(path))
         return path

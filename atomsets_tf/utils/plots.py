@@ -87,16 +87,23 @@ def parity_plot(y_true, y_pred, path: str | os.PathLike, *, quantity: str = "tar
     mae = float(np.mean(np.abs(y_true[finite] - y_pred[finite]))) if finite.any() else math.nan
     ax.scatter(y_true, y_pred, s=14, alpha=0.6, edgecolors="none", zorder=2,
                label=f"{len(y_true)} entries, MAE {mae:.3g}" + (f" {unit}" if unit else ""))
+    _finish_square(ax, limits, f"true {axis_label(quantity, unit)}", f"predicted {axis_label(quantity, unit)}",
+                   "upper left", title)
+    return save_figure(fig, path)
+
+
+def _finish_square(ax, limits: tuple[float, float], xlabel: str, ylabel: str, legend_at: str,
+                   title: str | None) -> None:
+    """The square axes of a parity plot or a ROC: equal limits on both axes, labels, legend, grid, title."""
     ax.set_xlim(limits)
     ax.set_ylim(limits)
     ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel(f"true {axis_label(quantity, unit)}")
-    ax.set_ylabel(f"predicted {axis_label(quantity, unit)}")
-    ax.legend(loc="upper left", fontsize="small", framealpha=0.9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(loc=legend_at, fontsize="small", framealpha=0.9)
     ax.grid(True, alpha=0.3)
     if title:
         ax.set_title(title, fontsize="medium")
-    return save_figure(fig, path)
 
 
 def roc_curve(y_true, probability) -> tuple[np.ndarray, np.ndarray, float]:
@@ -142,15 +149,8 @@ def roc_plot(y_true, probability, path: str | os.PathLike, *, title: str | None 
     fig, (ax,) = new_figure()
     ax.plot([0, 1], [0, 1], color="0.4", linestyle="--", linewidth=1, label="chance (AUC 0.5)")
     ax.plot(fpr, tpr, linewidth=2, label=f"{len(np.ravel(y_true))} entries, ROC-AUC {auc:.3f}")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal", adjustable="box")
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel(f"true positive rate ({positive} = 1)")
-    ax.legend(loc="lower right", fontsize="small", framealpha=0.9)
-    ax.grid(True, alpha=0.3)
-    if title:
-        ax.set_title(title, fontsize="medium")
+    _finish_square(ax, (-0.01, 1.01), "false positive rate", f"true positive rate ({positive} = 1)", "lower right",
+                   title)
     return save_figure(fig, path)
 
 
