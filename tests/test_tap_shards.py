@@ -81,7 +81,7 @@ def test_folder_output_equals_the_one_file_output(tmp_path, model_and_data):
     folder_ids, folder_taps = load_tap_folder(folder)
     assert is_tap_folder(folder) and not is_tap_folder(one_file)
     assert folder_ids == ids == table.ids
-    np.testing.assert_array_equal(folder_taps["f"], taps["f"])
+    np.testing.assert_allclose(folder_taps["f"], taps["f"], rtol=1e-5, atol=1e-6)  # other batches: other kernels
     assert len(folder_taps["V1"]) == len(taps["V1"]) == len(table)
     for a, b, s in zip(folder_taps["V1"], taps["V1"], table.inputs):
         assert a.shape == (len(s), 4)
