@@ -15,6 +15,9 @@ from atomsets_tf.workflows.retrain import retrain
 from tests._tables import write_matbench_json
 from tests.test_cli import error_lines
 
+#: Its models and datasets grow a process by about 1.5 GB: they run in a process of their own.
+pytestmark = pytest.mark.isolated
+
 PRESET = "megnet-mp-2019.4.1-formation_energy"
 OTHER_MEGNET = "megnet-mp-2019.4.1-efermi"
 TRAINING = TrainingConfig(epochs=2, patience=2, batch_size=8, seed=1)
