@@ -16,6 +16,7 @@ refuses other data.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -39,7 +40,7 @@ from atomsets_tf.data.io import (
 from atomsets_tf.data.structures import structure_from_dict
 from atomsets_tf.errors import AtomSetsError, DataFormatError
 
-__all__ = ["IN_MEMORY", "as_table", "is_structure", "table_content_hash"]
+__all__ = ["IN_MEMORY", "as_table", "entries_hash", "is_structure", "table_content_hash"]
 
 #: ``Table.meta`` key of a table read from memory (its runs fingerprint its content, not a path).
 IN_MEMORY = "in_memory"
@@ -105,21 +106,57 @@ def is_structure(value) -> bool:
 
 
 def table_content_hash(table: Table) -> str:
-    """A short SHA-256 of a table's ids, inputs (compositions as written; structures' lattice, species and
-    fractional coordinates) and targets: what a run on in-memory data fingerprints."""
+    """A short SHA-256 of a table's ids, inputs and targets (:func:`entries_hash`): what a run on in-memory data
+    fingerprints."""
+    return entries_hash(table.ids, table.inputs, table.targets)[:16]
+
+
+def entries_hash(ids: Sequence[str], inputs: Sequence, targets: np.ndarray | None = None) -> str:
+    """The SHA-256 of entries' ids, contents and targets, in one pass: the one fingerprint of data's content.
+
+    Runs on in-memory data (:func:`table_content_hash`), prepared datasets (their ``data_hash``) and tap folders
+    (what resumes) use it, so that changed structures under the same ids never pass for the same data.
+
+    Each input is hashed canonically: a pymatgen structure by its lattice, species and fractional coordinates; a
+    composition string as written; anything else (a structure dict as a JSON file holds it, a dict of arrays) by
+    its JSON with the keys sorted (arrays by dtype, shape and the SHA-256 of their bytes), so that neither the
+    order of a dict's keys nor the formatting of the numbers in a file changes it.
+
+    Args:
+        ids: the entry ids, ``ids[i]`` naming ``inputs[i]``.
+        inputs: the entries.
+        targets: one float per entry, or ``None``.
+
+    Returns:
+        The hex digest (64 characters).
+    """
     digest = hashlib.sha256()
-    for entry_id, value in zip(table.ids, table.inputs):
+    for entry_id, value in zip(ids, inputs):
         digest.update(f"{entry_id}\0".encode())
         if is_structure(value):
             digest.update(" ".join(site.species_string for site in value).encode())
             digest.update(np.ascontiguousarray(value.lattice.matrix, dtype=np.float64).tobytes())
             digest.update(np.ascontiguousarray(value.frac_coords, dtype=np.float64).tobytes())
+        elif isinstance(value, str):
+            digest.update(value.encode())
         else:
-            digest.update(str(value).encode())
+            digest.update(json.dumps(value, sort_keys=True, default=_json_default).encode())
         digest.update(b"\0")
-    if table.targets is not None:
-        digest.update(np.ascontiguousarray(table.targets, dtype=np.float64).tobytes())
-    return digest.hexdigest()[:16]
+    if targets is not None:
+        digest.update(np.ascontiguousarray(targets, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def _json_default(value) -> object:
+    """What :func:`entries_hash` writes for a value JSON has no form of (an array, a NumPy scalar, a structure)."""
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        return {"dtype": array.dtype.str, "shape": list(array.shape), "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "as_dict"):  # a pymatgen object inside a dict
+        return value.as_dict()
+    raise TypeError(f"cannot fingerprint a {type(value).__name__}")
 
 
 def is_path(data) -> bool:
