@@ -15,8 +15,6 @@ refuses other data.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import sys
@@ -29,6 +27,7 @@ import numpy as np
 
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.composition import composition_to_set
+from atomsets_tf.data.fingerprints import entries_hash, is_structure
 from atomsets_tf.data.io import (
     COMPOSITION_COLUMNS,
     ID_COLUMNS,
@@ -40,7 +39,7 @@ from atomsets_tf.data.io import (
 from atomsets_tf.data.structures import structure_from_dict
 from atomsets_tf.errors import AtomSetsError, DataFormatError
 
-__all__ = ["IN_MEMORY", "as_table", "entries_hash", "is_structure", "table_content_hash"]
+__all__ = ["IN_MEMORY", "as_table", "is_structure", "table_content_hash"]
 
 #: ``Table.meta`` key of a table read from memory (its runs fingerprint its content, not a path).
 IN_MEMORY = "in_memory"
@@ -99,64 +98,10 @@ def as_table(data: DataLike, targets: Sequence | np.ndarray | None = None, ids: 
     return _from_items(items, targets, ids if ids is not None else default_ids, target_name, source or label)
 
 
-def is_structure(value) -> bool:
-    """Whether ``value`` is a pymatgen ``Structure`` (or ``IStructure``), without importing pymatgen."""
-    module = sys.modules.get("pymatgen.core.structure")  # a Structure exists only once pymatgen has been imported
-    return module is not None and isinstance(value, module.IStructure)
-
-
 def table_content_hash(table: Table) -> str:
-    """A short SHA-256 of a table's ids, inputs and targets (:func:`entries_hash`): what a run on in-memory data
-    fingerprints."""
+    """A short SHA-256 of a table's ids, inputs and targets
+    (:func:`~atomsets_tf.data.fingerprints.entries_hash`): what a run on in-memory data fingerprints."""
     return entries_hash(table.ids, table.inputs, table.targets)[:16]
-
-
-def entries_hash(ids: Sequence[str], inputs: Sequence, targets: np.ndarray | None = None) -> str:
-    """The SHA-256 of entries' ids, contents and targets, in one pass: the one fingerprint of data's content.
-
-    Runs on in-memory data (:func:`table_content_hash`), prepared datasets (their ``data_hash``) and tap folders
-    (what resumes) use it, so that changed structures under the same ids never pass for the same data.
-
-    Each input is hashed canonically: a pymatgen structure by its lattice, species and fractional coordinates; a
-    composition string as written; anything else (a structure dict as a JSON file holds it, a dict of arrays) by
-    its JSON with the keys sorted (arrays by dtype, shape and the SHA-256 of their bytes), so that neither the
-    order of a dict's keys nor the formatting of the numbers in a file changes it.
-
-    Args:
-        ids: the entry ids, ``ids[i]`` naming ``inputs[i]``.
-        inputs: the entries.
-        targets: one float per entry, or ``None``.
-
-    Returns:
-        The hex digest (64 characters).
-    """
-    digest = hashlib.sha256()
-    for entry_id, value in zip(ids, inputs):
-        digest.update(f"{entry_id}\0".encode())
-        if is_structure(value):
-            digest.update(" ".join(site.species_string for site in value).encode())
-            digest.update(np.ascontiguousarray(value.lattice.matrix, dtype=np.float64).tobytes())
-            digest.update(np.ascontiguousarray(value.frac_coords, dtype=np.float64).tobytes())
-        elif isinstance(value, str):
-            digest.update(value.encode())
-        else:
-            digest.update(json.dumps(value, sort_keys=True, default=_json_default).encode())
-        digest.update(b"\0")
-    if targets is not None:
-        digest.update(np.ascontiguousarray(targets, dtype=np.float64).tobytes())
-    return digest.hexdigest()
-
-
-def _json_default(value) -> object:
-    """What :func:`entries_hash` writes for a value JSON has no form of (an array, a NumPy scalar, a structure)."""
-    if isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
-        return {"dtype": array.dtype.str, "shape": list(array.shape), "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
-    if isinstance(value, np.generic):
-        return value.item()
-    if hasattr(value, "as_dict"):  # a pymatgen object inside a dict
-        return value.as_dict()
-    raise TypeError(f"cannot fingerprint a {type(value).__name__}")
 
 
 def is_path(data) -> bool:

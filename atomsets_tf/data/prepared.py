@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf._version import __version__
-from atomsets_tf.data.inputs import entries_hash
+from atomsets_tf.data.fingerprints import entries_hash
 from atomsets_tf.data.records import (
     MANIFEST,
     BuiltEntry,
@@ -348,6 +348,8 @@ def prepare_dataset(
             with ``strict``, the first failing entry (naming its id); every entry failed
             (naming the first reason; no manifest is written).
         RecordSchemaError: a record that does not follow ``builder.schema``.
+        DataFormatError: duplicate ids, or an entry that cannot be fingerprinted
+            (:func:`~atomsets_tf.data.fingerprints.entries_hash`).
         RunLockedError: another run is writing ``out_dir``.
     """
     ids, targets = _check_inputs(ids, entries, targets, shard_size, workers)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf._version import __version__
-from atomsets_tf.data.inputs import entries_hash
+from atomsets_tf.data.fingerprints import entries_hash
 from atomsets_tf.data.io import Table
 from atomsets_tf.data.matbench_tasks import TASKS
 from atomsets_tf.data.taps import (
