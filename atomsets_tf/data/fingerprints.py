@@ -68,7 +68,7 @@ def _canonical_bytes(value) -> bytes:
                          np.ascontiguousarray(value.frac_coords, dtype=np.float64).tobytes()])
     if isinstance(value, str):
         return value.encode()
-    return json.dumps(value, sort_keys=True, default=_json_default).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def _json_default(value) -> object:
@@ -82,3 +82,7 @@ def _json_default(value) -> object:
     if hasattr(value, "as_dict"):  # a pymatgen object inside a dict
         return value.as_dict()
     return json.JSONEncoder().default(value)  # raises the TypeError that names the type
+
+
+#: Canonical JSON: keys sorted, compact; one encoder for all entries.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_json_default)
