@@ -232,10 +232,10 @@ def listed_file(folder: str | os.PathLike, name: object, listed_by: str | os.Pat
     if why is None and path.is_symlink():
         try:
             root, target = Path(folder).resolve(strict=True), path.resolve(strict=True)
-        except (OSError, RuntimeError):  # a dangling link or a loop: no file in the folder either
-            target, root = None, None
-        if target is None or root not in target.parents:
-            why = "a symlink that leads out of the folder"
+            if root not in target.parents:
+                why = "a symlink that leads out of the folder"
+        except (OSError, RuntimeError):  # a dangling link, or a loop
+            why = "a symlink that leads to no file"
     if why is not None:
         raise error(f"{listed_by} lists the file {name!r}, which is {why}: refused (every file it lists must lie "
                     f"in {folder})")
