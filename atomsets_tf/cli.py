@@ -285,8 +285,9 @@ def tap(model, data, layers, output, shard_size, batch_size, quiet) -> None:
     A folder (-o DIR/) is written as it goes, so memory stays flat on large
     inputs: shards taps-00000.npz, taps-00001.npz, ... of --shard-size
     structures, each in the layout above with its own `ids` and offsets, then
-    index.json (tap names, widths, levels, shards with their first entry and
-    sha256, the model and data). Rerun an interrupted command to resume it.
+    index.json (tap names, widths, levels, shards with their first entry,
+    sha256 and size, the model and data). Rerun an interrupted command to
+    resume it (on the same structures: changed ones are refused).
     Read it with atomsets_tf.data.taps.load_tap_folder or read_tap_shards.
     """
     from atomsets_tf.data.io import load
@@ -335,7 +336,10 @@ def tap(model, data, layers, output, shard_size, batch_size, quiet) -> None:
 def prepare(data, model, out_dir, features_from, workers, shard_size, strict, restart, quiet) -> None:
     """Prepare DATA once for a model: graphs or taps in TFRecord shards, read by every command that takes DATA.
 
-    An interrupted run started again continues: finished shards are kept.
+    An interrupted run started again continues: finished shards are kept (on
+    the same data: other ids, targets or structures need --restart). Entries
+    that cannot be prepared are listed in manifest.json; when none can be,
+    it is an error.
     """
     from atomsets_tf.workflows.prepare import prepare as prepare_data
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+#: Tests marked ``isolated`` run in a child process of their own (``_isolated.py``).
+pytest_plugins = ["_isolated"]
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

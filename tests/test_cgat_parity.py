@@ -458,6 +458,7 @@ def test_small_training_step_and_adamw(graphs, small_io):
 
 
 @pytest.mark.slow
+@pytest.mark.isolated  # the 62M-parameter model's step takes 3.7 GB: a process of its own
 def test_default_forward_and_training_step(default_io):
     """Default (62M-parameter) model from the recipe: every intermediate, loss and gradient norms.
 

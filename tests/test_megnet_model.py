@@ -162,15 +162,16 @@ def test_results_do_not_depend_on_the_batch(model):
     for bs in (2, 3, 7):
         together = model.tap(structures, names, batch_size=bs)
         for i in range(len(structures)):
-            for n in ("V1", "E3"):
-                np.testing.assert_array_equal(together[n][i], alone[i][n][0])
-            np.testing.assert_array_equal(together["u3"][i], alone[i]["u3"][0])
+            # the graph blocks to float32 rounding: a matmul over another row count may take another kernel
+            # (seen on AMD EPYC: 4.5e-6, relative 1.8e-5; bit for bit on the Intel machines before)
+            for n in ("V1", "E3", "u3"):
+                np.testing.assert_allclose(together[n][i], alone[i][n][0], rtol=1e-4, atol=1e-5)
             # Set2Set: the float32 exp of the last few elements of a tensor may take a scalar
             # code path, so padding can move a readout by an ulp
             for n in ("v_r", "f"):
-                np.testing.assert_allclose(together[n][i], alone[i][n][0], rtol=0, atol=1e-5)
+                np.testing.assert_allclose(together[n][i], alone[i][n][0], rtol=1e-5, atol=1e-5)
             # only the last Dense (16 -> 1) may round differently with the batch's row count
-            np.testing.assert_allclose(together["prediction"][i], alone[i]["prediction"][0], rtol=0, atol=2e-6)
+            np.testing.assert_allclose(together["prediction"][i], alone[i]["prediction"][0], rtol=1e-6, atol=2e-6)
 
 
 def test_plan_batches_covers_everything_within_budget():

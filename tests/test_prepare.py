@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from atomsets_tf.cli import main
+from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.workflows.fit import ModelConfig, fit
 from atomsets_tf.workflows.prepare import prepare
 from atomsets_tf.workflows.retrain import retrain
 from tests._tables import write_matbench_json
 from tests.test_cli import error_lines
+
+#: Its models and datasets grow a process by about 1.5 GB: they run in a process of their own.
+pytestmark = pytest.mark.isolated
 
 PRESET = "megnet-mp-2019.4.1-formation_energy"
 OTHER_MEGNET = "megnet-mp-2019.4.1-efermi"
@@ -220,3 +225,38 @@ def test_structures_of_a_file_are_parsed_and_checked_in_the_workers(perovskites,
     (line,) = error_lines(capsys.readouterr().err)
     assert table.ids[1] in line and str(data) in line
 
+
+
+def test_predict_refuses_a_manifest_naming_a_shard_outside_its_folder(megnet_dataset, tmp_path, capsys):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(megnet_dataset, tampered)
+    shutil.copy(tampered / "shard-00000.tfrecord", tmp_path / "x.tfrecord")  # its sha256 and size match
+    manifest = json.loads((tampered / "manifest.json").read_text())
+    manifest["shards"][0]["file"] = "../x.tfrecord"
+    (tampered / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["predict", PRESET, str(tampered), "-o", str(tmp_path / "p.csv")]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "'../x.tfrecord'" in line and str(tampered) in line
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_file_in_which_every_entry_fails_is_an_error(perovskites, tmp_path, capsys):
+    table = perovskites.subset(range(4))
+    data = write_matbench_json(table, tmp_path / "entries.json", "e_form")
+    raw = json.loads(data.read_text())
+    for row in raw["data"]:  # ComputedStructureEntry dicts: not structures (yet)
+        row[0] = {"@module": "pymatgen.entries.computed_entries", "@class": "ComputedStructureEntry",
+                  "structure": row[0], "energy": -1.0, "data": {}}
+    data.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert main(["prepare", str(data), "--for", PRESET, "-o", str(tmp_path / "cli"), "--quiet"]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "none of the 4 entries" in line and str(data) in line and table.ids[0] in line
+    with pytest.raises(AtomSetsError, match=f"none of the 4 entries.*{table.ids[0]}"):
+        prepare(data, PRESET, tmp_path / "api", progress=False)
+    one_good = json.loads(data.read_text())
+    one_good["data"][2][0] = one_good["data"][2][0]["structure"]
+    data.write_text(json.dumps(one_good))
+    assert main(["prepare", str(data), "--for", PRESET, "-o", str(tmp_path / "partial"), "--quiet"]) == 0
+    assert "1 entries in 1 shards" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -323,3 +324,66 @@ def test_shuffled_passes_differ_reproduce_and_survive_a_global_seed_of_zero(prep
     assert sorted(first) == sorted(second) == sorted(prepared.positions.tolist())
     assert first != second  # each pass is shuffled anew
     assert orders(1)[0] == second  # a resumed stream continues the sequence
+
+
+def _edit_manifest(folder: Path, edit) -> None:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    edit(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_shard_files_that_lead_out_of_the_folder_are_refused_on_open(tmp_path):
+    folder = tmp_path / "toy"
+    _prepare(folder)
+    outside = tmp_path / "x.tfrecord"  # a copy of shard 0 beside the folder: its sha256 and size match
+    outside.write_bytes((folder / "shard-00000.tfrecord").read_bytes())
+    for name in ("../x.tfrecord", str(outside)):
+        _edit_manifest(folder, lambda m, name=name: m["shards"][0].update(file=name))
+        with pytest.raises(PreparedDatasetError, match=f"{re.escape(repr(name))}.*a path.*{re.escape(str(folder))}"):
+            PreparedDataset.open(folder)
+    _edit_manifest(folder, lambda m: m["shards"][0].update(file="shard-00000.tfrecord"))
+    PreparedDataset.open(folder).verify()
+    (folder / "shard-00000.tfrecord").unlink()
+    (folder / "shard-00000.tfrecord").symlink_to(outside)
+    with pytest.raises(PreparedDatasetError, match="'shard-00000.tfrecord'.*symlink that leads out"):
+        PreparedDataset.open(folder)
+
+
+def test_a_shard_of_another_byte_count_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "toy"
+    _prepare(folder)
+    _edit_manifest(folder, lambda m: m["shards"][1].update(bytes=m["shards"][1]["bytes"] + 1))
+    dataset = PreparedDataset.open(folder)  # the bytes of the shard are those it was written with
+    for read in (dataset.verify, dataset.records, lambda: dataset.stream(batch_size=4)):
+        with pytest.raises(CorruptShardError, match="shard-00001.tfrecord.* bytes, .*manifest.json records"):
+            read()
+    _edit_manifest(folder, lambda m: m["shards"][1].pop("bytes"))
+    with pytest.raises(PreparedDatasetError, match="garbled"):
+        PreparedDataset.open(folder)
+
+
+def test_changed_contents_under_the_same_ids_are_refused_unless_restarted(tmp_path):
+    folder = tmp_path / "toy"
+    ids, entries, targets = _data()
+    options = {"parent": {"family": "toy", "sha256": "ab" * 32}, "shard_size": 8, "progress": False}
+    first = prepare_dataset(ids, entries, targets, folder, ToyBuilder(), **options)
+    reordered = [dict(reversed(list(e.items()))) for e in entries]  # key order is not content
+    assert prepare_dataset(ids, reordered, targets, folder, ToyBuilder(), **options) == first
+    moved = [dict(e) for e in entries]
+    moved[3] = {**moved[3], "pos": moved[3]["pos"] + 0.5}
+    with pytest.raises(PreparedDatasetError, match=f"{re.escape(str(folder))}.*data_hash differs"):
+        prepare_dataset(ids, moved, targets, folder, ToyBuilder(), **options)
+    again = prepare_dataset(ids, moved, targets, folder, ToyBuilder(), restart=True, **options)
+    assert again["data_hash"] != first["data_hash"]
+    record = PreparedDataset.open(folder).records([3])[0]
+    np.testing.assert_allclose(record["pos"], moved[3]["pos"].astype(np.float32))
+
+
+def test_a_dataset_in_which_every_entry_fails_is_an_error(tmp_path):
+    ids, entries, targets = _data()
+    for entry in entries:
+        entry["z"][0] = 0
+    with pytest.raises(PreparedDatasetError, match=f"none of the {N_ENTRIES} entries.*the first: e000"):
+        prepare_dataset(ids, entries, targets, tmp_path / "none", ToyBuilder(), parent={}, shard_size=8,
+                        progress=False)
+    assert not (tmp_path / "none" / MANIFEST).exists()

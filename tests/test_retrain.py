@@ -12,6 +12,9 @@ from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.workflows.retrain import retrain
 from tests._tables import write_matbench_json
 
+#: Its MEGNet and CGAT retrains grow a process by about 1.8 GB: they run in a process of their own.
+pytestmark = pytest.mark.isolated
+
 PRESET = "megnet-mp-2019.4.1-formation_energy"
 
 

@@ -15,7 +15,6 @@ refuses other data.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.composition import composition_to_set
+from atomsets_tf.data.fingerprints import entries_hash, is_structure
 from atomsets_tf.data.io import (
     COMPOSITION_COLUMNS,
     ID_COLUMNS,
@@ -98,28 +98,10 @@ def as_table(data: DataLike, targets: Sequence | np.ndarray | None = None, ids: 
     return _from_items(items, targets, ids if ids is not None else default_ids, target_name, source or label)
 
 
-def is_structure(value) -> bool:
-    """Whether ``value`` is a pymatgen ``Structure`` (or ``IStructure``), without importing pymatgen."""
-    module = sys.modules.get("pymatgen.core.structure")  # a Structure exists only once pymatgen has been imported
-    return module is not None and isinstance(value, module.IStructure)
-
-
 def table_content_hash(table: Table) -> str:
-    """A short SHA-256 of a table's ids, inputs (compositions as written; structures' lattice, species and
-    fractional coordinates) and targets: what a run on in-memory data fingerprints."""
-    digest = hashlib.sha256()
-    for entry_id, value in zip(table.ids, table.inputs):
-        digest.update(f"{entry_id}\0".encode())
-        if is_structure(value):
-            digest.update(" ".join(site.species_string for site in value).encode())
-            digest.update(np.ascontiguousarray(value.lattice.matrix, dtype=np.float64).tobytes())
-            digest.update(np.ascontiguousarray(value.frac_coords, dtype=np.float64).tobytes())
-        else:
-            digest.update(str(value).encode())
-        digest.update(b"\0")
-    if table.targets is not None:
-        digest.update(np.ascontiguousarray(table.targets, dtype=np.float64).tobytes())
-    return digest.hexdigest()[:16]
+    """A short SHA-256 of a table's ids, inputs and targets
+    (:func:`~atomsets_tf.data.fingerprints.entries_hash`): what a run on in-memory data fingerprints."""
+    return entries_hash(table.ids, table.inputs, table.targets)[:16]
 
 
 def is_path(data) -> bool:

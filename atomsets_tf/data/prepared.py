@@ -28,7 +28,6 @@ and its id (``id``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import re
@@ -44,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf._version import __version__
+from atomsets_tf.data.fingerprints import entries_hash
 from atomsets_tf.data.records import (
     MANIFEST,
     BuiltEntry,
@@ -56,7 +56,7 @@ from atomsets_tf.data.records import (
     init_worker,
 )
 from atomsets_tf.errors import AtomSetsError, CorruptShardError, DataFormatError, PreparedDatasetError
-from atomsets_tf.utils.io import LOCK_FILE, atomic_path, output_lock, write_json_atomic
+from atomsets_tf.utils.io import LOCK_FILE, atomic_path, check_file_size, listed_file, output_lock, write_json_atomic
 from atomsets_tf.utils.io import sha256_file as file_sha256
 from atomsets_tf.utils.progress import progress_bar
 
@@ -137,13 +137,6 @@ def _finished_shard(folder: Path, index: int, ids: Sequence[str]) -> dict | None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return sidecar if sorted(listed) == sorted(ids) else None
-
-
-def data_hash(ids: Sequence[str], targets: np.ndarray | None) -> str:
-    """The sha256 of the entries' ids, their targets and their number."""
-    digest = hashlib.sha256(json.dumps({"n_entries": len(ids), "ids": list(ids)}).encode())
-    digest.update(b"null" if targets is None else np.ascontiguousarray(targets, dtype="<f8").tobytes())
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -352,15 +345,18 @@ def prepare_dataset(
 
     Raises:
         PreparedDatasetError: ``out_dir`` holds another dataset or foreign files;
-            with ``strict``, the first failing entry (naming its id).
+            with ``strict``, the first failing entry (naming its id); every entry failed
+            (naming the first reason; no manifest is written).
         RecordSchemaError: a record that does not follow ``builder.schema``.
+        DataFormatError: duplicate ids, or an entry that cannot be fingerprinted
+            (:func:`~atomsets_tf.data.fingerprints.entries_hash`).
         RunLockedError: another run is writing ``out_dir``.
     """
     ids, targets = _check_inputs(ids, entries, targets, shard_size, workers)
     folder = Path(out_dir)
     schema = builder.schema
     fingerprint = {"format": FORMAT, "version": VERSION, "kind": builder.kind, "schema": schema.to_json(),
-                   "settings": builder.settings, "parent": parent, "data_hash": data_hash(ids, targets),
+                   "settings": builder.settings, "parent": parent, "data_hash": entries_hash(ids, entries, targets),
                    "shard_size": int(shard_size)}
     try:
         fingerprint = json.loads(json.dumps(fingerprint))  # as a rerun reads it back (tuples become lists)
@@ -371,6 +367,7 @@ def prepare_dataset(
         _claim_folder(folder, fingerprint, restart)
         sidecars = _build_shards(folder, ids, entries, builder, batch_builder, int(shard_size), int(workers),
                                  strict, progress)
+        _check_some_prepared(folder, sidecars, source)
         manifest = _manifest(fingerprint, ids, targets, sidecars, source)
         write_json_atomic(folder / MANIFEST, manifest)
     return manifest
@@ -405,6 +402,15 @@ def _build_shards(folder, ids, entries, builder, batch_builder, shard_size, work
     finally:
         bar.close()
     return [sidecars[i] for i in range(len(slices))]
+
+
+def _check_some_prepared(folder: Path, sidecars: list[dict], source: Any) -> None:
+    """Refuse a dataset in which every entry failed (no manifest is written: it is not a dataset)."""
+    failures = [f for s in sidecars for f in s["failures"]]
+    if failures and not any(s["n_records"] for s in sidecars):
+        data = source.get("data") if isinstance(source, dict) else None
+        raise PreparedDatasetError(f"none of the {len(failures)} entries{f' of {data}' if data else ''} could be "
+                                   f"prepared in {folder}; the first: {failures[0]['reason']}")
 
 
 def _manifest(fingerprint: dict, ids: list[str], targets, sidecars: list[dict], source: Any) -> Manifest:
@@ -495,6 +501,7 @@ class PreparedDataset:
             self.shards = [dict(s) for s in manifest["shards"]]
             self.failures = list(manifest["failures"])
             counts = np.array([int(s["n_records"]) for s in self.shards], dtype=np.int64)
+            self._shard_bytes = [_byte_count(s["bytes"]) for s in self.shards]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PreparedDatasetError(f"{self.manifest_path} is garbled ({type(exc).__name__}: {exc})") from None
         lengths = {len(self.ids), len(self.positions), len(self.sizes), int(counts.sum())}
@@ -503,6 +510,8 @@ class PreparedDataset:
                                        f"shard record counts disagree)")
         #: the shard of each record (index into ``shards``)
         self.record_shards = np.repeat(np.arange(len(self.shards)), counts)
+        self._shard_files = [listed_file(path, s.get("file"), self.manifest_path, PreparedDatasetError)
+                             for s in self.shards]
 
     @classmethod
     def open(cls, path: str | Path) -> PreparedDataset:
@@ -523,8 +532,8 @@ class PreparedDataset:
 
     @property
     def shard_files(self) -> list[Path]:
-        """The shard files, in order."""
-        return [self.path / s["file"] for s in self.shards]
+        """The shard files, in order (each checked, when the dataset was opened, to lie in :attr:`path`)."""
+        return list(self._shard_files)
 
     def check_compatible(self, kind: str, settings: dict, parent_sha256: str | None = None,
                          what: str = "this model") -> None:
@@ -554,12 +563,13 @@ class PreparedDataset:
             raise PreparedDatasetError(f"{self.manifest_path} does not fit {what}: {'; '.join(problems)}")
 
     def verify(self) -> None:
-        """Check every shard's sha256 against the manifest.
+        """Check every shard's byte count and sha256 against the manifest.
 
         Raises:
             CorruptShardError: naming the first shard file that is missing or differs.
         """
-        for shard, path in zip(self.shards, self.shard_files):
+        for j, (shard, path) in enumerate(zip(self.shards, self._shard_files)):
+            self.check_sizes([j])
             try:
                 digest = file_sha256(path)
             except OSError as exc:
@@ -569,20 +579,14 @@ class PreparedDataset:
                                         f"manifest's {shard['sha256'][:12]}.. (prepare the dataset again)")
 
     def check_sizes(self, shard_indices: Sequence[int] | None = None) -> None:
-        """Cheap check of shard file sizes against the manifest (catches truncated and missing shards).
+        """Cheap check of shard file sizes against the manifest's byte counts (catches truncated, grown and missing
+        shards); :meth:`records`, :meth:`stream` and :meth:`verify` call it before reading a shard.
 
         Raises:
             CorruptShardError: naming the shard file.
         """
         for j in range(len(self.shards)) if shard_indices is None else shard_indices:
-            path, expected = self.shard_files[j], self.shards[j].get("bytes")
-            try:
-                actual = path.stat().st_size
-            except OSError as exc:
-                raise CorruptShardError(f"shard {path} cannot be read ({exc.strerror or exc})") from None
-            if expected is not None and actual != int(expected):
-                raise CorruptShardError(f"shard {path} is truncated or corrupt: {actual} bytes, the manifest "
-                                        f"says {expected}")
+            check_file_size(self._shard_files[j], self._shard_bytes[j], self.manifest_path, CorruptShardError)
 
     def data_loss_error(self, exc: Exception) -> CorruptShardError:
         """The CorruptShardError for a ``tf.errors.DataLossError`` raised while streaming (finds the shard).
@@ -817,6 +821,13 @@ class PreparedDataset:
         return dataset.bucket_by_sequence_length(
             lambda element: tf.cast(element["n"][group], tf.int32), boundaries,
             [batch_size] * (len(boundaries) + 1), drop_remainder=drop_remainder)
+
+
+def _byte_count(value: object) -> int:
+    """A shard's recorded byte count: a non-negative int (else the manifest is garbled)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"a shard's bytes is {value!r}, not a byte count")
+    return value
 
 
 def _first_line(exc: Exception) -> str:

@@ -14,7 +14,10 @@ consecutive entries (its own ``ids``; ``L.offsets`` local to the shard), and
      "model": "...", "data": "...", "shard_size": N, "settings": "<fingerprint>",
      "taps": {name: {"level": "atom" | "structure" | "model", "width": d}},
      "shards": [{"file": "taps-00000.npz", "n": entries, "first": index of its first entry,
-                 "sha256": "..."}, ...]}
+                 "sha256": "...", "bytes": its size}, ...]}
+
+Every ``file`` must be a plain file name in the folder (no path, no symlink leading out of it): an index that
+lists anything else is refused before any shard is read.
 
 :func:`read_tap_shards` yields one shard at a time, :func:`load_tap_folder` joins them.
 """
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from atomsets_tf.errors import DataFormatError
+from atomsets_tf.utils.io import check_file_size, listed_file
 from atomsets_tf.utils.io import sha256_file as file_sha256
 
 OFFSETS = ".offsets"
@@ -128,16 +132,34 @@ def read_tap_index(folder: str | os.PathLike, name: str = INDEX_FILE) -> dict:
         raise DataFormatError(f"{path} is not a tap index (no format {FOLDER_FORMAT!r} with a list of shards)")
     if index.get("version", 0) > FOLDER_VERSION:
         raise DataFormatError(f"{path} is version {index['version']}; this atomsets-tf reads up to {FOLDER_VERSION}")
+    for shard in index["shards"]:
+        if not isinstance(shard, dict):
+            raise DataFormatError(f"{path} lists a shard that is not an object ({shard!r})")
+        shard_path(folder, shard, name)
     return index
 
 
-def read_shard(folder: str | os.PathLike, shard: Mapping[str, object]) -> tuple[list[str], dict[str, object]]:
-    """``(ids, taps)`` of one shard of an index, checked against its sha256 and entry count.
+def shard_path(folder: str | os.PathLike, shard: Mapping[str, object], index_name: str = INDEX_FILE) -> Path:
+    """The path of a shard that an index of ``folder`` lists, refused unless it is a plain file name in ``folder``
+    (:func:`~atomsets_tf.utils.io.listed_file`).
 
     Raises:
-        DataFormatError: naming the shard file when it is missing, corrupt or not the one the index lists.
+        DataFormatError: naming the index and the entry.
     """
-    path = Path(folder) / str(shard["file"])
+    return listed_file(folder, shard.get("file"), Path(folder) / index_name, DataFormatError)
+
+
+def read_shard(folder: str | os.PathLike, shard: Mapping[str, object]) -> tuple[list[str], dict[str, object]]:
+    """``(ids, taps)`` of one shard of an index, checked against its byte count (when the index records one),
+    sha256 and entry count.
+
+    Raises:
+        DataFormatError: naming the shard file when it is missing, corrupt, not the one the index lists or not in
+            ``folder``.
+    """
+    path = shard_path(folder, shard)
+    if "bytes" in shard:  # indexes written before byte counts were recorded have none
+        check_file_size(path, shard["bytes"], Path(folder) / INDEX_FILE, DataFormatError)
     try:
         digest = file_sha256(path)
     except OSError as exc:

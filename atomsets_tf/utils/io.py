@@ -11,12 +11,12 @@ import socket
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
 
-from atomsets_tf.errors import OutputPathError, RunLockedError
+from atomsets_tf.errors import AtomSetsError, OutputPathError, RunLockedError
 
 try:
     import fcntl
@@ -202,3 +202,56 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 16), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def listed_file(folder: str | os.PathLike, name: object, listed_by: str | os.PathLike,
+                error: type[AtomSetsError]) -> Path:
+    """``folder / name`` for a file that an index of ``folder`` (a manifest) names, refused unless it stays inside.
+
+    ``name`` must be a plain file name: no path separator (``/`` or ``\\``), not ``.`` or ``..``, not absolute,
+    no drive, and not a symlink that resolves outside ``folder``. Nothing is read: call it before opening.
+
+    Args:
+        folder: the folder the index describes.
+        name: the file name the index holds.
+        listed_by: the index, for the message.
+        error: the error to raise (the reader's own kind).
+
+    Returns:
+        The path of the file in ``folder``.
+
+    Raises:
+        error: naming ``folder``, ``listed_by`` and the entry.
+    """
+    why = None
+    if not isinstance(name, str) or not name or name in (".", "..") or "\0" in name:
+        why = "not a file name"
+    elif "/" in name or "\\" in name or os.path.isabs(name) or PureWindowsPath(name).drive:
+        why = "a path, not a plain file name"
+    path = Path(folder) / str(name)
+    if why is None and path.is_symlink():
+        try:
+            root, target = Path(folder).resolve(strict=True), path.resolve(strict=True)
+            if root not in target.parents:
+                why = "a symlink that leads out of the folder"
+        except (OSError, RuntimeError):  # a dangling link, or a loop
+            why = "a symlink that leads to no file"
+    if why is not None:
+        raise error(f"{listed_by} lists the file {name!r}, which is {why}: refused (every file it lists must lie "
+                    f"in {folder})")
+    return path
+
+
+def check_file_size(path: Path, expected: object, listed_by: str | os.PathLike, error: type[AtomSetsError]) -> None:
+    """Refuse ``path`` unless it holds ``expected`` bytes, as its index ``listed_by`` records (a cheap check of a
+    truncated, grown or missing file, before reading it).
+
+    Raises:
+        error: naming the file, its size and the recorded one.
+    """
+    try:
+        actual = path.stat().st_size
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if actual != expected:
+        raise error(f"{path} is truncated or corrupt: {actual} bytes, {listed_by} records {expected}")

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf._version import __version__
+from atomsets_tf.data.fingerprints import entries_hash
 from atomsets_tf.data.io import Table
 from atomsets_tf.data.matbench_tasks import TASKS
 from atomsets_tf.data.taps import (
@@ -163,13 +164,17 @@ class TapShardWriter:
     and removes the partial index. Nothing of a chunk is kept once it is written.
 
     When ``ids`` is given and the folder holds the partial (or complete) index of a
-    run with the same settings (model, data, ids, tap names, shard size), the shards
+    run with the same settings (model, data, ids and the entries' contents, tap names,
+    shard size), the shards
     whose sha256 still matches are kept: :attr:`done` entries need not be tapped again.
 
     Args:
         folder: the output folder (created if needed).
         shard_size: entries per shard; every chunk but the last must have exactly this many.
         ids: every entry's id, in order (enables resuming, and checks the total on exit).
+        inputs: the entries (structures), ``inputs[i]`` named by ``ids[i]``: their contents are
+            fingerprinted (:func:`~atomsets_tf.data.inputs.entries_hash`), so that changed structures
+            under the same ids are refused rather than resumed (``None``: the ids alone).
         names: the tap names, for the settings of a resume.
         model: the model the taps come from (a path or preset name), for the index.
         data: the data they were computed on, for the index.
@@ -181,14 +186,16 @@ class TapShardWriter:
     """
 
     def __init__(self, folder: str | os.PathLike, shard_size: int, *, ids: Sequence[str] | None = None,
-                 names: Sequence[str] = (), model: str = "", data: str = "", resume: bool = True):
+                 inputs: Sequence | None = None, names: Sequence[str] = (), model: str = "", data: str = "",
+                 resume: bool = True):
         if shard_size < 1:
             raise ValueError(f"shard_size must be at least 1, got {shard_size}")
         self.folder = Path(folder)
         self.shard_size = int(shard_size)
         self.n_total = None if ids is None else len(ids)
         self.model, self.data = str(model), str(data)
-        self.settings = None if ids is None else _tap_settings(ids, names, self.shard_size, self.model, self.data)
+        self.settings = None if ids is None else _tap_settings(ids, inputs, names, self.shard_size, self.model,
+                                                               self.data)
         self.resume = resume and ids is not None
         self.done = 0
         self._shards: list[dict] = []
@@ -229,7 +236,8 @@ class TapShardWriter:
         widths = {k: v["width"] for k, v in self._levels.items() if v["width"] is not None}
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **pack_taps(ids, taps, widths))
-        self._shards.append({"file": path.name, "n": n, "first": self.done, "sha256": file_sha256(path)})
+        self._shards.append({"file": path.name, "n": n, "first": self.done, "sha256": file_sha256(path),
+                             "bytes": path.stat().st_size})
         self.done += n
         write_json_atomic(self.folder / PARTIAL_INDEX_FILE, self._index(complete=False))
 
@@ -319,15 +327,18 @@ def write_tap_folder(model, table: Table, names: Sequence[str], folder: str | os
             a bad tap name or entry (the shards before it are kept).
     """
     names = list(names)
-    with TapShardWriter(folder, shard_size, ids=table.ids, names=names, model=model_name, data=data) as writer:
+    with TapShardWriter(folder, shard_size, ids=table.ids, inputs=table.inputs, names=names, model=model_name,
+                        data=data) as writer:
         writer.write_all(iter_tap_table(model, table, names, batch_size, shard_size, progress, start=writer.done))
     return writer.index
 
 
-def _tap_settings(ids: Sequence[str], names: Sequence[str], shard_size: int, model: str, data: str) -> str:
-    """A fingerprint of what a tap folder holds: equal fingerprints, interchangeable shards."""
-    ids_digest = hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()
-    text = json.dumps({"ids": ids_digest, "n": len(ids), "names": list(names), "shard_size": shard_size,
+def _tap_settings(ids: Sequence[str], inputs: Sequence | None, names: Sequence[str], shard_size: int, model: str,
+                  data: str) -> str:
+    """A fingerprint of what a tap folder holds (the entries' ids and contents, the taps, the model):
+    equal fingerprints, interchangeable shards."""
+    contents = entries_hash(ids, [None] * len(ids) if inputs is None else inputs)
+    text = json.dumps({"entries": contents, "n": len(ids), "names": list(names), "shard_size": shard_size,
                        "model": model, "data": data})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

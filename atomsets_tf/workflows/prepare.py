@@ -95,7 +95,10 @@ def prepare(
 
     Raises:
         AtomSetsError: bad data, an unknown model, or (``strict``) an entry that cannot be prepared.
-        PreparedDatasetError: ``out_dir`` holds a dataset prepared otherwise (and not ``restart``).
+        PreparedDatasetError: ``out_dir`` holds a dataset prepared otherwise (other settings, or other data: other
+            ids, targets or structures; and not ``restart``); no entry at all could be prepared (naming the first
+            reason: the file and the entry). A data set of which only some entries fail is prepared, and the
+            manifest lists the failures.
     """
     builder, parent = record_builder(model, features_from)
     batch_builder = getattr(builder, "build_batch", None)

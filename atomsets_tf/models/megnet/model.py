@@ -29,7 +29,9 @@ the original megnet (run under tf-keras on the same inputs), in any padded batch
 The Set2Set readouts match to a few 1e-6 (TensorFlow's float32 ``exp`` of the
 last elements of a tensor may take a scalar code path, so padding can move them
 by an ulp). A structure's result does not depend on the other structures of its
-batch: bit for bit up to the graph blocks' outputs, to float32 rounding after.
+batch, to float32 rounding (on some CPUs bit for bit up to the graph blocks'
+outputs; on others a matmul over another row count takes another kernel, and the
+graph blocks move by about 1e-5 relative).
 """
 
 from __future__ import annotations
