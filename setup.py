@@ -8,6 +8,14 @@ here = Path(__file__).parent
 about: dict = {}
 exec((here / "atomsets_tf" / "_version.py").read_text(), about)
 
+#: The data-only packages and the files of each (no code: importlib finds them by their folder).
+DATA_PACKAGES = {
+    "atomsets_tf.resources": ["README.md", "*.json.gz"],
+    "atomsets_tf.resources.megnet_v0": ["*.json.gz"],
+    "atomsets_tf.pretrained": ["presets.json", "literature.json", "*/model.keras", "*/README.md", "*/metrics.json",
+                               "megnet/elemental_embedding_1MEGNet_layer.json", "megnet/LICENSE"],
+}
+
 setup(
     name="atomsets-tf",
     version=about["__version__"],
@@ -16,12 +24,12 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    # The repository's pretrained/ folder (our checkpoints and model cards) installs as atomsets_tf.pretrained.
-    packages=[*find_packages(include=["atomsets_tf", "atomsets_tf.*"]), "atomsets_tf.pretrained"],
+    # The repository's pretrained/ folder (our checkpoints and model cards, and megnet's element table) installs as
+    # atomsets_tf.pretrained. The data folders are packages of their own, each with the files it holds, so that the
+    # wheel carries every file the package reads (tests/test_wheel.py builds one and checks).
+    packages=[*find_packages(include=["atomsets_tf", "atomsets_tf.*"]), *DATA_PACKAGES],
     package_dir={"atomsets_tf.pretrained": "pretrained"},
-    package_data={"atomsets_tf": ["resources/*", "resources/**/*"],
-                  "atomsets_tf.pretrained": ["presets.json", "*/model.keras", "*/README.md", "*/metrics.json"]},
-    include_package_data=True,
+    package_data=DATA_PACKAGES,
     install_requires=[
         # TensorFlow itself comes from the `cpu` or `gpu` extra (or a TF you
         # installed yourself): its CPU and GPU builds are different distributions.

@@ -150,8 +150,9 @@ def _run_settings(opts: dict):
 _ELEMENT_FEATURES_OPTION = click.option(
     "--element-features", "element_features", multiple=True, metavar="NAME",
     help="Repeatable. atomsets-v0: take V0 from these sources, concatenated per element "
-         "(unscaled): megnet (its JSON table), matscholar (CGAT's), or a MEGNet preset / checkpoint "
-         "(its embedding layer), e.g. megnet-mp-2019.4.1-formation_energy.")
+         "(unscaled): megnet (its 16-wide JSON table), matscholar (CGAT's), or a MEGNet preset / checkpoint "
+         "(its embedding layer). Default: megnet-mp-2019.4.1-formation_energy, the AtomSets paper's V0 "
+         "(embedded: offline).")
 
 
 @cli.command()

@@ -7,7 +7,8 @@ files, each with a path relative to a models folder, a sha256 and a download URL
 1. ``$ATOMSETS_TF_MODELS`` (a folder you manage yourself);
 2. the checkpoints this project trained, shipped with the package (the
    repository's ``pretrained/`` folder, installed as ``atomsets_tf.pretrained``;
-   listed in its ``presets.json``, each with a model card);
+   listed in its ``presets.json``, each with a model card), which also holds megnet's
+   16-wide elemental embedding (``megnet/elemental_embedding_1MEGNet_layer.json``, BSD-3);
 3. the cache folder, ``$ATOMSETS_TF_CACHE`` or ``~/.cache/atomsets_tf``;
 4. the project's ``shared/pretrained`` folder (development and CI; see
    :func:`atomsets_tf.utils.io.shared_dir`);
@@ -164,7 +165,8 @@ register_preset(
 )
 
 def bundled_dir() -> Path:
-    """The folder of the checkpoints this project trained (``pretrained/`` in the repository)."""
+    """The folder of the checkpoints this project trained and of megnet's element table (``pretrained/`` in the
+    repository)."""
     import atomsets_tf.pretrained  # the installed presets' data package (no code), found on first use
 
     return Path(atomsets_tf.pretrained.__file__).parent

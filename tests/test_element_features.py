@@ -148,3 +148,47 @@ def test_the_embedded_v0_table_is_the_checkpoints_own(shared):
     np.testing.assert_array_equal(rows, load_megnet(FORMATION).embedding_table())
     np.testing.assert_array_equal(element_source_table(FORMATION).table, rows)
     assert embedded_embedding_table("megnet-mp-2019.4.1-efermi") is None  # only the one preset is embedded
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No ../shared, an empty cache and models folder, and every download refused: only what the package ships."""
+    from atomsets_tf import presets
+
+    monkeypatch.setattr(presets, "shared_dir", lambda: None)
+    monkeypatch.setenv(presets.CACHE_ENV, str(tmp_path / "empty-cache"))
+    monkeypatch.delenv(presets.MODELS_ENV, raising=False)
+
+    def no_download(pf, dest):
+        raise OSError(f"offline: {pf.url}")
+
+    monkeypatch.setattr(presets, "_download", no_download)
+
+
+def test_the_default_v0_of_atomsets_v0_is_the_parent_formation_energy_megnets_and_works_offline(offline, tmp_path):
+    from atomsets_tf.data.elements import embedded_embedding_table
+    from atomsets_tf.workflows.fit import featurize
+
+    assert element_sources.DEFAULT_V0_SOURCES == (FORMATION,)
+    table = learnable_table(40)
+    _, default_table = featurize(table, "atomsets-v0")
+    rows, _ = embedded_embedding_table(FORMATION)
+    np.testing.assert_array_equal(default_table.table[1:], rows[1:])  # row 0: no element
+    assert default_table.known[1:].all() and not default_table.known[0]
+    # A default run records its V0 as if named: the fingerprint of README command 1's explicit source.
+    result = fit(table, "atomsets-v0", training=TINY, progress=False, out_dir=tmp_path / "run")
+    assert result.metrics["n_train"] > 0
+    assert fit_model_settings("atomsets-v0", element_features=[FORMATION]) == fit_model_settings(
+        "atomsets-v0", element_features=element_sources.v0_sources("atomsets-v0", None, None))
+
+
+def test_megnets_16_wide_table_ships_with_the_package(offline, shared):
+    """megnet's ``elemental_embedding_1MEGNet_layer.json`` is found offline, equal to megnet's file, float for float."""
+    from atomsets_tf import presets
+    from atomsets_tf.data.elements import megnet_element_table, megnet_element_table_path
+
+    path = megnet_element_table_path()
+    assert path.parent.parent == presets.bundled_dir()  # the package's copy, not the project's ../shared
+    shipped = ElementTable.from_json(shared / "pretrained" / "megnet" / "elemental_embedding_1MEGNet_layer.json")
+    np.testing.assert_array_equal(megnet_element_table().table, shipped.table)
+    np.testing.assert_array_equal(megnet_element_table().known, shipped.known)

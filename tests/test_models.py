@@ -104,10 +104,10 @@ def test_v0_embedding_stays_fixed(tmp_path, shared):
     table = small_steels(40)
     result = fit(table, "atomsets-v0", training=TrainingConfig(epochs=3, patience=3, batch_size=8),
                  model_config=ModelConfig(units=8), progress=False)
-    from atomsets_tf.data.elements import megnet_element_table
+    from atomsets_tf.models.atomsets.element_sources import DEFAULT_V0_SOURCES, element_features_table
 
     emb = np.asarray(result.model.get_layer("element_embedding").embeddings)
-    ref = megnet_element_table().table
+    ref = element_features_table(list(DEFAULT_V0_SOURCES)).table  # the default V0, kept fixed through training
     np.testing.assert_array_equal(emb[: len(ref)], ref)
 
 

@@ -26,6 +26,7 @@ from atomsets_tf.data.records import MANIFEST
 from atomsets_tf.data.structures import (  # noqa: F401  (MIN_SITE_DISTANCE: re-exported, read from here)
     MIN_SITE_DISTANCE,
     check_site_distances,
+    merge_shared_positions,
     structure_from_dict,
 )
 from atomsets_tf.errors import (
@@ -288,6 +289,8 @@ def checked_table(ids, inputs, targets_raw, target_name, source, check: bool = T
     if len(kinds) != 1:
         raise DataFormatError(f"{source} mixes compositions and structures")
     kind = kinds.pop()
+    if kind == "structure":  # partly occupied species listed at one position: one disordered site
+        inputs = [x if isinstance(x, dict) else merge_shared_positions(x) for x in inputs]
     if check:
         _check_inputs(list(ids), list(inputs), kind, source)
     targets = None if targets_raw is None else numeric_targets(targets_raw, ids, source)

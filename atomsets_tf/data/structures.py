@@ -21,10 +21,15 @@ from atomsets_tf.errors import DataFormatError
 #: or a broken file (pymatgen's CIF reader refuses them, its JSON and POSCAR readers do not);
 #: graph models would silently turn them into zero-length bonds.
 MIN_SITE_DISTANCE = 0.5
+#: Sites closer than this (Å) share one position: partly occupied species there form one disordered site.
+SAME_POSITION = 0.01
+#: Occupancies may sum to 1 plus this (rounding in a file's numbers).
+OCCUPANCY_TOLERANCE = 1e-6
 
 
 def structure_from_dict(value: dict, entry_id: str, source: str):
-    """The pymatgen ``Structure`` of ``value`` (``Structure.as_dict()``).
+    """The pymatgen ``Structure`` of ``value`` (``Structure.as_dict()``), partly occupied species that share a
+    position merged into one disordered site (:func:`merge_shared_positions`).
 
     Raises:
         DataFormatError: not a structure dict, naming the file and the entry.
@@ -32,9 +37,53 @@ def structure_from_dict(value: dict, entry_id: str, source: str):
     from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
 
     try:
-        return Structure.from_dict(value)
+        structure = Structure.from_dict(value)
     except Exception as exc:  # pymatgen raises many kinds
         raise DataFormatError(f"{source}: entry {entry_id}: not a pymatgen structure dict ({exc})") from None
+    return merge_shared_positions(structure)
+
+
+def merge_shared_positions(structure):
+    """``structure`` with its partly occupied sites that share a position (within :data:`SAME_POSITION` Å) merged
+    into one disordered site, as a CIF reader does with ``Fe 0.5`` and ``Ni 0.5`` on one site: a JSON file or a
+    ``Structure`` may list them as two sites, which are then no overlap but one site of ``Fe0.5 Ni0.5``.
+
+    Sites whose occupancies at one position sum to more than 1 are left as they are (an atom written twice, which
+    :func:`check_site_distances` refuses). An ordered structure is returned as it is, at no cost.
+    """
+    if structure.is_ordered:
+        return structure
+    centres, neighbours, _, _ = structure.get_neighbor_list(SAME_POSITION)
+    partial = [site.species.num_atoms < 1 - OCCUPANCY_TOLERANCE for site in structure]
+    first = list(range(len(structure)))  # each site's group: the lowest index at its position
+    for i, j in sorted(zip(centres.tolist(), neighbours.tolist())):
+        if i != j and partial[i] and partial[j]:
+            root, other = sorted((_group(first, i), _group(first, j)))
+            first[other] = root
+    groups: dict[int, list[int]] = {}
+    for i in range(len(structure)):
+        groups.setdefault(_group(first, i), []).append(i)
+    merged = [g for g in groups.values()
+              if len(g) > 1 and sum(structure[i].species.num_atoms for i in g) <= 1 + OCCUPANCY_TOLERANCE]
+    if not merged:
+        return structure
+    from pymatgen.core import Structure  # pymatgen is slow to import: already loaded here (a structure exists)
+
+    result = Structure.from_sites(list(structure))  # a mutable copy (an IStructure has no replace)
+    for group in merged:
+        species = sum((structure[i].species for i in group[1:]), structure[group[0]].species)
+        result.replace(group[0], species, coords=structure[group[0]].frac_coords,
+                       properties=structure[group[0]].properties)
+    result.remove_sites([i for group in merged for i in group[1:]])
+    return result
+
+
+def _group(first: list[int], i: int) -> int:
+    """The group of site ``i`` (union-find with path halving)."""
+    while first[i] != i:
+        first[i] = first[first[i]]
+        i = first[i]
+    return i
 
 
 def check_site_distances(structure, entry: str, min_distance: float = MIN_SITE_DISTANCE) -> None:

@@ -10,7 +10,7 @@ scikit-learn and Keras 3's own wrappers (``keras.wrappers.SKLearnRegressor`` /
 2. :class:`AtomSetsRegressor` / :class:`AtomSetsClassifier` (Keras' wrappers) build an
    :class:`~atomsets_tf.models.AtomSets` model on that layout: a :class:`ElementSetInputs` layer decodes
    the array into the package's weighted sets (``atoms``, ``weights``), the element features are the V0
-   table (MEGNet's elemental embedding by default, kept fixed: AtomSets-V0) and the readout is the paper's
+   table (the formation-energy MEGNet's embedding by default, kept fixed: AtomSets-V0) and the readout is the paper's
    weighted mean (or set2set).
 
 :func:`make_atomsets_pipeline` chains them, so that ``cross_val_score``, ``GridSearchCV`` (parameters
@@ -43,7 +43,7 @@ from atomsets_tf.errors import (
     InvalidTargetError,
     MissingExtraError,
 )
-from atomsets_tf.models.atomsets.element_sources import element_features_table
+from atomsets_tf.models.atomsets.element_sources import DEFAULT_V0_SOURCES, element_features_table
 from atomsets_tf.models.atomsets.features import composition_sets
 from atomsets_tf.models.atomsets.model import N_ELEMENTS, AtomSets
 
@@ -314,8 +314,9 @@ class _AtomSetsEstimator:
     """What the AtomSets regressor and classifier share (placed before Keras' wrapper in their bases).
 
     Args:
-        element_features: the V0 element table: ``"megnet"`` (MEGNet's 16-wide elemental embedding, the
-            paper's V0), ``"matscholar"``, a MEGNet preset, or a list of them (concatenated; see
+        element_features: the V0 element table: by default the paper's V0, the formation-energy MEGNet's embedding
+            (``DEFAULT_V0_SOURCES``); ``"megnet"`` (megnet's 16-wide JSON table), ``"matscholar"``, a MEGNet preset,
+            or a list of them (concatenated; see
             :mod:`~atomsets_tf.models.atomsets.element_sources`); kept fixed (AtomSets-V0). ``None``: a trainable
             embedding of width ``embedding_dim`` (AtomSets).
         embedding_dim: width of the trainable embedding (``element_features=None`` only).
@@ -331,7 +332,7 @@ class _AtomSetsEstimator:
             tiny data (tests, quick searches) and slower otherwise.
     """
 
-    def __init__(self, element_features: str | Sequence[str] | None = "megnet", embedding_dim: int = 16,
+    def __init__(self, element_features: str | Sequence[str] | None = DEFAULT_V0_SOURCES, embedding_dim: int = 16,
                  units: int = 32, readout: str | Sequence[str] = "mean", n_layers_before_readout: int = 2,
                  n_layers_after_readout: int = 2, activation: str = "relu", epochs: int = 100,
                  batch_size: int = 32, learning_rate: float = 1e-3, random_state: int | None = None,

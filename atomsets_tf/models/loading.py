@@ -15,13 +15,14 @@ import json
 import os
 import zipfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from atomsets_tf import presets
 from atomsets_tf.data.inputs import as_table
-from atomsets_tf.errors import CheckpointError
+from atomsets_tf.errors import CheckpointError, DisorderedSiteError
 from atomsets_tf.models.base import load_keras_model
 from atomsets_tf.models.registry import FAMILY_MODULES, families, family, family_of
 from atomsets_tf.utils.progress import progress_bar
@@ -70,18 +71,37 @@ def load_model(spec: str | os.PathLike):
     """
     p = Path(os.fspath(spec))
     if p.is_file():
-        return _load_file(p)
+        model = _load_file(p)
+        model.loaded_as = str(p)
+        return model
     if any(sep in os.fspath(spec) for sep in (os.sep, "/")) or p.suffix in MODEL_SUFFIXES:
         raise CheckpointError(f"no such model file: {p}")
     preset = presets.get_preset(str(spec))
     if preset.kind in FAMILY_MODULES:
-        return family(preset.kind).from_preset(preset.name)
+        model = family(preset.kind).from_preset(preset.name)
+        model.loaded_as = preset.name  # what messages call it (see model_label)
+        return model
     raise CheckpointError(f"preset {preset.name!r} is a {preset.kind}, not a model")
 
 
 def model_kind(model) -> str:
     """The family of ``model``: ``"atomsets"``, ``"megnet"`` or ``"cgat"``."""
     return family_of(model).name
+
+
+def model_label(model) -> str:
+    """What messages call ``model``: the preset name or file :func:`load_model` read it from, else its family."""
+    return getattr(model, "loaded_as", None) or family_of(model).name
+
+
+@contextmanager
+def naming_the_model(model) -> Iterator[None]:
+    """Name ``model`` in a :class:`~atomsets_tf.errors.DisorderedSiteError` raised inside (by the graphs of a
+    MEGNet or CGAT, perhaps the parent an AtomSets model taps)."""
+    try:
+        yield
+    except DisorderedSiteError as exc:
+        raise DisorderedSiteError(f"{model_label(model)} needs ordered sites (one element per site): {exc}") from None
 
 
 def predict_table(model, table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
@@ -97,7 +117,8 @@ def predict_table(model, table, batch_size: int | None = None, progress: bool = 
     Returns:
         float ``(n,)``, in the order of the entries.
     """
-    return family_of(model).predict_table(model, as_table(table), batch_size, progress)
+    with naming_the_model(model):
+        return family_of(model).predict_table(model, as_table(table), batch_size, progress)
 
 
 def model_task_type(model) -> str:
@@ -110,13 +131,15 @@ def predict_with_std(model, table, batch_size: int | None = None,
                      progress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Predictions of any loaded model and their standard deviation: an ensemble's (rescaled) spread over its
     members, ``None`` for a single model. ``table``: as :func:`predict_table`'s."""
-    return family_of(model).predict_with_std(model, as_table(table), batch_size, progress)
+    with naming_the_model(model):
+        return family_of(model).predict_with_std(model, as_table(table), batch_size, progress)
 
 
 def tap_table(model, table, names, batch_size: int | None = None, progress: bool = False) -> dict:
     """Intermediate features of a MEGNet or CGAT model (see their ``tap``) for the structures of ``table`` (as
     :func:`predict_table`'s: a Table, a DataFrame, structures, ASE ``Atoms``, ...)."""
-    return family_of(model).tap_table(model, as_table(table), list(names), batch_size, progress)
+    with naming_the_model(model):
+        return family_of(model).tap_table(model, as_table(table), list(names), batch_size, progress)
 
 
 def iter_tap_table(model, table, names: Sequence[str], batch_size: int | None = None, chunk_size: int = 4096,
@@ -156,7 +179,8 @@ def iter_tap_table(model, table, names: Sequence[str], batch_size: int | None = 
             def report(done: int, total: int, first: int = first) -> None:
                 bar.update(first + done - bar.n)
 
-            taps = owner.tap_table(model, chunk, names, batch_size, report if progress else False)
+            with naming_the_model(model):
+                taps = owner.tap_table(model, chunk, names, batch_size, report if progress else False)
             bar.update(first + len(chunk) - bar.n)
             yield chunk.ids, taps
             del chunk, taps  # freed before the next chunk is tapped

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf.data import io as data_io
-from atomsets_tf.data.elements import ElementTable, megnet_element_table
+from atomsets_tf.data.elements import ElementTable
 from atomsets_tf.data.inputs import DataLike, as_table
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
@@ -41,6 +41,7 @@ from atomsets_tf.models.atomsets.element_sources import (
     check_element_features,
     element_features_settings,
     element_features_table,
+    v0_sources,
 )
 from atomsets_tf.models.atomsets.features import composition_sets, structural_sets
 from atomsets_tf.models.atomsets.model import AtomSets
@@ -111,8 +112,9 @@ def featurize(
 
     Compositional models (``atomsets``, ``atomsets-v0``) see compositions
     (structures are reduced to theirs); ``atomsets-v0`` looks its elements up in
-    its V0 table: the JSON table megnet ships, the embedding layer of
-    ``features_from`` (a MEGNet checkpoint or preset), or, given
+    its V0 table: by default the embedding layer of the paper's parent, the
+    formation-energy MEGNet (embedded in the package); the embedding layer of
+    ``features_from`` (a MEGNet checkpoint or preset); or, given
     ``element_features``, those sources concatenated per element
     (:func:`~atomsets_tf.models.atomsets.element_sources.element_features_table`).
     Structural models (see :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`)
@@ -129,10 +131,9 @@ def featurize(
         return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress), None
     element_table = None
     if model == "atomsets-v0":
-        if element_features is not None:
-            element_table = element_features_table(element_features)
-        elif features_from is None:
-            element_table = megnet_element_table()
+        sources = v0_sources(model, features_from, element_features)
+        if sources is not None:
+            element_table = element_features_table(sources)
         else:
             rows = load_megnet(features_from).embedding_table()
             known = np.ones(len(rows), dtype=bool)
@@ -245,7 +246,8 @@ def fit(
             models tap, and that ``atomsets-v0`` may take V0 from.
         element_features: the V0 sources of ``atomsets-v0``, concatenated (unscaled) per element:
             ``"megnet"``, ``"matscholar"``, MEGNet presets or checkpoints (see
-            :mod:`~atomsets_tf.models.atomsets.element_sources`); ``None``: V0 as ``features_from`` says.
+            :mod:`~atomsets_tf.models.atomsets.element_sources`); ``None``: V0 as ``features_from`` says, and
+            without it the paper's own, the formation-energy MEGNet's embedding (``DEFAULT_V0_SOURCES``).
         val_fraction, split_file: see :func:`make_splits`.
         strategy: a ``tf.distribute.Strategy`` (see
             :func:`~atomsets_tf.training.strategy.get_strategy`); the default
@@ -263,6 +265,7 @@ def fit(
     check_model_name(model)
     if element_features is not None:
         check_element_features(model, features_from, element_features)
+    element_features = v0_sources(model, features_from, element_features)  # the default V0, recorded as such
     table, targets, task_type = load_targets(data, task_type)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
     model_config = model_config or ModelConfig()

@@ -2,11 +2,13 @@
 
 A source is named by a string:
 
-* ``"megnet"``: the 16-wide elemental embedding megnet ships (the paper's V0; elements H..Pu less a few);
+* ``"megnet"``: the 16-wide elemental embedding megnet ships (``elemental_embedding_1MEGNet_layer.json``, shipped
+  with the package too; elements H..Pu less a few);
 * ``"matscholar"``: the 200-wide matscholar embedding CGAT starts from (H..Lr);
 * a MEGNet preset (``megnet-mp-2019.4.1-formation_energy``, ``megnet-mp-2018.6.1-band_gap_regression``,
   ``megnet-mp-2019.4.1-log10K``, ``megnet-mp-2019.4.1-log10G``, ``megnet-mp-2019.4.1-efermi``, ...; see
   ``atomsets-tf models``) or a MEGNet checkpoint file: the 16-wide ``atom_embedding`` layer it learnt (H..Pu).
+  The formation-energy MEGNet's is the default (:data:`DEFAULT_V0_SOURCES`), the AtomSets paper's V0.
 
 :func:`element_features_table` concatenates the sources per element, unscaled
 (:meth:`~atomsets_tf.data.elements.ElementTable.concatenate`); an element that any
@@ -34,12 +36,17 @@ from atomsets_tf.data.elements import (
 )
 from atomsets_tf.errors import AtomSetsError, UnknownPresetError
 from atomsets_tf.models.megnet.model import load_megnet
+from atomsets_tf.models.registry import DEFAULT_SOURCE
 
 #: The sources that are element tables (not MEGNet models), by name.
 TABLE_SOURCES: dict[str, Callable[[], ElementTable]] = {
     "megnet": megnet_element_table,
     "matscholar": matscholar_element_table,
 }
+#: The V0 of ``atomsets-v0`` when neither ``element_features`` nor ``features_from`` names one: the AtomSets paper's
+#: own (Table 1: "transferring learned V0 from the parent formation energy model"), the atom embedding of the parent
+#: formation-energy MEGNet. The package embeds its rows (``resources/megnet_v0/``), so the default runs offline.
+DEFAULT_V0_SOURCES: tuple[str, ...] = (DEFAULT_SOURCE,)
 #: Whether :func:`element_features_table` standardises each source per column before concatenating
 #: (recorded in a run's fingerprint: see :func:`element_features_settings`). Off: see the module's docstring.
 STANDARDIZE_SOURCES = False
@@ -59,6 +66,17 @@ def check_element_features(model: str, features_from: str | None, element_featur
     if features_from is not None:
         raise AtomSetsError("atomsets-v0 takes its V0 table from element_features (--element-features) or from "
                             "features_from (--features-from), not both: name the MEGNet in element_features")
+
+
+def v0_sources(model: str, features_from: str | None, element_features: Sequence[str] | str | None) -> list[str] | None:
+    """The element feature sources a run of ``model`` takes its V0 table from: ``element_features`` as given; for
+    ``atomsets-v0`` with neither ``element_features`` nor ``features_from``, :data:`DEFAULT_V0_SOURCES`; else None
+    (``features_from``'s embedding, or no V0 table)."""
+    if element_features is not None:
+        return [element_features] if isinstance(element_features, str) else list(element_features)
+    if model == "atomsets-v0" and features_from is None:
+        return list(DEFAULT_V0_SOURCES)
+    return None
 
 
 def element_source_names(names: Sequence[str] | str) -> list[str]:

@@ -77,6 +77,7 @@ from atomsets_tf.data.padding import pad_stack, padded_length, size_bucketed_bat
 from atomsets_tf.data.records import FieldSpec, RecordSchema
 from atomsets_tf.errors import (
     DataFormatError,
+    DisorderedSiteError,
     EmptyStructureError,
     TooFewNeighboursError,
     UnknownElementError,
@@ -343,8 +344,8 @@ def _site_symbols(structure: Any, structure_id: str | None) -> list[str]:
         pass
     for i, site in enumerate(structure):
         if not site.is_ordered:
-            raise DataFormatError(f"{_describe(structure, structure_id)}: site {i} is disordered "
-                                  f"({site.species}); CGAT needs ordered sites")
+            raise DisorderedSiteError(f"{_describe(structure, structure_id)}: site {i} is disordered "
+                                      f"({site.species}); CGAT needs ordered sites")
     raise DataFormatError(f"{_describe(structure, structure_id)}: a site has no element; CGAT needs ordered sites")
 
 

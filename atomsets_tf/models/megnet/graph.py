@@ -34,7 +34,13 @@ import numpy as np
 
 from atomsets_tf.data.padding import pad_stack, padded_length
 from atomsets_tf.data.records import FieldSpec, RecordSchema
-from atomsets_tf.errors import DataFormatError, EmptyStructureError, IsolatedAtomError, UnknownElementError
+from atomsets_tf.errors import (
+    DataFormatError,
+    DisorderedSiteError,
+    EmptyStructureError,
+    IsolatedAtomError,
+    UnknownElementError,
+)
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -95,7 +101,9 @@ def _atomic_numbers(structure: Structure, name: str, max_z: int | None) -> np.nd
     if len(structure) == 0:
         raise EmptyStructureError(f"{name} has no sites")
     if not structure.is_ordered:
-        raise DataFormatError(f"{name} has a disordered site; MEGNet needs one element per site")
+        site = next(i for i, s in enumerate(structure) if not s.is_ordered)
+        raise DisorderedSiteError(f"{name}: site {site} is disordered ({structure[site].species}); MEGNet's graphs "
+                                  f"need one element per site")
     atoms = np.array([site.specie.Z for site in structure], dtype=np.int32)
     if max_z is not None and (atoms.max() > max_z or atoms.min() < 1):
         bad = int(atoms.max() if atoms.max() > max_z else atoms.min())
