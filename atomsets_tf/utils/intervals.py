@@ -54,6 +54,7 @@ def parse_save_interval(value: float | int | str) -> SaveInterval:
     number, unit = match["number"], match["unit"] or ""
     if unit.startswith("step"):
         if "." in number or int(number) < 1:
-            raise IntervalError(f"checkpoint interval {value!r}: a step count is a whole number from 1")
+            raise IntervalError(f"checkpoint interval {value!r}: a step count is a whole number from 1; use "
+                                f"{INTERVAL_FORMS}")
         return SaveInterval(steps=int(number))
     return SaveInterval(seconds=float(number) * _SECONDS_PER_UNIT[unit])
