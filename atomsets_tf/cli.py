@@ -15,13 +15,29 @@ import click  # noqa: E402
 from atomsets_tf._version import __version__  # noqa: E402
 from atomsets_tf.data.targets import OUTPUT_KINDS  # noqa: E402  (plain data: no TensorFlow)
 from atomsets_tf.models.registry import BENCHMARK_MODELS, FIT_MODELS  # noqa: E402  (plain data: no TensorFlow)
+from atomsets_tf.utils.intervals import IntervalError, parse_save_interval  # noqa: E402  (plain: no TensorFlow)
 from atomsets_tf.utils.startup import import_tensorflow_quietly  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 
 
+class SaveIntervalType(click.ParamType):
+    """``--checkpoint-every``: checked by :func:`~atomsets_tf.utils.intervals.parse_save_interval`, passed on as
+    given."""
+
+    name = "INTERVAL"
+
+    def convert(self, value, param, ctx):
+        try:
+            parse_save_interval(str(value))
+        except IntervalError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value).strip()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="atomsets-tf")
+
 def cli() -> None:
     """AtomSets transfer learning with graph networks (Keras 3 / TensorFlow)."""
 
@@ -73,9 +89,10 @@ def _training_options(command):
                      show_default=True, help="tf.distribute strategy (multi-worker reads TF_CONFIG)."),
         click.option("--replicas", type=click.IntRange(1), default=None,
                      help="Mirrored replicas; on a CPU-only machine, the CPU is split into this many logical devices."),
-        click.option("--checkpoint-every", type=click.FloatRange(0), default=30.0, show_default=True,
-                     help="Seconds between saves of the resumable training state (also saved after the first "
-                          "epoch, and at the end of the epoch on Ctrl-C or SIGTERM)."),
+        click.option("--checkpoint-every", type=SaveIntervalType(), default="30", show_default=True,
+                     help="Least interval between saves of the resumable training state, mid-epoch too: seconds "
+                          "(30), a time (30s, 10min, 2h) or training steps (500steps). It is also saved after the "
+                          "first epoch, and after the current batch on Ctrl-C or SIGTERM; a rerun resumes there."),
         click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
                      help="Output folder (model.keras, metrics.json, test_predictions.csv, training_log.csv, and with the plot "
                           "extra parity.png or roc.png and training_curve.png)."),
@@ -136,7 +153,7 @@ def _run_settings(opts: dict):
     strategy = get_strategy(opts["strategy_name"], opts["replicas"])
     training = TrainingConfig(
         epochs=opts["epochs"], patience=opts["patience"], batch_size=opts["batch_size"], learning_rate=opts["lr"],
-        seed=opts["seed"], checkpoint_interval_s=opts["checkpoint_every"], loss=opts["loss"],
+        seed=opts["seed"], checkpoint_every=opts["checkpoint_every"], loss=opts["loss"],
         schedule=opts["schedule"], schedule_period=opts["schedule_period"],
         mixed_precision=opts["mixed_precision"], optimizer=opts["optimizer"], weight_decay=opts["weight_decay"],
         steps_per_epoch=opts["steps_per_epoch"],

@@ -32,7 +32,7 @@ if os.environ.get("KILL_AFTER_EPOCH"):  # simulate a crash right after the resum
     callbacks.TrainingCheckpoint.on_epoch_end = save_then_die
 out = sys.argv[3] if len(sys.argv) > 3 else None
 config = TrainingConfig(epochs=EPOCHS, patience=EPOCHS, batch_size=16, learning_rate=1e-2, seed=3,
-                        checkpoint_interval_s=0)
+                        checkpoint_every=0)
 result = fit(sys.argv[2], "atomsets", training=config, model_config=ModelConfig(units=8), out_dir=out,
              progress=False, strategy=strategy)
 print(json.dumps({**{k: result.metrics[k] for k in ("replicas", "strategy", "val_mae", "epochs_run",

@@ -32,7 +32,7 @@ def parsing(self, shards, *args):
         read.append(sorted(self.shards[j]["file"] for j in shards))
     return parsed(self, shards, *args)
 PreparedDataset.stream, PreparedDataset._parsed = streaming, parsing
-config = TrainingConfig(epochs=3, patience=3, batch_size=8, learning_rate=1e-2, seed=3, checkpoint_interval_s=0)
+config = TrainingConfig(epochs=3, patience=3, batch_size=8, learning_rate=1e-2, seed=3, checkpoint_every=0)
 result = fit(sys.argv[2], "mlp-f", training=config, model_config=ModelConfig(units=8), progress=False,
              strategy=strategy)
 print(json.dumps({"replicas": result.metrics["replicas"], "val_mae": result.metrics["val_mae"],

@@ -268,7 +268,7 @@ def test_sigint_and_sigterm_save_the_state_and_a_rerun_resumes(tmp_path):
         assert len(lines) == 1 and "interrupted; the training state was saved in" in lines[0]
         assert "run the same command to resume" in lines[0] and "Traceback" not in err
         done = saved_epochs(out)
-        assert log_epochs(out) == list(range(done))  # saved at the end of the epoch it stopped in
+        assert log_epochs(out) == list(range(done))  # saved in the epoch it stopped in: its row comes later
         assert not (out / "metrics.json").exists() and not (out / LOCK_FILE).exists()
     proc = start_fit(csv, out, epochs)
     _, err = proc.communicate(timeout=300)
@@ -282,7 +282,7 @@ def test_a_second_signal_stops_at_once(capsys):
 
     stop = callbacks.GracefulStop(lambda: "interrupted; nothing was saved")
     stop._handle(signal.SIGTERM, None)
-    assert stop.signum == signal.SIGTERM and "end of this epoch" in capsys.readouterr().err
+    assert stop.signum == signal.SIGTERM and "stopping after this batch" in capsys.readouterr().err
     with pytest.raises(TrainingInterrupted, match="nothing was saved") as raised:
         stop._handle(signal.SIGINT, None)
     assert isinstance(raised.value, KeyboardInterrupt) and raised.value.signum == signal.SIGINT

@@ -136,7 +136,8 @@ def make_dataset(
     first_epoch: int = 0,
     pad_multiple: int = 8,
     dense_limit: int = 32,
-    epoch_source=None,
+    position_source=None,
+    first_step: int = 0,
 ):
     """A ``tf.data.Dataset`` of padded batches ``(inputs, y)`` (or only inputs).
 
@@ -150,17 +151,21 @@ def make_dataset(
     length and batches are drawn in random order.
 
     The dataset holds the passes ``first_epoch .. epochs - 1`` back to back
-    (``n_batches`` batches each; train with ``steps_per_epoch=n_batches(...)``).
+    (``n_batches`` batches each; train with ``steps_per_epoch=n_batches(...)``),
+    less the first ``first_step`` batches of pass ``first_epoch`` (a run resumed
+    mid-epoch sees exactly the batches of that pass it had not seen, in order).
     With ``shuffle``, pass ``e`` draws its order from NumPy with ``seed`` and
     ``e``, so a run is reproducible, a resumed run continues the same sequence,
     and every ``tf.distribute`` strategy sees the same batches (tf.data's own
     shuffle is reseeded when a dataset is distributed). Batches are along axis
     0, so ``tf.distribute`` can split them.
 
-    ``epoch_source``, a callable returning the number of epochs completed so far,
-    makes the dataset safe to re-iterate: an iterator created midway (Keras does
-    so at each epoch under a ``MirroredStrategy``) starts at the right epoch
-    instead of replaying the first one.
+    ``position_source``, a callable returning ``(epochs completed, batches done
+    of the next epoch)`` so far (:meth:`~atomsets_tf.training.callbacks.BatchCounter.position`),
+    overrides ``first_epoch`` / ``first_step`` and makes the dataset safe to
+    re-iterate: an iterator created midway (Keras does so at each epoch under a
+    ``MirroredStrategy``) starts at the right batch instead of replaying the
+    first epoch. (A streamed collection reads it once, when the dataset is made.)
 
     ``targets`` is ``(n,)``, or ``(n, 1 + K)``: the target and K per-example weights (an ensemble's
     bootstrap multiplicities, read by :class:`~atomsets_tf.training.losses.EnsembleLoss`).
@@ -170,9 +175,11 @@ def make_dataset(
     instead: endless passes, each reshuffled in a bounded buffer and bucketed
     by size inside it.
     """
+    position = (lambda: (first_epoch, first_step)) if position_source is None else position_source
     if getattr(sets, "streams", False):
-        start = first_epoch if epoch_source is None else int(epoch_source())
-        return sets.stream(targets, batch_size, shuffle=shuffle, seed=seed, first_epoch=start)
+        start, skip = (int(k) for k in position())
+        # A pass is deterministic: skipping its first batches leaves exactly those not yet seen.
+        return sets.stream(targets, batch_size, shuffle=shuffle, seed=seed, first_epoch=start).skip(skip)
     dense = int(sets.sizes().max()) <= dense_limit
     everything = sets.padded(np.arange(len(sets)), pad_multiple) if dense else None
     y = None if targets is None else np.asarray(targets, dtype=np.float32)
@@ -180,15 +187,15 @@ def make_dataset(
     x_spec = sets.tensor_spec()
     spec = x_spec if targets is None else (x_spec, tf.TensorSpec((None, y.shape[1]), tf.float32))
 
-    def one_pass(epoch):
-        for idx in batch_indices(sets, batch_size, shuffle, seed + 7919 * int(epoch), dense):
+    def one_pass(epoch, skip):
+        for idx in batch_indices(sets, batch_size, shuffle, seed + 7919 * int(epoch), dense)[skip:]:
             x = {k: v[idx] for k, v in everything.items()} if dense else sets.padded(idx, pad_multiple)
             yield x if y is None else (x, y[idx])
 
     def generator():
-        start = first_epoch if epoch_source is None else int(epoch_source())
+        start, skip = (int(k) for k in position())
         for epoch in range(start, epochs):
-            yield from one_pass(epoch)
+            yield from one_pass(epoch, skip if epoch == start else 0)
 
     # The cardinality stays unknown on purpose: Keras 3 reads a known one of a
     # distributed dataset per replica and would restart the iterator midway.

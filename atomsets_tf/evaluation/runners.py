@@ -202,7 +202,8 @@ def fit_dummy(
         "n_train": int(len(train)), "n_val": int(len(val)), "n_test": int(len(test)),
         f"val_{name}": score(task_type, targets[val], np.full(len(val), constant))[name],
         f"test_{name}": score(task_type, targets[test], predictions)[name],
-        "epochs_run": 0, "best_epoch": 0, "resumed_from_epoch": 0, "constant": constant,
+        "epochs_run": 0, "best_epoch": 0, "resumed_from_epoch": 0, "resumed_from_step": 0,
+        "constant": constant,
         "wall_time_s": round(time.perf_counter() - start, 3), "versions": versions(), "fingerprint": fingerprint,
     }
     test_ids = [table.ids[i] for i in test]

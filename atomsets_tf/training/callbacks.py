@@ -18,6 +18,7 @@ import numpy as np
 from atomsets_tf.data.matbench_tasks import HIGHER_IS_BETTER
 from atomsets_tf.errors import CheckpointError, TrainingInterrupted
 from atomsets_tf.training.metrics import metric_name, score
+from atomsets_tf.utils.intervals import SaveInterval
 from atomsets_tf.utils.io import atomic_path, write_json_atomic
 
 
@@ -43,19 +44,29 @@ class ValidationScore(keras.callbacks.Callback):
 
 
 class BatchCounter(keras.callbacks.Callback):
-    """Counts the training batches done, so a dataset can tell which epoch an iterator starts in."""
+    """Counts the training batches done, so a dataset can tell where in which epoch an iterator starts.
 
-    def __init__(self, steps_per_epoch: int, first_epoch: int = 0):
+    ``first_epoch`` and ``first_step`` are where the run started: a resumed run
+    may start ``first_step`` batches into epoch ``first_epoch``.
+    """
+
+    def __init__(self, steps_per_epoch: int, first_epoch: int = 0, first_step: int = 0):
         super().__init__()
         self.steps_per_epoch = int(steps_per_epoch)
         self.first_epoch = int(first_epoch)
+        self.first_step = int(first_step)
         self.batches = 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches += 1
 
+    def position(self) -> tuple[int, int]:
+        """``(epochs completed, batches done in the next epoch)``."""
+        epochs, step = divmod(self.first_step + self.batches, self.steps_per_epoch)
+        return self.first_epoch + epochs, step
+
     def epochs_completed(self) -> int:
-        return self.first_epoch + self.batches // self.steps_per_epoch
+        return self.position()[0]
 
 
 #: The validation metrics :class:`ValidationScore` writes, and whether higher is better.
@@ -128,8 +139,10 @@ class KeepBest(keras.callbacks.Callback):
     """Early stopping on ``val_score`` that keeps the best weights.
 
     Stops when ``val_score`` has not improved for ``patience`` epochs and, at the
-    end of training, puts the best weights back into the model. ``best_*`` can
-    be given to continue a resumed run where it stopped.
+    end of training, puts the best weights back into the model (unless
+    ``restore_at_end`` is off: a resumed run finishes an interrupted epoch in a
+    ``fit`` of its own, then goes on). ``best_*`` can be given to continue a
+    resumed run where it stopped.
     """
 
     def __init__(self, patience: int, best_score: float = math.inf, best_epoch: int = -1, best_weights=None):
@@ -139,6 +152,7 @@ class KeepBest(keras.callbacks.Callback):
         self.best_epoch = int(best_epoch)
         self.best_weights = best_weights
         self.stopped_epoch = None
+        self.restore_at_end = True
 
     def on_epoch_end(self, epoch, logs=None):
         score = (logs or {}).get("val_score")
@@ -150,6 +164,11 @@ class KeepBest(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
+        if self.restore_at_end:
+            self.restore_best()
+
+    def restore_best(self) -> None:
+        """Put the best weights so far (if any) into the model."""
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
@@ -178,6 +197,7 @@ class EpochLog(keras.callbacks.Callback):
                 self.keys = header.rstrip("\n").split(",")[1:]
         if self.keys is None:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+        self.append = True  # a later fit of the same run (after a resumed partial epoch) goes on with the file
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -208,22 +228,32 @@ def _csv_cell(value) -> str:
 
 
 class GracefulStop(keras.callbacks.Callback):
-    """Stops training at the end of the epoch in which SIGINT or SIGTERM arrives (a second one stops at once).
+    """On SIGINT or SIGTERM, saves the training state after the current batch and stops (a second signal stops at once).
 
-    Install its handlers around ``fit`` with :meth:`handling_signals`. It sets
-    ``model.stop_training`` at the epoch's end, before the callbacks after it
-    (put :class:`TrainingCheckpoint` after it: it then saves that epoch).
-    ``signum`` is the signal received, if any; ``describe`` gives the message of
-    the :class:`~atomsets_tf.errors.TrainingInterrupted` raised on a second signal.
+    Install its handlers around ``fit`` with :meth:`handling_signals`. After the
+    batch in which the signal arrives it calls ``save_midway`` (the
+    :class:`TrainingCheckpoint`'s :meth:`~TrainingCheckpoint.save_position`,
+    when there is one) and raises :class:`~atomsets_tf.errors.TrainingInterrupted`;
+    so a run stops within one batch, mid-epoch. After an epoch's last batch
+    (``position`` says so: no batches done of the next epoch) it lets the epoch
+    end instead: it sets ``model.stop_training`` at the epoch's end, before the
+    callbacks after it (put :class:`TrainingCheckpoint` after it: it then saves
+    that epoch). ``signum`` is the signal received, if any; ``describe`` gives
+    the message of the :class:`~atomsets_tf.errors.TrainingInterrupted`.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, describe: Callable[[], str] | None = None, stream=None):
+    def __init__(self, describe: Callable[[], str] | None = None, stream=None,
+                 position: Callable[[], tuple[int, int]] | None = None,
+                 save_midway: Callable[[], None] | None = None):
         super().__init__()
         self.describe = describe or (lambda: "interrupted")
         self.stream = stream or sys.stderr
+        self.position = position
+        self.save_midway = save_midway
         self.signum: int | None = None
+        self.received_at: float | None = None  # time.monotonic() of the signal
 
     @contextlib.contextmanager
     def handling_signals(self, enabled: bool = True) -> Iterator[None]:
@@ -243,9 +273,16 @@ class GracefulStop(keras.callbacks.Callback):
     def _handle(self, signum, frame):
         if self.signum is not None:
             raise TrainingInterrupted(self.describe(), signum)
-        self.signum = signum
-        print(f"{signal.Signals(signum).name}: stopping at the end of this epoch, after saving it "
+        self.signum, self.received_at = signum, time.monotonic()
+        print(f"{signal.Signals(signum).name}: stopping after this batch, after saving the training state "
               "(send it again to stop at once)", file=self.stream, flush=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.signum is None or (self.position is not None and self.position()[1] == 0):
+            return  # no signal, or the epoch's last batch: the epoch ends (and is saved) first
+        if self.save_midway is not None:
+            self.save_midway()
+        raise TrainingInterrupted(self.describe(), self.signum)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.signum is not None:
@@ -256,48 +293,96 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     """Saves everything a killed run needs to resume, in one file written atomically.
 
     The file (``.npz``) holds the latest weights, the optimizer's state, the
-    number of completed epochs and :class:`KeepBest`'s best weights, score and
-    epoch. It is written at the end of the first epoch, then at the end of an
-    epoch when ``min_interval_s`` seconds have passed since the last write, and
-    when training stops, so a run loses at most that much work.
-    :func:`load_training_state` reads it back. Before its first write, the run's
-    ``fingerprint`` (if given) is written to ``fingerprint_path``.
-    ``saved_epochs`` is the epoch count of the last write (None before one).
+    model's random-seed states, :class:`KeepBest`'s best weights, score and
+    epoch, and where the run is: the epochs completed and the batches done in
+    the next one (``step``), with the epoch's running loss so far. It is written
+    at the end of the first epoch, then when ``interval`` (a
+    :class:`~atomsets_tf.utils.intervals.SaveInterval`: seconds or training
+    steps) has passed since the last write, mid-epoch too with ``mid_epoch``,
+    and when training stops, so a run loses at most that much work.
+    ``position`` (:meth:`BatchCounter.position`) says where the run is after a
+    batch. :func:`load_training_state` reads the file back. Before its first
+    write, the run's ``fingerprint`` (if given) is written to
+    ``fingerprint_path``. ``saved_epochs`` / ``saved_step`` are where the last
+    write was (None before one); ``saved_at`` its time.monotonic().
     """
 
-    def __init__(self, path: str, keep_best: KeepBest, min_interval_s: float = 30.0,
-                 fingerprint: dict | None = None, fingerprint_path: str | None = None):
+    def __init__(self, path: str, keep_best: KeepBest, interval: SaveInterval | float = 30.0,
+                 fingerprint: dict | None = None, fingerprint_path: str | None = None,
+                 position: Callable[[], tuple[int, int]] | None = None, mid_epoch: bool = False):
         super().__init__()
         self.path = path
         self.keep_best = keep_best
-        self.min_interval_s = float(min_interval_s)
+        self.interval = interval if isinstance(interval, SaveInterval) else SaveInterval(seconds=float(interval))
         self.fingerprint = fingerprint
         self.fingerprint_path = fingerprint_path
+        self.position = position
+        self.mid_epoch = bool(mid_epoch and position is not None)
         self.saved_epochs: int | None = None
-        self._last = None
+        self.saved_step: int | None = None
+        self.saved_at: float | None = None
+        self.pending_metrics: dict | None = None  # a resumed epoch's running metrics, restored as it begins
+        self._last = time.monotonic()
+        self._steps_since = 0
+        self._saved_in_fit = False
 
     def on_train_begin(self, logs=None):
-        self._last = None
+        self._last, self._steps_since, self._saved_in_fit = time.monotonic(), 0, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.pending_metrics:  # after fit's reset_metrics
+            for var in _metric_variables(self.model):
+                if var.path in self.pending_metrics:
+                    var.assign(self.pending_metrics[var.path])
+        self.pending_metrics = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps_since += 1
+        if self.mid_epoch and self._due() and self.position()[1] != 0:
+            self.save_position()
 
     def on_epoch_end(self, epoch, logs=None):
-        now = time.monotonic()
-        if self._last is None or now - self._last >= self.min_interval_s or self.model.stop_training:
+        if not self._saved_in_fit or self._due() or self.model.stop_training:
             self.save(epoch + 1)
-            self._last = now
 
-    def save(self, epochs_completed: int) -> None:
+    def _due(self) -> bool:
+        return self.interval.is_due(time.monotonic() - self._last, self._steps_since)
+
+    def save_position(self) -> None:
+        """Save the state where the run is now (mid-epoch: after the batch just done)."""
+        self.save(*self.position())
+
+    def save(self, epochs_completed: int, step: int = 0) -> None:
+        """Write the state after ``epochs_completed`` epochs and ``step`` batches of the next one."""
         if self.fingerprint is not None and self.fingerprint_path and self.saved_epochs is None:
             write_json_atomic(self.fingerprint_path, self.fingerprint)
-        arrays = {"epochs_completed": np.array(epochs_completed), "best_score": np.array(self.keep_best.best_score),
-                  "best_epoch": np.array(self.keep_best.best_epoch)}
+        arrays = {"epochs_completed": np.array(epochs_completed), "step": np.array(step),
+                  "best_score": np.array(self.keep_best.best_score), "best_epoch": np.array(self.keep_best.best_epoch)}
+        metrics = _metric_variables(self.model) if step else []
+        arrays["metric_paths"] = np.array([v.path for v in metrics], dtype=str)
         for prefix, values in (("weights", self.model.get_weights()),
                                ("optimizer", [np.asarray(v) for v in self.model.optimizer.variables]),
-                               ("best", self.keep_best.best_weights or [])):
+                               ("best", self.keep_best.best_weights or []),
+                               ("seeds", [np.asarray(v) for v in _seed_variables(self.model)]),
+                               ("metric", [np.asarray(v) for v in metrics])):
             arrays[f"n_{prefix}"] = np.array(len(values))
             arrays.update({f"{prefix}_{k}": v for k, v in enumerate(values)})
         with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        self.saved_epochs = int(epochs_completed)
+        self.saved_epochs, self.saved_step = int(epochs_completed), int(step)
+        self._last = self.saved_at = time.monotonic()
+        self._steps_since, self._saved_in_fit = 0, True
+
+
+def _seed_variables(model) -> list:
+    """The model's random-seed states (dropout's): variables that are not weights."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _metric_variables(model) -> list:
+    """The variables of the model's metrics (the running loss of an epoch)."""
+    return [v for metric in model.metrics for v in metric.variables]
 
 
 def _read_state(path: str) -> dict:
@@ -323,9 +408,11 @@ def _damaged(path: str, what: str) -> str:
 def load_training_state(path: str, model) -> dict | None:
     """Restore a :class:`TrainingCheckpoint` file into a compiled ``model``.
 
-    Sets the model's weights and its optimizer's state, and returns
-    ``{"epochs_completed", "best_score", "best_epoch", "best_weights"}``, or
-    ``None`` when there is no file.
+    Sets the model's weights, its optimizer's state and its random-seed states,
+    and returns ``{"epochs_completed", "step", "best_score", "best_epoch",
+    "best_weights", "metrics"}`` (``step``: batches done of the next epoch;
+    ``metrics``: that epoch's running metric variables by path, for
+    :attr:`TrainingCheckpoint.pending_metrics`), or ``None`` when there is no file.
 
     Raises:
         CheckpointError: the file is truncated or corrupt, or does not fit ``model``.
@@ -335,19 +422,25 @@ def load_training_state(path: str, model) -> dict | None:
     data = _read_state(path)
 
     def listed(prefix):
-        return [data[f"{prefix}_{k}"] for k in range(int(data[f"n_{prefix}"]))]
+        return [data[f"{prefix}_{k}"] for k in range(int(data.get(f"n_{prefix}", 0)))]
 
     try:
         model.set_weights(listed("weights"))
         model.optimizer.build(model.trainable_variables)
+        seeds = listed("seeds")
         for var, value in zip(model.optimizer.variables, listed("optimizer"), strict=True):
+            var.assign(value)
+        for var, value in zip(_seed_variables(model) if seeds else [], seeds, strict=True):
             var.assign(value)
         best = listed("best") or None
     except (ValueError, KeyError) as exc:
         raise CheckpointError(_damaged(path, f"does not fit this model ({exc})")) from None
+    paths = [str(p) for p in data.get("metric_paths", [])]
     return {
         "epochs_completed": int(data["epochs_completed"]),
+        "step": int(data.get("step", 0)),
         "best_score": float(data["best_score"]),
         "best_epoch": int(data["best_epoch"]),
         "best_weights": best,
+        "metrics": dict(zip(paths, listed("metric"), strict=True)),
     }

@@ -46,7 +46,7 @@ RUN_OUTPUTS = (METRICS_FILE, "test_predictions.csv", "training_log.csv", "model.
 #: Training settings added after runs were first recorded: left out at their default (``None``), so that
 #: the runs recorded before keep their fingerprint.
 LATER_SETTINGS = ("steps_per_epoch",)
-OPERATIONAL_SETTINGS = ("checkpoint_interval_s",)
+OPERATIONAL_SETTINGS = ("checkpoint_every",)
 #: Settings recorded for a reader only: the hashes beside them are what is compared.
 DESCRIPTIVE_SETTINGS = ("data", "split_file")
 _HASH_LABELS = {"data_hash": "data (its ids, targets or, read from memory, inputs)", "split_hash": "split (its ids)"}

@@ -38,6 +38,7 @@ from atomsets_tf.training.multi_worker import fit_multi_worker, is_multi_worker,
 from atomsets_tf.training.runs import RUN_FILE, STATE_DIR, STATE_FILE
 from atomsets_tf.training.schedules import scheduler_callback
 from atomsets_tf.training.transfer import make_optimizer
+from atomsets_tf.utils.intervals import parse_save_interval
 from atomsets_tf.utils.io import atomic_path
 
 #: The per-epoch CSV log of a run's output folder.
@@ -55,9 +56,12 @@ class TrainingConfig:
         batch_size: global batch size.
         learning_rate: Adam's learning rate.
         seed: seed of the weights' initialisation and of the batch shuffling.
-        checkpoint_interval_s: least time between two saves of the resumable
-            training state after the first epoch's (a killed run loses at most
-            this much work; SIGINT and SIGTERM save it at the end of the epoch).
+        checkpoint_every: least interval between two saves of the resumable
+            training state after the first epoch's, also mid-epoch (a killed
+            run loses at most this much work; SIGINT and SIGTERM save it after
+            the current batch): seconds as a number, or a string in one of
+            :data:`~atomsets_tf.utils.intervals.INTERVAL_FORMS` (``"30s"``,
+            ``"10min"``, ``"2h"``, ``"500steps"``).
         loss: regression loss, ``"mae"`` (L1), ``"mse"`` or ``"robust_l1"``
             (CGAT's, with the model's log-std; CGAT only); classification always
             uses binary cross-entropy.
@@ -77,7 +81,7 @@ class TrainingConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
-    checkpoint_interval_s: float = 30.0
+    checkpoint_every: float | str = 30.0
     loss: str = "mae"
     schedule: str = "constant"
     schedule_period: int = 130
@@ -85,6 +89,9 @@ class TrainingConfig:
     weight_decay: float = 1e-6
     mixed_precision: str | None = None
     steps_per_epoch: int | None = None
+
+    def __post_init__(self):
+        parse_save_interval(self.checkpoint_every)  # a bad value fails here, before any work
 
 
 def _truncate_log(path: Path, epochs: int) -> None:
@@ -96,26 +103,30 @@ def _truncate_log(path: Path, epochs: int) -> None:
             tmp.write_text("".join(lines[: epochs + 1]))
 
 
-def _resume(model, keep, out_dir, config: TrainingConfig, fingerprint: Mapping | None):
+def _resume(model, keep, out_dir, config: TrainingConfig, fingerprint: Mapping | None, steps: int):
     """Restore ``out_dir``'s training state, if any, into ``model`` and ``keep``; the callbacks that save it.
 
-    Returns ``(epochs already done, [CSV log, checkpoint])``.
+    Returns ``(counter, [CSV log, checkpoint])``: a :class:`BatchCounter` starting where the state was saved
+    (``(0, 0)`` without one), and the savers, their checkpoint saving mid-epoch outside multi-worker training.
     """
 
     state_path = Path(out_dir) / STATE_DIR / STATE_FILE
     state_path.parent.mkdir(parents=True, exist_ok=True)
     state = load_training_state(str(state_path), model)
-    resumed = 0
+    counter = BatchCounter(steps)
     if state is not None:
-        resumed = state["epochs_completed"]
+        counter = BatchCounter(steps, state["epochs_completed"], state["step"] % steps)
         keep.best_score, keep.best_epoch, keep.best_weights = (
             state["best_score"], state["best_epoch"], state["best_weights"])
-        _truncate_log(Path(out_dir) / TRAINING_LOG, resumed)
+        _truncate_log(Path(out_dir) / TRAINING_LOG, counter.first_epoch)
     # The log row is written before the state that counts its epoch, so a resume never loses a row.
-    checkpoint = TrainingCheckpoint(str(state_path), keep, config.checkpoint_interval_s,
+    checkpoint = TrainingCheckpoint(str(state_path), keep, parse_save_interval(config.checkpoint_every),
                                     None if fingerprint is None else dict(fingerprint),
-                                    str(state_path.with_name(RUN_FILE)))
-    return resumed, [EpochLog(Path(out_dir) / TRAINING_LOG, append=resumed > 0), checkpoint]
+                                    str(state_path.with_name(RUN_FILE)), position=counter.position,
+                                    mid_epoch=not is_multi_worker())
+    if state is not None and counter.first_step:
+        checkpoint.pending_metrics = state["metrics"]  # the resumed epoch's running loss
+    return counter, [EpochLog(Path(out_dir) / TRAINING_LOG, append=state is not None), checkpoint]
 
 
 def _interruption(checkpoint, out_dir) -> str:
@@ -124,8 +135,11 @@ def _interruption(checkpoint, out_dir) -> str:
         return "interrupted; nothing was saved (no output folder)"
     if checkpoint.saved_epochs is None:
         return f"interrupted before the first epoch ended; nothing was saved in {out_dir}"
-    return (f"interrupted; the training state was saved in {Path(checkpoint.path).parent} (after epoch "
-            f"{checkpoint.saved_epochs}), run the same command to resume")
+    where = f"after epoch {checkpoint.saved_epochs}"
+    if checkpoint.saved_step:
+        where = f"at batch {checkpoint.saved_step} of epoch {checkpoint.saved_epochs + 1}"
+    return (f"interrupted; the training state was saved in {Path(checkpoint.path).parent} ({where}), "
+            "run the same command to resume")
 
 
 def _compiled(model, config: TrainingConfig, task_type: str, optimizer=None):
@@ -180,57 +194,81 @@ def train(
     With ``out_dir``, the training state is saved in ``out_dir/.training_state``
     (see :class:`~atomsets_tf.training.callbacks.TrainingCheckpoint`), with the
     run's ``fingerprint`` beside it, and a run that finds one there resumes
-    from it. SIGINT or SIGTERM (outside multi-worker training) stops at the end
-    of the epoch, saves the state and raises
+    from it, at the batch it was saved after (mid-epoch too: the epoch's
+    remaining batches, in their order). SIGINT or SIGTERM (outside multi-worker
+    training) saves the state after the current batch and raises
     :class:`~atomsets_tf.errors.TrainingInterrupted`.
 
     ``train_weights`` (``(len(train_idx), K)``) weighs each training entry in each of an ensemble's K
     members' losses (bootstrap multiplicities); in-memory sets only.
 
-    Returns a dict with ``epochs_run``, ``best_epoch`` and ``resumed_from_epoch``.
+    Returns a dict with ``epochs_run``, ``best_epoch``, ``resumed_from_epoch`` and ``resumed_from_step``.
     """
 
     train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
     _compiled(model, config, task_type, optimizer)
     keep = KeepBest(config.patience)
-    stop = GracefulStop()
-    callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type), keep,
-                       stop]
-    resumed, checkpoint = 0, None
+    steps = _steps_per_epoch(train_sets, config)
+    counter, checkpoint = BatchCounter(steps), None
+    callbacks: list = [ValidationScore(lambda: predict_sets(model, val_sets), targets[val_idx], task_type), keep]
     if out_dir is not None:
-        resumed, savers = _resume(model, keep, out_dir, config, fingerprint)
-        callbacks += savers
+        counter, savers = _resume(model, keep, out_dir, config, fingerprint, steps)
         checkpoint = savers[-1]
-    stop.describe = partial(_interruption, checkpoint, out_dir)
+    stop = GracefulStop(partial(_interruption, checkpoint, out_dir), position=counter.position,
+                        save_midway=None if checkpoint is None else checkpoint.save_position)
+    callbacks += [stop, *(savers if out_dir is not None else [])]
     if config.schedule != "constant":
-
         callbacks.insert(0, scheduler_callback(config.schedule, config.learning_rate, config.epochs,
                                                config.schedule_period))
     if progress:
         callbacks.append(EpochProgress(config.epochs, best=keep.best_score))
-    steps = _steps_per_epoch(train_sets, config)
-    counter = BatchCounter(steps, resumed)
     multi_worker = is_multi_worker()
-    train_targets = targets[train_idx]
+    dataset_at = _training_data(train_sets, targets[train_idx], train_weights, config, counter, multi_worker)
+    fit_fn = partial(fit_multi_worker, model) if multi_worker else model.fit  # Keras' fit fails there
+    reading = getattr(train_sets, "reading", nullcontext)  # a streamed set names a corrupt shard
+    with stop.handling_signals(enabled=not multi_worker), reading():  # (signals: one worker would desynchronise)
+        epochs_run = counter.first_epoch + _fit_from_position(fit_fn, dataset_at, model, keep, counter, config,
+                                                              [counter, *callbacks])
+    if stop.signum is not None and keep.stopped_epoch is None and epochs_run < config.epochs:
+        raise TrainingInterrupted(stop.describe(), stop.signum)
+    return {"epochs_run": epochs_run, "best_epoch": keep.best_epoch + 1, "resumed_from_epoch": counter.first_epoch,
+            "resumed_from_step": counter.first_step}
+
+
+def _training_data(train_sets, train_targets, train_weights, config: TrainingConfig, counter: BatchCounter,
+                   multi_worker: bool):
+    """A function making the training dataset from where ``counter`` is now (each ``fit`` of a run makes one)."""
     if train_weights is not None:
         if getattr(train_sets, "streams", False):
             raise AtomSetsError("bootstrap weights need a training set in memory, not a streamed prepared dataset")
         train_targets = np.column_stack([train_targets, train_weights])
     if multi_worker and getattr(train_sets, "streams", False):  # each worker reads its own shards
-        train_ds = train_sets.dataset_fn(targets[train_idx], config.batch_size, shuffle=True, seed=config.seed,
-                                         first_epoch=resumed)
-    else:
-        train_ds = make_dataset(train_sets, train_targets, config.batch_size, shuffle=True, seed=config.seed,
-                                epochs=config.epochs, first_epoch=resumed, epoch_source=counter.epochs_completed)
-    fit_fn = partial(fit_multi_worker, model) if multi_worker else model.fit  # Keras' fit fails there
-    reading = getattr(train_sets, "reading", nullcontext)  # a streamed set names a corrupt shard
-    with stop.handling_signals(enabled=not multi_worker), reading():  # (signals: one worker would desynchronise)
-        history = fit_fn(train_ds, epochs=config.epochs, initial_epoch=resumed, callbacks=[counter, *callbacks],
-                         verbose=0, steps_per_epoch=steps, shuffle=False)
-    epochs_run = resumed + len(history.epoch)
-    if stop.signum is not None and keep.stopped_epoch is None and epochs_run < config.epochs:
-        raise TrainingInterrupted(stop.describe(), stop.signum)
-    return {"epochs_run": epochs_run, "best_epoch": keep.best_epoch + 1, "resumed_from_epoch": resumed}
+        return lambda: train_sets.dataset_fn(train_targets, config.batch_size, shuffle=True, seed=config.seed,
+                                             first_epoch=counter.position()[0])
+    return lambda: make_dataset(train_sets, train_targets, config.batch_size, shuffle=True, seed=config.seed,
+                                epochs=config.epochs, position_source=counter.position)
+
+
+def _fit_from_position(fit_fn, dataset_at, model, keep: KeepBest, counter: BatchCounter, config: TrainingConfig,
+                       callbacks: list) -> int:
+    """Train from ``counter``'s start to ``config.epochs``; the number of epochs run.
+
+    Started mid-epoch, a first ``fit`` runs the epoch's remaining batches (its epoch-end callbacks then run as
+    in an uninterrupted run), a second one the epochs after it.
+    """
+    epoch, step, steps = counter.first_epoch, counter.first_step, counter.steps_per_epoch
+    common = {"callbacks": callbacks, "verbose": 0, "shuffle": False}
+    epochs_run = 0
+    if step:
+        keep.restore_at_end = False  # the run goes on after this fit
+        history = fit_fn(dataset_at(), epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps - step, **common)
+        keep.restore_at_end = True
+        epochs_run, epoch = len(history.epoch), epoch + 1
+        if model.stop_training or epoch >= config.epochs:
+            keep.restore_best()
+            return epochs_run
+    history = fit_fn(dataset_at(), epochs=config.epochs, initial_epoch=epoch, steps_per_epoch=steps, **common)
+    return epochs_run + len(history.epoch)
 
 
 def _steps_per_epoch(train_sets, config: TrainingConfig) -> int:

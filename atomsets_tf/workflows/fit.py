@@ -10,9 +10,10 @@
   ``training_curve.png``, named under ``"plots"`` in ``metrics.json``.
 
 Every file is written atomically. An interrupted run started again with the
-same output folder resumes from its last saved epoch (saved after the first
-epoch, then every ``checkpoint_interval_s``, and on SIGINT/SIGTERM at the end
-of the epoch). A run with other settings in that folder is refused unless it
+same output folder resumes from its last saved state, mid-epoch too, at the
+batch it was saved after (saved after the first epoch, then every
+``checkpoint_every`` (seconds or training steps), and on SIGINT/SIGTERM after
+the current batch). A run with other settings in that folder is refused unless it
 is asked to ``restart``, and two processes cannot write to one folder at once
 (see :mod:`~atomsets_tf.training.runs`).
 """
