@@ -4,7 +4,8 @@
 Keras' ``fit`` (or the multi-worker loop) with the engine's callbacks: the
 validation score, early stopping that keeps the best weights, the per-epoch log,
 the resumable state (saved after the first epoch, then every
-``checkpoint_interval_s``, and on SIGINT/SIGTERM at the end of the epoch).
+``checkpoint_every`` seconds or steps, mid-epoch too, and on SIGINT/SIGTERM after
+the current batch: a rerun resumes at that step).
 """
 
 from __future__ import annotations
