@@ -84,5 +84,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
         if isinstance(report.longrepr, list):  # a skip's (file, line, reason), a list after JSON
             report.longrepr = tuple(report.longrepr)
         item.ihook.pytest_runtest_logreport(report=report)
+    # What runtestprotocol's teardown does: drop the fixtures (of this module, say) that the next test does not use.
+    item.session._setupstate.teardown_exact(nextitem)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True

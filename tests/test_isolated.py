@@ -12,20 +12,29 @@ PROBE = '''
 import os
 import pytest
 
-pytestmark = pytest.mark.isolated
+@pytest.fixture(scope="module")
+def of_the_module():
+    return 1
 
+def test_here_first(of_the_module):  # set up here: the module's fixture must be torn down before the next module
+    assert not os.environ.get("ATOMSETS_TF_TEST_CHILD")
+
+@pytest.mark.isolated
 def test_runs_in_a_child():
     assert os.environ.get("ATOMSETS_TF_TEST_CHILD")
     print("PID", os.getpid())
 
+@pytest.mark.isolated
 def test_skips_with_its_reason():
     pytest.skip("the reason")
 
+@pytest.mark.isolated
 @pytest.mark.parametrize("x", [1, 2])
 def test_fails_with_its_traceback(x, tmp_path):
     assert x == 1, "two is not one"
 
-def test_dies():
+@pytest.mark.isolated
+def test_dies():  # the module's last test is isolated
     os._exit(3)
 '''
 
@@ -46,7 +55,8 @@ def test_isolated_tests_run_in_a_child_and_report_as_if_run_here(tmp_path):
                         "test_here.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     out = r.stdout
     assert r.returncode == 1, out
-    assert "2 failed, 3 passed, 1 skipped" in out, out
+    assert "2 failed, 4 passed, 1 skipped" in out, out
+    assert "not torn down properly" not in out, out
     assert "SKIPPED [1] test_probe.py:" in out and "the reason" in out, out
     assert "two is not one" in out and "assert 2 == 1" in out, out  # the child's own traceback
     assert "the child process (exit 3) did not finish this test" in out, out  # a dead child fails its test
