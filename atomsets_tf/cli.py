@@ -14,8 +14,9 @@ import click  # noqa: E402
 
 from atomsets_tf._version import __version__  # noqa: E402
 from atomsets_tf.data.targets import OUTPUT_KINDS  # noqa: E402  (plain data: no TensorFlow)
+from atomsets_tf.errors import IntervalError  # noqa: E402
 from atomsets_tf.models.registry import BENCHMARK_MODELS, FIT_MODELS  # noqa: E402  (plain data: no TensorFlow)
-from atomsets_tf.utils.intervals import IntervalError, parse_save_interval  # noqa: E402  (plain: no TensorFlow)
+from atomsets_tf.utils.intervals import parse_save_interval  # noqa: E402  (plain: no TensorFlow)
 from atomsets_tf.utils.startup import import_tensorflow_quietly  # noqa: E402
 
 EXIT_BAD_INPUT = 2

@@ -16,6 +16,11 @@ class DataFormatError(AtomSetsError, ValueError):
     """A data file or array does not have the expected layout."""
 
 
+class IntervalError(AtomSetsError, ValueError):
+    """A checkpoint interval (``--checkpoint-every``) in none of the forms :mod:`atomsets_tf.utils.intervals`
+    takes."""
+
+
 class DisorderedSiteError(DataFormatError):
     """A structure with a partly occupied site (e.g. ``Fe0.5 Ni0.5``), given to a model that needs one element per
     site (MEGNet's and CGAT's graphs, and the AtomSets models that tap them); the message names the model."""

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from atomsets_tf.cli import main
-from atomsets_tf.errors import TrainingInterrupted
+from atomsets_tf.errors import IntervalError, TrainingInterrupted
 from atomsets_tf.training import callbacks
 from atomsets_tf.training.runs import STATE_DIR, STATE_FILE
 from atomsets_tf.training.trainer import TrainingConfig
-from atomsets_tf.utils.intervals import IntervalError, SaveInterval, parse_save_interval
+from atomsets_tf.utils.intervals import SaveInterval, parse_save_interval
 from atomsets_tf.workflows.fit import ModelConfig, fit
 from tests._tables import learnable_table, write_csv
 from tests.test_cli import error_lines

@@ -10,16 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from atomsets_tf.errors import AtomSetsError
+from atomsets_tf.errors import IntervalError
 
 #: The allowed forms, for error messages and help texts.
 INTERVAL_FORMS = "a number of seconds (30), a time (30s, 10min, 2h) or a number of training steps (500steps)"
 _SECONDS_PER_UNIT = {"": 1.0, "s": 1.0, "min": 60.0, "h": 3600.0}
 _PATTERN = re.compile(r"^(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>s|min|h|steps?)?$")
-
-
-class IntervalError(AtomSetsError, ValueError):
-    """A checkpoint interval not in one of the :data:`INTERVAL_FORMS`."""
 
 
 @dataclass(frozen=True)
