@@ -38,7 +38,6 @@ class SaveIntervalType(click.ParamType):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="atomsets-tf")
-
 def cli() -> None:
     """AtomSets transfer learning with graph networks (Keras 3 / TensorFlow)."""
 

@@ -28,8 +28,7 @@ OCCUPANCY_TOLERANCE = 1e-6
 
 
 def structure_from_dict(value: dict, entry_id: str, source: str):
-    """The pymatgen ``Structure`` of ``value`` (``Structure.as_dict()``), partly occupied species that share a
-    position merged into one disordered site (:func:`merge_shared_positions`).
+    """The pymatgen ``Structure`` of ``value`` (``Structure.as_dict()``).
 
     Raises:
         DataFormatError: not a structure dict, naming the file and the entry.
@@ -37,10 +36,9 @@ def structure_from_dict(value: dict, entry_id: str, source: str):
     from pymatgen.core import Structure  # pymatgen is slow to import: only for structure data
 
     try:
-        structure = Structure.from_dict(value)
+        return Structure.from_dict(value)
     except Exception as exc:  # pymatgen raises many kinds
         raise DataFormatError(f"{source}: entry {entry_id}: not a pymatgen structure dict ({exc})") from None
-    return merge_shared_positions(structure)
 
 
 def merge_shared_positions(structure):
@@ -49,7 +47,8 @@ def merge_shared_positions(structure):
     ``Structure`` may list them as two sites, which are then no overlap but one site of ``Fe0.5 Ni0.5``.
 
     Sites whose occupancies at one position sum to more than 1 are left as they are (an atom written twice, which
-    :func:`check_site_distances` refuses). An ordered structure is returned as it is, at no cost.
+    :func:`check_site_distances` refuses). An ordered structure is returned as it is. Every table of structures
+    (:func:`~atomsets_tf.data.io.checked_table`) and :class:`ParsedStructures` call it once per structure.
     """
     if structure.is_ordered:
         return structure
@@ -114,8 +113,8 @@ def check_site_distances(structure, entry: str, min_distance: float = MIN_SITE_D
 
 @dataclass(frozen=True)
 class ParsedStructures(WrappingBuilder):
-    """A record builder for raw structure dicts: parses and checks each (as loading a data file does), then
-    hands the structure to ``inner``. A dict that is no structure, or whose sites are too close, fails its entry.
+    """A record builder for raw structure dicts: parses, merges (:func:`merge_shared_positions`) and checks each
+    (as loading a data file does), then hands the structure to ``inner``. A dict that is no structure, or whose sites are too close, fails its entry.
 
     Args:
         inner: the record builder of structures (picklable, TensorFlow-free).
@@ -125,6 +124,6 @@ class ParsedStructures(WrappingBuilder):
     source: str = ""
 
     def __call__(self, entry: dict, entry_id: str) -> dict[str, np.ndarray]:
-        structure = structure_from_dict(entry, entry_id, self.source)
+        structure = merge_shared_positions(structure_from_dict(entry, entry_id, self.source))
         check_site_distances(structure, f"{self.source}: entry {entry_id}")
         return self.inner(structure, entry_id)
