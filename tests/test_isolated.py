@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,12 @@ HERE = Path(__file__).resolve().parent
 
 PROBE = '''
 import os
+import time
+from pathlib import Path
+
 import pytest
+
+STARTED = Path(os.environ["PROBE_DIR"]) / "child_started"
 
 @pytest.fixture(scope="module")
 def of_the_module():
@@ -18,10 +24,15 @@ def of_the_module():
 
 def test_here_first(of_the_module):  # set up here: the module's fixture must be torn down before the next module
     assert not os.environ.get("ATOMSETS_TF_TEST_CHILD")
+    deadline = time.monotonic() + 60  # the child runs meanwhile, in the background
+    while not STARTED.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert STARTED.exists(), "the child did not run while this process went on"
 
 @pytest.mark.isolated
 def test_runs_in_a_child():
     assert os.environ.get("ATOMSETS_TF_TEST_CHILD")
+    STARTED.touch()
     print("PID", os.getpid())
 
 @pytest.mark.isolated
@@ -52,7 +63,8 @@ def test_isolated_tests_run_in_a_child_and_report_as_if_run_here(tmp_path):
     (tmp_path / "test_probe.py").write_text(PROBE)
     (tmp_path / "test_here.py").write_text(HERE_TOO)
     r = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", "test_probe.py",
-                        "test_here.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                        "test_here.py"], cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "PROBE_DIR": str(tmp_path)})
     out = r.stdout
     assert r.returncode == 1, out
     assert "2 failed, 4 passed, 1 skipped" in out, out

@@ -48,6 +48,7 @@ def test_notebook_is_stored_without_outputs(path):
 
 
 @pytest.mark.slow
+@pytest.mark.isolated  # the suite's process does not wait on the kernels: the notebooks run in the background lane
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_small_mode(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
