@@ -121,6 +121,7 @@ def prepared(shared, tmp_path_factory):
     return out
 
 
+@pytest.mark.isolated  # three MEGNet retrains: in the background lane
 def test_a_streamed_run_interrupted_mid_epoch_resumes_to_the_same_weights(prepared, tmp_path, monkeypatch):
     from atomsets_tf.data import streaming
     from atomsets_tf.workflows.retrain import retrain

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: Every test here starts worker processes: the module runs in the background lane (see _isolated.py).
+pytestmark = pytest.mark.isolated
+
 EPOCHS = 3
 #: Exit status of a worker killed on purpose.
 KILLED = 3

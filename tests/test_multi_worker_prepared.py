@@ -13,6 +13,9 @@ from atomsets_tf.data.streaming import PIPELINES_ENV, STREAM_ENV
 from tests._tables import write_matbench_json
 from tests.test_multi_worker import TIMEOUT_S, assert_same_weights, env_for, free_ports, last_json
 
+#: Two worker processes and one more: in the background lane (see _isolated.py).
+pytestmark = pytest.mark.isolated
+
 # One worker (or, without TF_CONFIG, one process): fit mlp-f on the streamed dataset, print the metrics, the final
 # weights and the shard files of each input pipeline this process streamed from.
 SCRIPT = r"""
