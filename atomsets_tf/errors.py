@@ -72,6 +72,17 @@ class UnknownPresetError(AtomSetsError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class PresetNotAvailableError(AtomSetsError, FileNotFoundError):
+    """A known preset whose files (or those of a preset it needs) are not on disk and could not be downloaded.
+
+    The message names each missing file with its URL, the folder layout that ``$ATOMSETS_TF_MODELS`` points at,
+    and the command that fetches them.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class TooFewNeighboursError(IsolatedAtomError):
     """An atom with fewer neighbours within the cutoff than the model's fixed neighbour count (CGAT: 24)."""
 
@@ -121,3 +132,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "interrupted"
+
+
+class SmallDataWarning(UserWarning):
+    """A number that rests on too few entries: a validation part, or an ensemble's std rescale factor."""

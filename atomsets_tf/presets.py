@@ -27,11 +27,13 @@ import json
 import os
 import urllib.request
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atomsets_tf.errors import UnknownPresetError
+from atomsets_tf.errors import PresetNotAvailableError, UnknownPresetError
 from atomsets_tf.utils.io import atomic_path, sha256_file, shared_dir
+from atomsets_tf.utils.progress import progress_bar
 
 MODELS_ENV = "ATOMSETS_TF_MODELS"
 CACHE_ENV = "ATOMSETS_TF_CACHE"
@@ -251,15 +253,18 @@ def _find_local(pf: PresetFile) -> Path | None:
     return None
 
 
-def _download(pf: PresetFile, dest: Path) -> Path:
+def _download(pf: PresetFile, dest: Path, progress: bool = False) -> Path:
     if not pf.url:
         raise OSError("no download URL")
     h = hashlib.sha256()
     with atomic_path(dest) as tmp:
         with urllib.request.urlopen(pf.url, timeout=DOWNLOAD_TIMEOUT_S) as resp, open(tmp, "wb") as out:  # noqa: S310
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
+            total = resp.headers.get("Content-Length")
+            with progress_bar(int(total) if total else None, pf.relpath, "B", enabled=progress) as bar:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+                    bar.update(len(chunk))
         if h.hexdigest() != pf.sha256:
             raise OSError(f"downloaded {pf.url} has sha256 {h.hexdigest()}, expected {pf.sha256}")
     return dest
@@ -278,28 +283,97 @@ def resolve(name: str, download: bool = True) -> dict[str, Path]:
     Downloads missing files into :func:`cache_dir` when ``download`` is set.
 
     Raises:
-        UnknownPresetError: an unknown name, or a file that is neither local nor downloadable.
+        UnknownPresetError: an unknown name.
+        PresetNotAvailableError: a file that is not on disk and could not be downloaded; the message says
+            where to get it and where to put it.
     """
     preset = get_preset(name)
     paths: dict[str, Path] = {}
     for role, pf in preset.files.items():
         p = _find_local(pf)
         if p is None:
-            where = ", ".join(str(d) for d in search_dirs())
             if not download:
-                raise UnknownPresetError(f"preset {name!r}: {pf.relpath} not found in {where} (downloads disabled)")
+                raise PresetNotAvailableError(not_available_message(name, "downloads are disabled"))
             try:
                 p = _download(pf, cache_dir() / pf.relpath)
             except Exception as exc:
-                raise UnknownPresetError(
-                    f"preset {name!r}: {pf.relpath} not found in {where}, and the download failed ({exc})"
-                ) from exc
+                raise PresetNotAvailableError(not_available_message(name, f"the download failed: {exc}")) from exc
         paths[role] = p
     return paths
 
 
+def requirements(name: str) -> list[str]:
+    """The other presets that preset ``name`` needs to run (a head's parent MEGNet), read from its model file.
+
+    A bundled ``.keras`` file's config names its parent by preset name; that name is the one fact, so nothing
+    is listed twice. Presets of other kinds need nothing else.
+    """
+    preset = get_preset(name)
+    path = _find_local(preset.files["keras"]) if "keras" in preset.files else None
+    if path is None or not zipfile.is_zipfile(path):
+        return []
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    found: set[str] = set()
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and value != name and value in _REGISTRY:
+            found.add(value)
+
+    walk(config)
+    return sorted(found)
+
+
+def missing_files(name: str) -> list[tuple[str, PresetFile]]:
+    """``(preset, file)`` of every file that preset ``name`` or a preset it needs lacks on disk."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [(n, pf) for n in [name, *requirements(name)] for pf in get_preset(n).files.values()
+                if _find_local(pf) is None]
+
+
+def not_available_message(name: str, reason: str) -> str:
+    """One line: which files of preset ``name`` are missing, their URLs, the layout to put them in, the command."""
+    missing = missing_files(name) or [(name, pf) for pf in get_preset(name).files.values()]
+    files = "; ".join(f"{pf.relpath} from {pf.url}" if pf.url else f"{pf.relpath} (no public URL: copy it from "
+                      "another installation)" for _, pf in missing)
+    return (f"preset {name!r} is not on disk ({reason}). Run `atomsets-tf models --download {name}` when online, "
+            f"or fetch {files}, keep each at that path inside one folder (e.g. <folder>/{missing[0][1].relpath}) "
+            f"and set {MODELS_ENV}=<folder>")
+
+
+def download(name: str, progress: bool = True) -> dict[str, Path]:
+    """Fetch preset ``name`` and every preset it needs into :func:`cache_dir` (sha256-checked).
+
+    Files already on disk are not fetched again. Returns every file's local path by its relative path; with
+    ``progress``, a bar per file on stderr.
+
+    Raises:
+        UnknownPresetError: an unknown name.
+        PresetNotAvailableError: a download failed (the message says how to get the files by hand).
+    """
+    paths = {}
+    for needed in [name, *requirements(name)]:
+        for pf in get_preset(needed).files.values():
+            local = _find_local(pf)
+            if local is None:
+                try:
+                    local = _download(pf, cache_dir() / pf.relpath, progress)
+                except Exception as exc:
+                    raise PresetNotAvailableError(not_available_message(needed, f"the download failed: {exc}")) from exc
+            paths[pf.relpath] = local
+    return paths
+
+
 def list_presets() -> list[dict]:
-    """Every preset: ``name``, ``kind``, ``description``, ``available`` (locally) and ``path`` of its main file."""
+    """Every preset: ``name``, ``kind``, ``description``, ``available`` (it and every preset it needs are on disk),
+    ``missing`` (the presets among them that are not, itself included), ``path`` of its main file and ``url``."""
     out = []
     for name in preset_names():
         p = _REGISTRY[name]
@@ -307,14 +381,15 @@ def list_presets() -> list[dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             local = {role: _find_local(pf) for role, pf in p.files.items()}
-        available = all(v is not None for v in local.values())
+        missing = sorted({needed for needed, _ in missing_files(name)})
         out.append(
             {
                 "name": name,
                 "kind": p.kind,
                 "description": p.description,
-                "available": available,
-                "path": str(local[next(iter(p.files))]) if available else None,
+                "available": not missing,
+                "missing": missing,
+                "path": str(local[next(iter(p.files))]) if local[next(iter(p.files))] is not None else None,
                 "url": main.url,
             }
         )

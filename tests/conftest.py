@@ -23,3 +23,18 @@ def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No ../shared, an empty cache and models folder, and every download refused: only what the package ships."""
+    from atomsets_tf import presets
+
+    monkeypatch.setattr(presets, "shared_dir", lambda: None)
+    monkeypatch.setenv(presets.CACHE_ENV, str(tmp_path / "empty-cache"))
+    monkeypatch.delenv(presets.MODELS_ENV, raising=False)
+
+    def no_download(pf, dest, progress=False):
+        raise OSError(f"offline: {pf.url}")
+
+    monkeypatch.setattr(presets, "_download", no_download)

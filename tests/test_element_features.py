@@ -131,7 +131,7 @@ def test_cli_passes_the_sources_through(tmp_path, shared, command):
     out = tmp_path / "out"
     args = [command, str(data), "--model", "atomsets-v0", "--element-features", "matscholar",
             "--element-features", FORMATION, "--units", "8", "-o", str(out), "--quiet"]
-    args += ["--epochs", "2"] if command == "fit" else ["--protocol", "paper", "--folds", "0", "--budget-epochs", "2"]
+    args += ["--epochs", "2"] if command == "fit" else ["--protocol", "paper", "--folds", "0", "--epochs", "2"]
     assert main(args) == 0
     metrics = json.loads((out / ("metrics.json" if command == "fit" else "fold_0/metrics.json")).read_text())
     assert metrics["fingerprint"]["settings"]["element_features"]["sources"] == ["matscholar", FORMATION]
@@ -148,21 +148,6 @@ def test_the_embedded_v0_table_is_the_checkpoints_own(shared):
     np.testing.assert_array_equal(rows, load_megnet(FORMATION).embedding_table())
     np.testing.assert_array_equal(element_source_table(FORMATION).table, rows)
     assert embedded_embedding_table("megnet-mp-2019.4.1-efermi") is None  # only the one preset is embedded
-
-
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """No ../shared, an empty cache and models folder, and every download refused: only what the package ships."""
-    from atomsets_tf import presets
-
-    monkeypatch.setattr(presets, "shared_dir", lambda: None)
-    monkeypatch.setenv(presets.CACHE_ENV, str(tmp_path / "empty-cache"))
-    monkeypatch.delenv(presets.MODELS_ENV, raising=False)
-
-    def no_download(pf, dest):
-        raise OSError(f"offline: {pf.url}")
-
-    monkeypatch.setattr(presets, "_download", no_download)
 
 
 def test_the_default_v0_of_atomsets_v0_is_the_parent_formation_energy_megnets_and_works_offline(offline, tmp_path):

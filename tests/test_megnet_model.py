@@ -16,6 +16,7 @@ from atomsets_tf.errors import (
     DataFormatError,
     EmptyStructureError,
     IsolatedAtomError,
+    PresetNotAvailableError,
     UnknownElementError,
     UnknownPresetError,
     UnknownTapError,
@@ -287,12 +288,12 @@ def test_preset_resolution_order_env_and_download(tmp_path, monkeypatch):
     bad = presets.PresetFile("test/bad.hdf5", "0" * 64, (src / "log10G.hdf5").as_uri())
     presets.register_preset(presets.Preset("test-bad-sha", "megnet", {"hdf5": bad}))
     try:
-        with pytest.raises(UnknownPresetError, match="downloads disabled"):
+        with pytest.raises(PresetNotAvailableError, match="downloads are disabled"):
             presets.resolve("test-download", download=False)
         path = presets.resolve("test-download")["hdf5"]
         assert path == tmp_path / "cache" / "test" / "log10G.hdf5" and path.is_file()
         assert presets.is_available("test-download")
-        with pytest.raises(UnknownPresetError, match="sha256"):
+        with pytest.raises(PresetNotAvailableError, match="sha256"):
             presets.resolve("test-bad-sha")
         assert not (tmp_path / "cache" / "test" / "bad.hdf5").exists()
     finally:

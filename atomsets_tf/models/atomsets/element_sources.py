@@ -34,7 +34,7 @@ from atomsets_tf.data.elements import (
     matscholar_element_table,
     megnet_element_table,
 )
-from atomsets_tf.errors import AtomSetsError, UnknownPresetError
+from atomsets_tf.errors import AtomSetsError, PresetNotAvailableError, UnknownPresetError
 from atomsets_tf.models.megnet.model import load_megnet
 from atomsets_tf.models.registry import DEFAULT_SOURCE
 
@@ -71,8 +71,14 @@ def check_element_features(model: str, features_from: str | None, element_featur
 def v0_sources(model: str, features_from: str | None, element_features: Sequence[str] | str | None) -> list[str] | None:
     """The element feature sources a run of ``model`` takes its V0 table from: ``element_features`` as given; for
     ``atomsets-v0`` with neither ``element_features`` nor ``features_from``, :data:`DEFAULT_V0_SOURCES`; else None
-    (``features_from``'s embedding, or no V0 table)."""
+    (``features_from``'s embedding, or no V0 table).
+
+    Raises:
+        AtomSetsError: ``element_features`` with another model than ``atomsets-v0`` or with ``features_from``
+            (:func:`check_element_features`).
+    """
     if element_features is not None:
+        check_element_features(model, features_from, element_features)
         return [element_features] if isinstance(element_features, str) else list(element_features)
     if model == "atomsets-v0" and features_from is None:
         return list(DEFAULT_V0_SOURCES)
@@ -114,6 +120,10 @@ def element_source_table(name: str) -> ElementTable:
         raise AtomSetsError(f"the embedded V0 table of {name} was read from another checkpoint than the preset's")
     try:
         rows = embedded[0] if embedded is not None else load_megnet(name).embedding_table()
+    except PresetNotAvailableError as exc:
+        offline = ", ".join(n for n in megnet_sources() if embedded_embedding_table(n) is not None)
+        raise PresetNotAvailableError(f"element feature source {name!r}: {exc}; offline, the package embeds the "
+                                      f"V0 table of {offline}") from None
     except UnknownPresetError as exc:
         raise AtomSetsError(f"element feature source {name!r}: {exc}") from None
     known = np.ones(len(rows), dtype=bool)

@@ -79,9 +79,9 @@ from atomsets_tf.errors import (
     DataFormatError,
     DisorderedSiteError,
     EmptyStructureError,
+    PresetNotAvailableError,
     TooFewNeighboursError,
     UnknownElementError,
-    UnknownPresetError,
 )
 from atomsets_tf.presets import resolve
 
@@ -202,17 +202,15 @@ def default_embedding_path(download: bool = True) -> Path:
     then, with ``download``, a download from the CGAT repository into the cache; sha256-checked).
 
     Raises:
-        FileNotFoundError: not found (and not downloadable).
+        PresetNotAvailableError: not found (and not downloadable); a ``FileNotFoundError``.
     """
     if os.environ.get(EMBEDDING_ENV):
         return Path(os.environ[EMBEDDING_ENV])
     try:
         return resolve(MATSCHOLAR_PRESET, download=download)["json"]
-    except UnknownPresetError as exc:
-        raise FileNotFoundError(
-            f"matscholar embedding not found ({exc}); set ${EMBEDDING_ENV} to a copy of {MATSCHOLAR_FILE} "
-            "(github.com/hyllios/CGAT, CGAT/embeddings/)"
-        ) from None
+    except PresetNotAvailableError as exc:
+        raise PresetNotAvailableError(
+            f"matscholar embedding not found: {exc}; or set ${EMBEDDING_ENV} to a copy of {MATSCHOLAR_FILE}") from None
 
 
 def load_matscholar_embedding(path: str | os.PathLike | None = None) -> ElementEmbedding:
