@@ -100,7 +100,7 @@ def test_corrupt_and_foreign_files(tmp_path):
     js.write_text("[1, 2, 3]")
     with pytest.raises(DataFormatError, match="layout"):
         data_io.read_table(js)
-    with pytest.raises(DataFormatError, match="no local data"):
+    with pytest.raises(DataFormatError, match="'matbench_nonexistent' is not a Matbench task .they are matbench_"):
         data_io.load("matbench_nonexistent")
 
 

@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 
 from atomsets_tf.data.composition import composition_to_set
+from atomsets_tf.data.matbench_tasks import MATBENCH_URL, TASKS
 from atomsets_tf.data.records import MANIFEST
 from atomsets_tf.data.structures import (  # noqa: F401  (MIN_SITE_DISTANCE: re-exported, read from here)
     MIN_SITE_DISTANCE,
     check_site_distances,
+    input_label,
     merge_shared_positions,
     structure_from_dict,
 )
@@ -339,11 +341,33 @@ def _table_from_csv(path: Path, target: str | None = None) -> Table:
     rest = [c for c in cols if c not in (id_col, comp_col)]
     if target is not None and target not in rest:
         raise DataFormatError(f"{path}: no target column {target!r} (columns: {cols})")
-    target_col = target or (rest[0] if rest else None)
+    target_col = target or _csv_target_column(rows, rest, path)
     ids = [r[id_col] for r in rows] if id_col else [f"{path.stem}-{i:04d}" for i in range(len(rows))]
     inputs = [r[comp_col] for r in rows]
     targets_raw = [r[target_col] for r in rows] if target_col else None
     return checked_table(ids, inputs, targets_raw, target_col or "target", str(path))
+
+
+def _csv_target_column(rows: list[dict], columns: list[str], path: Path) -> str | None:
+    """The target column, never a guess: the one column besides the id and the composition, or of several the
+    one of which some value reads as a number (or a boolean); with several such, the caller must name one."""
+    if len(columns) <= 1:
+        return columns[0] if columns else None
+    numeric = [c for c in columns if any(_is_number_text(r[c]) for r in rows)]
+    if len(numeric) > 1:
+        raise DataFormatError(f"{path}: which column is the target? several are numeric ({', '.join(numeric)}): "
+                              "name one with --target (target= in the API)")
+    return numeric[0] if numeric else None
+
+
+def _is_number_text(text) -> bool:
+    if str(text).strip().lower() in ("true", "false"):
+        return True
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _table_from_dir(path: Path) -> Table:
@@ -481,6 +505,15 @@ def _table_from_ase(path: Path, target: str | None = None) -> Table:
     return table
 
 
+def input_labels(table: Table) -> list[str]:
+    """:func:`input_label` of every entry; for a prepared dataset, the labels its manifest records (empty for
+    a dataset prepared before they were)."""
+    if table.prepared is not None:
+        recorded = getattr(table.prepared, "inputs", None)
+        return list(recorded) if recorded is not None else [""] * len(table)
+    return [input_label(value) for value in table.inputs]
+
+
 def _table_from_prepared(path: Path) -> Table:
     """The table of a prepared dataset (``atomsets-tf prepare``): its ids and targets; inputs are positions."""
     # Imported here: data.prepared imports TensorFlow, and this module must not (prepare's worker processes and
@@ -566,8 +599,12 @@ def resolve_task(name: str, compositional: bool = False) -> Path:
     for candidate in order:
         if candidate.is_file():
             return candidate
+    if task not in TASKS:
+        raise DataFormatError(f"{name!r} is not a Matbench task (they are {', '.join(sorted(TASKS))})")
     raise DataFormatError(
-        f"no local data for task {task!r}: put {task}.json.gz in ${DATA_ENV}, or pass a file path"
+        f"no local data for task {task!r}: download {MATBENCH_URL.format(task=task)} (matbench's own file, which "
+        f"matminer's load_dataset({task!r}, data_home=DIR) also fetches into DIR), keep it as DIR/{task}.json.gz "
+        f"and set {DATA_ENV}=DIR; or pass a file path"
     )
 
 
@@ -590,8 +627,33 @@ def load(data: str | os.PathLike, target: str | None = None, compositional: bool
             return read_table(p, target)
     elif p.exists():
         return read_table(p, target)
-    if isinstance(data, str) and os.sep not in data and not data.endswith((".json", ".gz", ".csv")):
+    if isinstance(data, str) and task_name(data) in TASKS:
         table = read_table(resolve_task(data, compositional), target)
         table.meta["task"] = task_name(data)
         return table
-    raise DataFormatError(f"no such file or folder: {data}")
+    formulas = formulas_given(data) if isinstance(data, str) else None
+    if formulas is not None:
+        ids = formulas if len(set(formulas)) == len(formulas) else [f"{k}:{f}" for k, f in enumerate(formulas)]
+        return checked_table(ids, formulas, None, "target", "the formulas given")
+    text = str(data)
+    if os.sep in text or text.lower().endswith(DATA_SUFFIXES):
+        raise DataFormatError(f"no such file or folder: {data}")
+    if text.startswith("matbench_"):
+        raise DataFormatError(f"no such file or folder, and {text!r} is not a Matbench task (they are "
+                              f"{', '.join(sorted(TASKS))})")
+    raise DataFormatError(f"no such file, folder, Matbench task or formula: {data} (formulas go as one argument, "
+                          "comma-separated: 'Fe2O3,MgO')")
+
+
+def formulas_given(text: str) -> list[str] | None:
+    """The formulas of ``"Fe2O3"`` or ``"Fe2O3,MgO"`` (comma-separated, each a composition); ``None`` when any
+    part is not one (a path, a typo): then ``load`` says so."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts) or any(os.sep in part for part in parts):
+        return None
+    try:
+        for part in parts:
+            composition_to_set(part)
+    except AtomSetsError:
+        return None
+    return parts

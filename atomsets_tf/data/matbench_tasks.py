@@ -22,6 +22,10 @@ METRIC_LABELS = {"mae": "MAE", "roc_auc": "ROC-AUC"}
 #: the matbench MAD 0.566 eV/cell x 1000 / 5 = 113 meV/atom is the paper's dummy MAE (Table S4).
 PEROVSKITE_ATOMS_PER_CELL = 5
 
+#: Where each Matbench v0.1 task's own file is published (matminer's ``load_dataset`` downloads the same file):
+#: a pandas "split" JSON, gzipped, with matbench's ids as its index.
+MATBENCH_URL = "https://ml.materialsproject.org/projects/{task}.json.gz"
+
 # Per task: matbench metadata (n_samples, task_type, input_type, matbench_unit, mad - copied from
 # matbench_v0.1_dataset_metadata.json), the paper's row label in Table 2, the unit as the paper
 # *prints* it in Table 2 (``paper_unit_printed``), the unit its numbers are actually in
