@@ -103,10 +103,10 @@ def test_predict_cli_on_the_classified_child_gives_probabilities(children, share
     assert main(["predict", str(children["head"][1] / "model.keras"), str(shared.joinpath(*DATA)), "-o", str(out)]) == 0
     with out.open() as f:
         rows = list(csv.reader(f))
-    values = np.array([float(r[2]) for r in rows[1:]])
-    assert rows[0] == ["id", "prediction", "probability"] and len(values) == 100
+    values = np.array([float(r[3]) for r in rows[1:]])
+    assert rows[0] == ["id", "input", "prediction", "probability"] and len(values) == 100
     assert ((values >= 0) & (values <= 1)).all() and np.ptp(values) > 0
-    assert all(r[1] == str(int(float(r[2]) >= 0.5)) for r in rows[1:])
+    assert all(r[2] == str(int(float(r[3]) >= 0.5)) for r in rows[1:])
 
 
 def test_copy_weights_below_output_both_ways():

@@ -44,9 +44,10 @@ def test_predict_matches_the_original_megnet(tmp_path, shared, golden):
     write_matbench_json(table, data, "e")
     assert main(["predict", PRESET, str(data), "-o", str(out)]) == 0
     rows = list(csv.reader(open(out)))
-    assert rows[0] == ["id", "prediction"] and len(rows) == 7
-    for i, p in rows[1:]:
+    assert rows[0] == ["id", "input", "prediction"] and len(rows) == 7
+    for (i, formula, p), structure in zip(rows[1:], table.inputs, strict=True):
         assert float(p) == pytest.approx(float(npz[f"{i}/prediction"][0]), abs=1e-5)
+        assert formula == structure.composition.reduced_formula
 
 
 def test_predict_on_a_cif_folder(tmp_path, cif_folder):
@@ -140,8 +141,8 @@ def test_cgat_convert_predict_and_tap(tmp_path, shared, cgat_data):
         out = tmp_path / "pred.csv"
         assert main(["predict", model, str(data), "-o", str(out)]) == 0
         rows = list(csv.reader(open(out)))
-        assert rows[0] == ["id", "prediction"]
-        pred = np.array([float(r[1]) for r in rows[1:]])
+        assert rows[0] == ["id", "input", "prediction"]
+        pred = np.array([float(r[2]) for r in rows[1:]])
         np.testing.assert_allclose(pred, golden["pred_denorm"].ravel()[:4], rtol=1e-4)
     taps = tmp_path / "taps.npz"
     assert main(["tap", str(keras_file), str(data), "--layer", "node_fea_1", "--layer", "cry_pool_out",

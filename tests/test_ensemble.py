@@ -138,7 +138,7 @@ def test_cli_predict_writes_the_std_of_an_ensemble(steels_ensemble, tmp_path):
                                       str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
     header = (tmp_path / "p.csv").read_text().splitlines()[0]
-    assert header == "id,prediction,std"
+    assert header == "id,input,prediction,std"
 
 
 def test_bootstrap_needs_an_ensemble(tmp_path, capsys):

@@ -72,6 +72,8 @@ def test_predict_and_tap_read_a_prepared_dataset(megnet_dataset, source_file, tm
         assert main(["predict", PRESET, str(data), "-o", str(tmp_path / f"{name}.csv")]) == 0
         assert main(["tap", PRESET, str(data), "--layer", "f", "-o", str(tmp_path / f"{name}.npz")]) == 0
     assert (tmp_path / "file.csv").read_text() == (tmp_path / "prepared.csv").read_text()
+    rows = (tmp_path / "prepared.csv").read_text().splitlines()
+    assert rows[0].startswith("id,input,") and all(row.split(",")[1] for row in rows[1:])  # the manifest's formulas
     with np.load(tmp_path / "file.npz") as a, np.load(tmp_path / "prepared.npz") as b:
         np.testing.assert_array_equal(a["ids"], b["ids"])
         np.testing.assert_array_equal(a["f"], b["f"])
@@ -135,12 +137,12 @@ def test_retrain_streams_a_large_prepared_dataset(megnet_dataset, monkeypatch):
 def test_benchmark_and_learning_curve_read_a_prepared_dataset(megnet_dataset, tmp_path):
     out = tmp_path / "bench"
     assert main(["benchmark", str(megnet_dataset), "--model", "megnet-head", "--protocol", "paper", "--folds", "0",
-                 "--budget-epochs", "1", "--batch-size", "16", "--quiet", "-o", str(out)]) == 0
+                 "--epochs", "1", "--batch-size", "16", "--quiet", "-o", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_folds"] == 1 and np.isfinite(summary["mean"])
     curve = tmp_path / "curve"
     assert main(["learning-curve", str(megnet_dataset), "--model", "megnet-head", "--sizes", "16,32",
-                 "--protocol", "paper", "--budget-epochs", "1", "--batch-size", "16", "--quiet",
+                 "--protocol", "paper", "--epochs", "1", "--batch-size", "16", "--quiet",
                  "-o", str(curve)]) == 0
     assert (curve / "learning_curve.json").is_file()
 

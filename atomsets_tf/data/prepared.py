@@ -55,6 +55,7 @@ from atomsets_tf.data.records import (
     failure_reason,
     init_worker,
 )
+from atomsets_tf.data.structures import input_label
 from atomsets_tf.errors import AtomSetsError, CorruptShardError, DataFormatError, PreparedDatasetError
 from atomsets_tf.utils.io import LOCK_FILE, atomic_path, check_file_size, listed_file, output_lock, write_json_atomic
 from atomsets_tf.utils.io import sha256_file as file_sha256
@@ -368,7 +369,7 @@ def prepare_dataset(
         sidecars = _build_shards(folder, ids, entries, builder, batch_builder, int(shard_size), int(workers),
                                  strict, progress)
         _check_some_prepared(folder, sidecars, source)
-        manifest = _manifest(fingerprint, ids, targets, sidecars, source)
+        manifest = _manifest(fingerprint, ids, targets, sidecars, source, entries)
         write_json_atomic(folder / MANIFEST, manifest)
     return manifest
 
@@ -413,7 +414,8 @@ def _check_some_prepared(folder: Path, sidecars: list[dict], source: Any) -> Non
                                    f"prepared in {folder}; the first: {failures[0]['reason']}")
 
 
-def _manifest(fingerprint: dict, ids: list[str], targets, sidecars: list[dict], source: Any) -> Manifest:
+def _manifest(fingerprint: dict, ids: list[str], targets, sidecars: list[dict], source: Any,
+              entries: Sequence) -> Manifest:
     positions = [p for s in sidecars for p in s["positions"]]
     return {
         "format": FORMAT,
@@ -430,6 +432,7 @@ def _manifest(fingerprint: dict, ids: list[str], targets, sidecars: list[dict], 
         "ids": [i for s in sidecars for i in s["ids"]],
         "positions": positions,
         "targets": None if targets is None else [float(targets[p]) for p in positions],
+        "inputs": [input_label(entries[p]) for p in positions],  # what a prediction names its entry by
         "sizes": [n for s in sidecars for n in s["sizes"]],
         "shards": [{"file": s["file"], "sha256": s["sha256"], "bytes": s["bytes"], "n_records": s["n_records"],
                     "first_position": s["positions"][0] if s["positions"] else i * fingerprint["shard_size"]}
@@ -497,6 +500,7 @@ class PreparedDataset:
             self.positions = np.asarray(manifest["positions"], dtype=np.int64)
             targets = manifest["targets"]
             self.targets = None if targets is None else np.asarray(targets, dtype=np.float64)
+            self.inputs = None if manifest.get("inputs") is None else [str(x) for x in manifest["inputs"]]
             self.sizes = np.asarray(manifest["sizes"], dtype=np.int64)
             self.shards = [dict(s) for s in manifest["shards"]]
             self.failures = list(manifest["failures"])

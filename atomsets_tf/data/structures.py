@@ -8,6 +8,7 @@ sends the structures of a data file to its worker processes as the raw dicts the
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,3 +128,32 @@ class ParsedStructures(WrappingBuilder):
         structure = merge_shared_positions(structure_from_dict(entry, entry_id, self.source))
         check_site_distances(structure, f"{self.source}: entry {entry_id}")
         return self.inner(structure, entry_id)
+
+
+def input_label(value) -> str:
+    """How an output names an entry's input: a composition as given (a formula string, or a pymatgen
+    ``Composition`` by its formula), a structure (or a ``Structure.as_dict()``) by its reduced formula."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return _dict_formula(value)
+    composition = getattr(value, "composition", None)
+    if composition is not None:
+        return composition.reduced_formula
+    formula = getattr(value, "formula", None)
+    return str(formula).replace(" ", "") if formula is not None else str(value)
+
+
+def _dict_formula(entry: dict) -> str:
+    """The reduced formula of a structure dict, read from its sites (no ``Structure`` is built); ``""`` for a
+    dict that is none (its entry fails elsewhere, with the reason)."""
+    from pymatgen.core import Composition  # pymatgen is slow to import: only for structure data
+
+    amounts: Counter = Counter()
+    try:
+        for site in entry["sites"]:
+            for species in site["species"]:
+                amounts[str(species["element"])] += float(species.get("occu", 1.0))
+        return Composition(amounts).reduced_formula
+    except (KeyError, TypeError, ValueError):
+        return ""

@@ -65,6 +65,11 @@ class ModelFamily:
         """Predictions and their standard deviation (``None`` for a model that gives no uncertainty)."""
         return self.predict_table(model, table, batch_size, progress), None
 
+    def extra_outputs(self, model, table: Table, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """Further per-entry outputs beside the prediction, by column name (a two-part output's
+        ``probability_nonzero``); none unless the family has some."""
+        return {}
+
     def tap_names(self, model) -> list[str]:
         """The names ``model`` can be tapped at (empty when it has no taps)."""
         return []
@@ -210,16 +215,23 @@ def predict_sets(model, sets, batch_size: int = 256, with_std: bool = False):
     With ``with_std``, ``(predictions, std)``: the second output column, an
     :class:`~atomsets_tf.models.ensemble.Ensemble`'s standard deviation.
     """
+    values = predict_columns(model, sets, [0, 1] if with_std else [0], batch_size)
+    return (values[:, 0], values[:, 1]) if with_std else values[:, 0]
+
+
+def predict_columns(model, sets, columns: Sequence[int], batch_size: int = 256) -> np.ndarray:
+    """Output ``columns`` of ``model`` for every example of ``sets``, in order: float64 ``(n, len(columns))``.
+
+    Column 0 is the prediction; further columns are a log-std, an ensemble's std, or a two-part output's
+    probability and magnitude, as the model defines them.
+    """
     forward = compiled_forward(model, sets.tensor_spec() if hasattr(sets, "tensor_spec") else None)
-    out = np.empty(len(sets), dtype=np.float64)
-    std = np.empty(len(sets), dtype=np.float64) if with_std else None
+    out = np.empty((len(sets), len(columns)), dtype=np.float64)
     if getattr(sets, "streams", False):  # a prepared dataset on disk: streamed, at flat memory
         batches = sets.prediction_batches(batch_size)
     else:
         batches = ((idx, sets.padded(idx)) for idx in size_bucketed_batches(sets.sizes(), batch_size))
     for idx, inputs in batches:
         values = np.asarray(forward(inputs))
-        out[idx] = values[:, 0] if values.ndim == 2 else values  # further columns: a log-std, a std, parts
-        if with_std:
-            std[idx] = values[:, 1]
-    return (out, std) if with_std else out
+        out[idx] = (values if values.ndim == 2 else values[:, None])[:, list(columns)]
+    return out

@@ -19,9 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from atomsets_tf import presets
 from atomsets_tf.data.inputs import as_table
+from atomsets_tf.data.io import input_labels
 from atomsets_tf.errors import CheckpointError, DisorderedSiteError
 from atomsets_tf.models.base import load_keras_model
 from atomsets_tf.models.registry import FAMILY_MODULES, families, family, family_of
@@ -133,6 +135,51 @@ def predict_with_std(model, table, batch_size: int | None = None,
     members, ``None`` for a single model. ``table``: as :func:`predict_table`'s."""
     with naming_the_model(model):
         return family_of(model).predict_with_std(model, as_table(table), batch_size, progress)
+
+
+def extra_outputs(model, table, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Per-entry outputs of ``model`` beside its prediction, by column name: a two-part band-gap model's
+    ``probability_nonzero`` (P(gap > 0); its prediction is exactly 0 below 0.5); none for most models."""
+    with naming_the_model(model):
+        return family_of(model).extra_outputs(model, as_table(table), batch_size)
+
+
+def predict_frame(model, table, batch_size: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """Every entry's prediction beside its id and its input, as ``atomsets-tf predict`` writes them.
+
+    :func:`predict_table` stays a bare float array, in the order of the entries, so that it can be compared
+    with the targets as it is; this is the table a person reads: one row per entry, columns as
+    :func:`prediction_frame`'s.
+
+    Args:
+        model, table, batch_size, progress: as :func:`predict_table`'s.
+    """
+    table = as_table(table)
+    predictions, std = predict_with_std(model, table, batch_size, progress)
+    return prediction_frame(table.ids, predictions, inputs=input_labels(table), std=std,
+                            classifier=model_task_type(model) == "classification",
+                            extra=extra_outputs(model, table, batch_size))
+
+
+def prediction_frame(ids: Sequence[str], predictions, inputs: Sequence[str] | None = None, targets=None, std=None,
+                     classifier: bool = False, extra: dict | None = None) -> pd.DataFrame:
+    """The columns of a predictions table, in order: ``id``, ``input`` (the formula or composition as given,
+    a structure's reduced formula), ``target``, ``prediction``, ``std`` (an ensemble's), ``probability`` (a
+    classifier's, whose ``prediction`` is then the class, ``probability >= 0.5``), then ``extra`` (e.g.
+    ``probability_nonzero``); the columns without values are left out."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    columns: dict = {"id": list(ids)}
+    if inputs is not None:
+        columns["input"] = list(inputs)
+    if targets is not None:
+        columns["target"] = np.asarray(targets, dtype=np.float64)
+    columns["prediction"] = (predictions >= 0.5).astype(int) if classifier else predictions
+    if std is not None:
+        columns["std"] = np.asarray(std, dtype=np.float64)
+    if classifier:
+        columns["probability"] = predictions
+    columns.update({name: np.asarray(values, dtype=np.float64) for name, values in (extra or {}).items()})
+    return pd.DataFrame(columns)
 
 
 def tap_table(model, table, names, batch_size: int | None = None, progress: bool = False) -> dict:

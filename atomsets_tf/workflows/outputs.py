@@ -6,7 +6,6 @@ Every file is written atomically (:func:`~atomsets_tf.utils.io.atomic_path`).
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import os
@@ -35,7 +34,7 @@ from atomsets_tf.data.taps import (
     tap_levels,
 )
 from atomsets_tf.errors import PlotsUnavailableError, RunSettingsError
-from atomsets_tf.models.loading import iter_tap_table
+from atomsets_tf.models.loading import iter_tap_table, prediction_frame
 from atomsets_tf.training.metrics import metric_name
 from atomsets_tf.training.runs import PARITY_PNG, ROC_PNG, TRAINING_CURVE_PNG
 from atomsets_tf.training.trainer import TRAINING_LOG
@@ -111,26 +110,16 @@ def write_run_plots(out_dir, metrics: Mapping, targets, predictions, *, quantity
 
 
 def write_predictions_csv(path, ids, predictions, targets=None, std=None, probability: bool = False) -> None:
-    """Write ``id[,target],prediction[,std]`` CSV atomically.
+    """Write ``id[,target],prediction[,std][,probability]`` CSV atomically (see
+    :func:`~atomsets_tf.models.loading.prediction_frame`; ``probability``: a classifier's output)."""
+    write_frame_csv(path, prediction_frame(ids, predictions, targets=targets, std=std, classifier=probability))
 
-    With ``probability`` (a classifier's output), ``prediction`` is the class (``probability >= 0.5``) and a
-    ``probability`` column follows.
-    """
 
-    header = ["id", *(["target"] if targets is not None else []), "prediction",
-              *(["std"] if std is not None else []), *(["probability"] if probability else [])]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        for k, i in enumerate(ids):
-            value = float(predictions[k])
-            row = [i, *([repr(float(targets[k]))] if targets is not None else []),
-                   str(int(value >= 0.5)) if probability else repr(value)]
-            if std is not None:
-                row.append(repr(float(std[k])))
-            if probability:
-                row.append(repr(value))
-            w.writerow(row)
+def write_frame_csv(path, frame) -> None:
+    """Write a pandas ``DataFrame`` as CSV atomically, without its index; floats as Python prints them (they
+    read back to the same float64)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def versions() -> dict:

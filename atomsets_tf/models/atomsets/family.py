@@ -10,7 +10,7 @@ import numpy as np
 from atomsets_tf.data.io import Table
 from atomsets_tf.models.atomsets.features import model_sets
 from atomsets_tf.models.atomsets.model import AtomSets
-from atomsets_tf.models.base import ModelFamily, load_keras_model, predict_in_chunks, predict_sets
+from atomsets_tf.models.base import ModelFamily, load_keras_model, predict_columns, predict_in_chunks, predict_sets
 
 #: Layers of an AtomSets model that ``head`` transfer mode retrains: the MLP after the readout and the output.
 HEAD_PREFIXES = ("head_dense", "head_dropout", "output", "target_scaler")
@@ -33,6 +33,21 @@ class AtomSetsFamily(ModelFamily):
         if table.prepared is not None:
             return predict_in_chunks(table, lambda part: predict_sets(model, model_sets(model, part), batch_size))
         return predict_sets(model, model_sets(model, table), batch_size)
+
+    def extra_outputs(self, model, table: Table, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """A two-part (zero-inflated) model's ``probability_nonzero``: P(target > 0), its output's second column.
+
+        Its prediction is exactly 0 where this is below 0.5, so the number says how near the call was.
+        """
+        if getattr(model, "output_kind", None) != "zero-inflated":
+            return {}
+        batch_size = max(batch_size or 256, 256)
+
+        def probability(part):
+            return predict_columns(model, model_sets(model, part), [1], batch_size)[:, 0]
+
+        return {"probability_nonzero": predict_in_chunks(table, probability) if table.prepared is not None
+                else probability(table)}
 
     def tap_names(self, model) -> Sequence[str]:
         return []
