@@ -20,9 +20,12 @@ is asked to ``restart``, and two processes cannot write to one folder at once
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,7 +40,7 @@ from atomsets_tf.data.inputs import DataLike, as_table
 from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.data.targets import check_output_kind, positive_stats, task_output_kind
-from atomsets_tf.errors import AtomSetsError, DataFormatError
+from atomsets_tf.errors import AtomSetsError, DataFormatError, SmallDataWarning
 from atomsets_tf.models.atomsets.element_sources import (
     check_element_features,
     element_features_settings,
@@ -48,10 +51,18 @@ from atomsets_tf.models.atomsets.features import composition_sets, structural_se
 from atomsets_tf.models.atomsets.model import AtomSets
 from atomsets_tf.models.base import predict_sets
 from atomsets_tf.models.ensemble import Ensemble
+from atomsets_tf.models.loading import load_model
 from atomsets_tf.models.megnet.model import load_megnet
 from atomsets_tf.models.registry import DEFAULT_SOURCE, FIT_MODELS, STRUCTURAL_MODELS
 from atomsets_tf.training.metrics import fit_std_scale, metric_name, score, uncertainty_scores
-from atomsets_tf.training.runs import METRICS_FILE, STATE_DIR, run_fingerprint, run_folder, run_settings
+from atomsets_tf.training.runs import (
+    METRICS_FILE,
+    STATE_DIR,
+    is_finished,
+    run_fingerprint,
+    run_folder,
+    run_settings,
+)
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss, strategy_label, train
 from atomsets_tf.utils.io import write_json_atomic
 from atomsets_tf.workflows.outputs import (
@@ -100,6 +111,26 @@ class FitResult:
     test_ids: list[str] = field(default_factory=list)
     test_predictions: np.ndarray | None = None
     test_std: np.ndarray | None = None
+
+
+def read_back(out_dir: str | os.PathLike | None) -> FitResult | None:
+    """The finished run in ``out_dir`` (its settings already checked against the rerun's), read back from its
+    files instead of trained again; ``None`` when there is none. Its metrics say ``"read_back": true``.
+
+    Every worker of a multi-worker run reads the shared folder, so all of them read back, or none.
+    """
+    if out_dir is None or not is_finished(out_dir) or not (Path(out_dir) / "model.keras").is_file():
+        return None
+    folder = Path(out_dir)
+    metrics = {**json.loads((folder / METRICS_FILE).read_text()), "read_back": True}
+    ids, predictions, std = [], [], []
+    with open(folder / "test_predictions.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            ids.append(row["id"])
+            predictions.append(float(row.get("probability") or row["prediction"]))
+            std.append(float(row["std"]) if row.get("std") else np.nan)
+    return FitResult(load_model(folder / "model.keras"), metrics, ids, np.array(predictions),
+                     np.array(std) if ids and not np.isnan(std).all() else None)
 
 
 def featurize(
@@ -264,8 +295,6 @@ def fit(
     training = training or TrainingConfig()
     require_point_loss(training, model)
     check_model_name(model)
-    if element_features is not None:
-        check_element_features(model, features_from, element_features)
     element_features = v0_sources(model, features_from, element_features)  # the default V0, recorded as such
     table, targets, task_type = load_targets(data, task_type)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
@@ -276,6 +305,8 @@ def fit(
     settings = run_settings(trained, table, task_type, splits, protocol, fold, val_fraction, split_file, training)
     weights = member_weights(ensemble, model_config.bootstrap, len(splits[0]), training.seed)  # before the folder
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
+        if (finished := read_back(out_dir)) is not None:
+            return finished
         sets, element_table = featurize(table, model, features_from, progress, element_features)
         make = model_factory(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from,
                              output, training.seed)
@@ -383,6 +414,11 @@ def load_targets(data, task_type: str | None = None) -> tuple[data_io.Table, np.
     return table, targets, task_type
 
 
+#: Fewer validation entries than this make early stopping, and an ensemble's std rescale factor, rest on too
+#: little: a :class:`~atomsets_tf.errors.SmallDataWarning` says so.
+MIN_RELIABLE_ENTRIES = 20
+
+
 def run_training(
     table: data_io.Table,
     sets,
@@ -420,7 +456,13 @@ def run_training(
     """
     train_idx, val_idx, test_idx = splits
     if len(train_idx) == 0 or len(val_idx) == 0 or len(test_idx) == 0:
-        raise DataFormatError(f"too few entries ({len(table)}) for a train/validation/test split")
+        raise DataFormatError(f"too few entries ({len(table)}) for a train/validation/test split: each part needs "
+                              "at least one entry (6 entries with the default --val-fraction 0.1; "
+                              f"{10 * MIN_RELIABLE_ENTRIES} or more make early stopping reliable)")
+    if len(val_idx) < MIN_RELIABLE_ENTRIES:
+        warnings.warn(SmallDataWarning(
+            f"the validation part holds {len(val_idx)} entries (fewer than {MIN_RELIABLE_ENTRIES}): early stopping "
+            "and the best epoch rest on them; use more data or a larger --val-fraction"), stacklevel=2)
     if training.mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
         raise AtomSetsError(f"mixed_precision must be mixed_float16 or mixed_bfloat16, got {training.mixed_precision!r}")
     start = time.perf_counter()
@@ -463,6 +505,11 @@ def _predict_split(net, sets, targets: np.ndarray, splits, run: dict) -> tuple[n
     val_pred, val_std = predict_sets(net, sets.subset(val_idx), with_std=True)
     test_pred, test_std = predict_sets(net, sets.subset(test_idx), with_std=True)
     scale = fit_std_scale(targets[val_idx], val_pred, val_std)
+    if len(val_idx) < MIN_RELIABLE_ENTRIES:
+        warnings.warn(SmallDataWarning(
+            f"the ensemble's std rescale factor ({scale:.3g}) was fitted on {len(val_idx)} validation points (fewer "
+            f"than {MIN_RELIABLE_ENTRIES}): read its std as rough; use more data or a larger --val-fraction"),
+            stacklevel=2)
     run["std_scale"] = scale
     run["uncertainty"] = {
         "val_raw": uncertainty_scores(targets[val_idx], val_pred, val_std),

@@ -36,7 +36,14 @@ from atomsets_tf.models.registry import family, family_of
 from atomsets_tf.training.runs import content_hash, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig, require_point_loss
 from atomsets_tf.training.transfer import TransferMode, apply_mode, backbone_variable_paths, make_optimizer
-from atomsets_tf.workflows.fit import FitResult, ensemble_of, load_targets, member_weights, run_training
+from atomsets_tf.workflows.fit import (
+    FitResult,
+    ensemble_of,
+    load_targets,
+    member_weights,
+    read_back,
+    run_training,
+)
 
 
 def _optimizer(model, is_head, mode: TransferMode, config: TrainingConfig, backbone_lr_factor: float):
@@ -211,6 +218,9 @@ def retrain(
                             task_type, splits, protocol, fold, val_fraction, split_file, training)
     weights = member_weights(ensemble, bootstrap, len(splits[0]), training.seed)  # refused before the folder
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
+        finished = read_back(out_dir)
+        if finished is not None:
+            return finished
         sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training,
                                         backbone_lr_factor)
         extra = {"model": kind, "parent": label, "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
