@@ -5,6 +5,7 @@ Bad input ends with one line ``Error: ...`` on stderr and exit code 2.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -186,9 +187,13 @@ def fit(data, model_name, features_from, element_features, **opts) -> None:
     """Train an AtomSets model on DATA and evaluate it on its test split.
 
     DATA is a matbench-layout .json/.json.gz, a CSV (id, composition, target),
-    an extxyz/xyz/traj file (the ase extra), or a matbench task name such as
-    matbench_steels (embedded in the package).
-    A run killed midway and started again with the same -o resumes where it was.
+    a CIF (every block) or POSCAR file, a folder of CIF/POSCAR files, an
+    extxyz/xyz/traj file (the ase extra), a prepared dataset (`atomsets-tf
+    prepare`), or a Matbench task name such as matbench_steels (embedded in the
+    package; other tasks are read from $ATOMSETS_TF_DATA, see the README).
+    Files without targets (CIF, POSCAR, folders) cannot be trained on: give
+    them to `predict`. A run killed midway and started again with the same -o
+    resumes where it was.
     """
     from atomsets_tf.workflows.fit import fit as run_fit
 
@@ -214,7 +219,7 @@ def retrain(model, data, mode, backbone_lr_factor, ensemble, bootstrap, **opts) 
     """Retrain a pretrained MODEL on DATA in a transfer mode (scratch, head, full).
 
     MODEL is a megnet .hdf5, a CGAT .ckpt, a .keras MEGNet, CGAT or AtomSets model, or a preset.
-    Writes OUTDIR/model.keras and OUTDIR/metrics.json; a killed run resumes.
+    Writes OUTPUT/model.keras and OUTPUT/metrics.json; a killed run resumes.
     """
     from atomsets_tf.workflows.retrain import retrain as run_retrain
 
@@ -233,6 +238,10 @@ def _report(metrics: dict, out_dir: str, strategy) -> None:
     from atomsets_tf.evaluation.reference import paper_comparison
 
     _print_summary(metrics)
+    if metrics.get("read_back"):
+        click.echo(f"Read back the finished run in {out_dir}: the same settings, so nothing was retrained "
+                   "(--restart retrains it)")
+        return
     click.echo(f"Wrote {os.path.join(out_dir, 'model.keras')} and {os.path.join(out_dir, 'metrics.json')}")
     comparison = paper_comparison(metrics)
     if comparison is not None:
@@ -242,7 +251,7 @@ def _report(metrics: dict, out_dir: str, strategy) -> None:
 
 
 def _print_summary(metrics: dict) -> None:
-    rows = [(k, metrics[k]) for k in ("model", "mode", "data", "task_type", "n_train", "n_val", "n_test", "epochs_run",
+    rows = [(k, metrics[k]) for k in ("model", "mode", "data", "target", "task_type", "n_train", "n_val", "n_test", "epochs_run",
                                       "best_epoch", "val_mae", "test_mae", "val_roc_auc", "test_roc_auc",
                                       "strategy", "replicas", "wall_time_s") if k in metrics]
     width = max(len(k) for k, _ in rows)
@@ -259,26 +268,27 @@ def _print_summary(metrics: dict) -> None:
               help="Structures per batch (default: MEGNet plans its batches by cost; 32 for CGAT, 256 for AtomSets).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def predict(model, data, out_csv, batch_size, quiet) -> None:
-    """Predict DATA with MODEL and write OUT.csv (id,prediction[,std][,probability]).
+    """Predict DATA with MODEL and write OUT.csv (id,input,prediction[,std][,probability][,probability_nonzero]).
 
-    An ensemble adds its std; a classifier writes the class (0/1) as prediction and its probability.
+    `input` is the formula or composition as given, or a structure's reduced formula. An ensemble adds its std;
+    a classifier writes the class (0/1) as prediction and its probability; a two-part band-gap model adds
+    probability_nonzero, P(gap > 0) (its prediction is exactly 0 below 0.5).
 
     MODEL is a .keras file (AtomSets, MEGNet or CGAT), a megnet .hdf5, a CGAT
     .ckpt, or a preset name (see `atomsets-tf models`). DATA is a data file, a
     matbench task name, a CIF (every block) or POSCAR file, an extxyz/xyz/traj
-    file, or a folder of CIF/POSCAR files.
+    file, a folder of CIF/POSCAR files, a prepared dataset, or formulas as one
+    argument, comma-separated ("Fe2O3,MgO").
     """
     from atomsets_tf.data.io import load
-    from atomsets_tf.models.loading import load_model, model_task_type, predict_with_std
+    from atomsets_tf.models.loading import load_model, predict_frame
     from atomsets_tf.utils.io import check_writable
-    from atomsets_tf.workflows.outputs import write_predictions_csv
+    from atomsets_tf.workflows.outputs import write_frame_csv
 
     check_writable(out_csv)  # before the work, not after it
     net = load_model(model)
     table = load(data)
-    predictions, std = predict_with_std(net, table, batch_size, progress=not quiet)
-    write_predictions_csv(out_csv, table.ids, predictions, std=std,
-                          probability=model_task_type(net) == "classification")
+    write_frame_csv(out_csv, predict_frame(net, table, batch_size, progress=not quiet))
     click.echo(f"Wrote {len(table)} predictions to {out_csv}")
 
 
@@ -369,14 +379,28 @@ def prepare(data, model, out_dir, features_from, workers, shard_size, strict, re
 
 
 @cli.command()
-def models() -> None:
-    """List the preset models and whether each is available locally."""
-    from atomsets_tf.presets import list_presets
+@click.option("--download", "to_fetch", metavar="NAME", multiple=True,
+              help="Fetch preset NAME and the presets it needs into the cache (sha256-checked); repeatable.")
+@click.option("--quiet", is_flag=True, help="No download progress bars.")
+def models(to_fetch, quiet) -> None:
+    """List the preset models and whether each, and every preset it needs, is on disk ("local"); or fetch some.
 
+    A preset marked "download" is fetched on first use when online, or by --download NAME; "needs X" names
+    a preset it runs on (a head's parent MEGNet) that is not on disk yet.
+    """
+    from atomsets_tf.presets import download, list_presets
+
+    for name in to_fetch:
+        paths = download(name, progress=not quiet)
+        click.echo(f"{name}: on disk, " + ", ".join(str(p) for p in paths.values()))
+    if to_fetch:
+        return
     rows = list_presets()
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        status = "local" if r["available"] else "download"
+        others = [n for n in r["missing"] if n != r["name"]]
+        status = "local" if r["available"] else " + ".join(
+            (["download"] if r["name"] in r["missing"] else []) + ([f"needs {', '.join(others)}"] if others else []))
         click.echo(f"{r['name']:<{width}}  {r['kind']:<8}  {status:<8}  {r['description']}")
 
 
@@ -417,13 +441,18 @@ def _benchmark_training(n_entries: int, opts: dict):
                             patience=opts["patience"], learning_rate=opts["lr"], seed=opts["seed"])
 
 
-def _benchmark_options(command):
-    """Options of the commands that train on several splits: protocol, budget, optimisation, output."""
+def _benchmark_options(command=None, *, protocol: bool = True):
+    """Options of the commands that train on several splits: protocol (unless the command makes its own split),
+    epochs, optimisation, output."""
+    if command is None:
+        return lambda cmd: _benchmark_options(cmd, protocol=protocol)
     options = [
-        click.option("--protocol", type=click.Choice(["matbench", "paper"]), default="matbench", show_default=True,
-                     help="matbench: the 5 official folds; paper: 5 random 80/10/10 splits."),
-        click.option("--budget-epochs", type=click.IntRange(1), default=None,
-                     help="Cap on epochs per fold (default: the paper's 1000 with patience 200)."),
+        *([click.option("--protocol", type=click.Choice(["matbench", "paper"]), default="matbench", show_default=True,
+                        help="matbench: the 5 official folds; paper: 5 random 80/10/10 splits.")] if protocol else []),
+        click.option("--epochs", "budget_epochs", type=click.IntRange(1), default=None,
+                     help="Cap on epochs per run (default: the paper's 1000 with patience 200)."),
+        click.option("--budget-epochs", "old_budget_epochs", type=click.IntRange(1), default=None, hidden=True,
+                     help="The old name of --epochs."),
         click.option("--batch-size", type=click.IntRange(1), default=None,
                      help="Default: 16 below 1000 entries, 128 below 50k, 512 above."),
         click.option("--patience", type=click.IntRange(1), default=None, help="Default: 200, as in the paper."),
@@ -439,7 +468,23 @@ def _benchmark_options(command):
                           "the same settings are read back, and runs with other settings refused)."),
         click.option("--quiet", is_flag=True, help="No progress bar and no per-item result lines."),
     ]
-    return _with_options(command, options)
+    return _with_options(_taking_old_names(command), options)
+
+
+def _taking_old_names(command):
+    """``command`` reading ``--budget-epochs`` (the old name of ``--epochs``, kept for recorded commands) as
+    ``--epochs``."""
+
+    @functools.wraps(command)
+    def run(*args, **opts):
+        old = opts.pop("old_budget_epochs", None)
+        if old is not None:
+            if opts["budget_epochs"] not in (None, old):
+                raise click.UsageError("--budget-epochs is the old name of --epochs: give one of them")
+            opts["budget_epochs"] = old
+        return command(*args, **opts)
+
+    return run
 
 
 @cli.command()
@@ -455,10 +500,10 @@ def _benchmark_options(command):
 @_head_options
 @_benchmark_options
 def benchmark(task, model_name, folds, official_task, element_features, **opts) -> None:
-    """Benchmark a model on TASK over all folds of a protocol; writes OUTDIR/summary.json.
+    """Benchmark a model on TASK over all folds of a protocol; writes OUTPUT/summary.json.
 
     TASK is a matbench task name with local data (or a file). Each fold trains
-    in OUTDIR/fold_<k>; a rerun skips finished folds and resumes an interrupted one.
+    in OUTPUT/fold_<k>; a rerun skips finished folds and resumes an interrupted one.
     """
     from atomsets_tf.evaluation.protocol import run_benchmark
     from atomsets_tf.evaluation.runners import load_task
@@ -488,7 +533,7 @@ def benchmark(task, model_name, folds, official_task, element_features, **opts) 
               help="Run a seeded random subset of the grid (default: all of Table S2).")
 @_benchmark_options
 def grid(task, model_name, fold, cv_folds, max_configs, **opts) -> None:
-    """Search the Table S2 hyperparameter grid of a model on TASK by cross-validation; writes OUTDIR/grid.json.
+    """Search the Table S2 hyperparameter grid of a model on TASK by cross-validation; writes OUTPUT/grid.json.
 
     Prints every configuration's mean validation metric and the benchmark
     command that evaluates the best one on the official folds.
@@ -537,24 +582,24 @@ def _experiment_options(opts: dict) -> dict:
 @click.option("--sizes", default=None,
               help="Comma-separated data sizes N, training + validation (default: 100, 200, 400, ... and all "
                    "entries outside the test set).")
-@click.option("--target", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--goal", type=click.FloatRange(min=0, min_open=True), default=None,
               help="An error to reach (MAE in target units; 1 - ROC-AUC for classification): report the N needed.")
 @click.option("--fold", type=click.IntRange(0), default=0, show_default=True,
               help="Official fold (matbench) or random split (paper) whose test set is kept fixed.")
 @_head_options
 @_benchmark_options
-def learning_curve_command(task, model_names, sizes, target, fold, **opts) -> None:
+def learning_curve_command(task, model_names, sizes, goal, fold, **opts) -> None:
     """Learning curves of models on TASK: test error against data size, with log-log power-law fits.
 
     Every size N trains on a random subset of the entries outside one fixed test
-    set (nested: the 200 hold the 100; 10 % is validation), in OUTDIR/<model>/n_<N>;
+    set (nested: the 200 hold the 100; 10 % is validation), in OUTPUT/<model>/n_<N>;
     a rerun skips finished runs. Classification tasks are drawn as 1 - ROC-AUC.
-    Writes OUTDIR/learning_curve.json and OUTDIR/learning_curve.png.
+    Writes OUTPUT/learning_curve.json and OUTPUT/learning_curve.png.
     """
     from atomsets_tf.evaluation.learning_curve import format_learning_curve, learning_curve, parse_sizes
 
     summary = learning_curve(task, list(model_names), opts["out_dir"], None if sizes is None else parse_sizes(sizes),
-                             opts["protocol"], fold, target=target, **_experiment_options(opts))
+                             opts["protocol"], fold, target=goal, **_experiment_options(opts))
     click.echo(format_learning_curve(summary))
     click.echo(f"Wrote {os.path.join(opts['out_dir'], 'learning_curve.json')} and learning_curve.png")
 
@@ -566,14 +611,14 @@ def learning_curve_command(task, model_names, sizes, target, fold, **opts) -> No
 @click.option("--quantile", type=click.FloatRange(0.5, 1, max_open=True), default=0.9, show_default=True,
               help="Targets above this quantile are the extrapolation test set.")
 @_head_options
-@_benchmark_options
+@_benchmark_options(protocol=False)
 def extrapolation_command(task, model_names, quantile, **opts) -> None:
     """Interpolation against extrapolation error on TASK (a regression task; AtomSets paper, Fig. 4).
 
     The top targets (above --quantile) are held out as the extrapolation test set,
     with as many entries from below as the interpolation test set; the models train
-    on the rest (--protocol does not apply). Each trains in OUTDIR/<model>;
-    writes OUTDIR/extrapolation.json and OUTDIR/extrapolation.png.
+    on the rest. Each trains in OUTPUT/<model>;
+    writes OUTPUT/extrapolation.json and OUTPUT/extrapolation.png.
     """
     from atomsets_tf.evaluation.extrapolation import extrapolation, format_extrapolation
 

@@ -46,7 +46,7 @@ def test_dummy_classifier_has_chance_auc(tmp_path):
 
 def test_benchmark_summary_and_resume(tmp_path, capsys):
     out = tmp_path / "steels"
-    code = main(["benchmark", "matbench_steels", "--model", "atomsets", "--folds", "0,1", "--budget-epochs", "2",
+    code = main(["benchmark", "matbench_steels", "--model", "atomsets", "--folds", "0,1", "--epochs", "2",
                  "--units", "8", "-o", str(out)])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())

@@ -44,13 +44,15 @@ def test_fit_then_predict(tmp_path, tiny_csv):
     r = run_cli("predict", str(out / "model.keras"), str(tiny_csv), "-o", str(pred))
     assert r.returncode == 0, r.stderr
     rows = list(csv.reader(open(pred)))
-    assert rows[0] == ["id", "prediction"] and len(rows) == 61 and rows[1][0] == "alloy-000"
+    assert rows[0] == ["id", "input", "prediction"] and len(rows) == 61 and rows[1][0] == "alloy-000"
+    given = {r["id"]: r["composition"] for r in csv.DictReader(open(tiny_csv))}
+    assert all(r[1] == given[r[0]] for r in rows[1:])  # each composition as given, beside its prediction
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["fit", "matbench_nosuchtask", "-o", "OUT"], "no local data for task"),
+        (["fit", "matbench_nosuchtask", "-o", "OUT"], "is not a Matbench task"),
         (["fit", "BADCSV", "-o", "OUT"], "cannot parse composition 'Qq3Zz'"),
         (["fit", "NANCSV", "-o", "OUT"], "target of b is nan"),
         (["predict", "GARBAGE", "matbench_steels", "-o", "OUT"], "garbage.keras is not a .keras model file"),

@@ -43,7 +43,7 @@ def test_cv_splits_validate_every_id_once():
 def test_grid_searches_the_fold_training_part_and_names_the_best(tmp_path, capsys):
     out = tmp_path / "grid"
     code = main(["grid", "matbench_steels", "--model", "atomsets-v0", "--fold", "1", "--cv-folds", "2",
-                 "--max-configs", "2", "--budget-epochs", "2", "-o", str(out)])
+                 "--max-configs", "2", "--epochs", "2", "-o", str(out)])
     assert code == 0
     record = json.loads((out / "grid.json").read_text())
     assert record["n_configs"] == 2 and record["n_grid"] == 96 and record["cv_folds"] == 2

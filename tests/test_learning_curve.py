@@ -187,7 +187,7 @@ def test_classification_is_drawn_as_one_minus_auc(tmp_path, monkeypatch):
     [
         (["--sizes", "100,abc"], "sizes must be comma-separated whole numbers"),
         (["--sizes", "100,5000"], "data sizes must be between 2 and the 249 entries"),
-        (["--target", "0"], "is not in the range x>0"),
+        (["--goal", "0"], "is not in the range x>0"),
     ],
 )
 def test_cli_bad_input_gives_one_error_line(tmp_path, capsys, extra, message):
@@ -199,7 +199,7 @@ def test_cli_bad_input_gives_one_error_line(tmp_path, capsys, extra, message):
 
 def test_cli_learning_curve(tmp_path, capsys):
     out = tmp_path / "o"
-    code = main(["learning-curve", "matbench_steels", "--model", "dummy", "--sizes", "30,60,120", "--target", "100",
+    code = main(["learning-curve", "matbench_steels", "--model", "dummy", "--sizes", "30,60,120", "--goal", "100",
                  "-o", str(out)])
     stdout = capsys.readouterr().out
     assert code == 0

@@ -190,5 +190,5 @@ def benchmark_command(task: str, model: str, config: dict, budget_epochs: int | 
             value = config[field]
             args += [option, "+".join(value) if isinstance(value, list) else str(value)]
     if budget_epochs is not None:
-        args += ["--budget-epochs", str(budget_epochs)]
+        args += ["--epochs", str(budget_epochs)]
     return shlex.join([*args, "-o", f"runs/{task}/{model}-tuned"])
