@@ -8,6 +8,7 @@ and ``pretrained/presets.json`` gets its sha256.
     python benchmarks/build_pretrained.py                      # all
     python benchmarks/build_pretrained.py atomsets-v0-glass    # one
     python benchmarks/build_pretrained.py --cards-only         # rewrite the model cards from the saved metrics
+    python benchmarks/build_pretrained.py --well-known-only    # rewrite only their well-known-materials sections
 """
 
 from __future__ import annotations
@@ -118,20 +119,65 @@ def write_card(spec: dict, dest: Path, summary: dict, fold0: dict) -> None:
     (dest / "README.md").write_text(card)
 
 
+def rewrite_well_known(spec: dict, dest: Path) -> None:
+    """Replace the well-known-materials section of ``dest``'s card (from its heading to the next one)."""
+    card = (dest / "README.md").read_text()
+    if "\n## Well-known materials" not in card:
+        return  # a task without well-known materials (pretrained/literature.json)
+    start = card.index("\n## Well-known materials")
+    end = card.find("\n## ", start + 1)
+    section = literature_section(spec, dest / "model.keras").rstrip("\n") + "\n"
+    (dest / "README.md").write_text(card[:start] + section + (card[end:] if end != -1 else ""))
+
+
 def literature_rows(task: str, model_path: Path) -> list[dict]:
     """The well-known materials of ``pretrained/literature.json`` for ``task``, each with the model's prediction
     (and std, for an ensemble)."""
     from atomsets_tf.data.io import Table
-    from atomsets_tf.models.loading import load_model, predict_with_std
+    from atomsets_tf.models.loading import extra_outputs, load_model, predict_with_std
 
     materials = json.loads((PRETRAINED / "literature.json").read_text())["materials"].get(task, [])
     if not materials:
         return []
     table = Table(ids=[m["name"] for m in materials], inputs=[m["formula"] for m in materials], targets=None,
                   kind="composition")
-    prediction, std = predict_with_std(load_model(model_path), table)
-    return [{**m, "prediction": float(p), "std": None if std is None else float(s)}
-            for m, p, s in zip(materials, prediction, std if std is not None else [None] * len(materials))]
+    model = load_model(model_path)
+    prediction, std = predict_with_std(model, table)
+    nonzero = extra_outputs(model, table).get("probability_nonzero")
+    return [{**m, "prediction": float(prediction[k]), "std": None if std is None else float(std[k]),
+             "probability_nonzero": None if nonzero is None else float(nonzero[k])} for k, m in enumerate(materials)]
+
+
+def zero_notes(rows: list[dict], task: str) -> str:
+    """What the exact zeros of a two-part model rest on, read from the task's data: for each material the model
+    puts at 0 though its literature value is not, its own entries in the data and the compounds of its elements."""
+    from pymatgen.core import Composition
+
+    from atomsets_tf.data.io import load
+
+    zeros = [r for r in rows if r["prediction"] == 0 and r["value"] > 0 and r.get("probability_nonzero") is not None]
+    if not zeros:
+        return ""
+    table = load(task)
+    compositions = [Composition(x) for x in table.inputs]
+    share = float((table.targets == 0).mean())
+    lines = []
+    for r in zeros:
+        elements = set(Composition(r["formula"]).elements)
+        same = [k for k, c in enumerate(compositions) if set(c.elements) == elements]
+        itself = [k for k in same if compositions[k].reduced_formula == Composition(r["formula"]).reduced_formula]
+        others = [k for k in same if k not in itself]
+        said = (f"in the data at {', '.join(f'{table.targets[k]:g}' for k in itself)} eV" if itself
+                else "not in the data")
+        listed = ", ".join(f"{compositions[k].reduced_formula} {table.targets[k]:g}" for k in others[:8])
+        near = (f"; the other {len(others)} compounds of only {'-'.join(sorted(e.symbol for e in elements))}: "
+                f"{listed}{' ...' if len(others) > 8 else ''} eV") if others else (
+            f"; no other compound of only {'-'.join(sorted(e.symbol for e in elements))} is either")
+        lines.append(f"- `{r['formula']}` (P(gap > 0) = {r['probability_nonzero']:.2f}): {said}{near}.")
+    return (f"\nThe exact zeros: the output has two parts, the probability that the gap is above 0 (`predict` "
+            f"writes it as `probability_nonzero`) and the gap where it is; below 0.5 the prediction is exactly 0. "
+            f"{share:.0%} of {task}'s {len(table)} entries are at 0 eV. For each material above that is put at 0, "
+            f"what the data hold:\n\n" + "\n".join(lines) + "\n")
 
 
 def literature_section(spec: dict, model_path: Path) -> str:
@@ -140,23 +186,26 @@ def literature_section(spec: dict, model_path: Path) -> str:
         return ""
     sources = json.loads((PRETRAINED / "literature.json").read_text())["sources"]
     unit = f" ({spec['unit']})" if spec.get("unit") else ""
+    two_part = rows[0].get("probability_nonzero") is not None
     lines = [f"| {r['name']}{' (*)' if 'ambiguous' in r else ''} | `{r['formula']}` | {r['class']} | {r['value']:g} | "
-             f"{r['prediction']:.4g}" + (f" ± {r['std']:.2g}" if r["std"] is not None else "") + f" | {r['source']} |"
+             f"{r['prediction']:.4g}" + (f" ± {r['std']:.2g}" if r["std"] is not None else "")
+             + (f" | {r['probability_nonzero']:.2f}" if two_part else "") + f" | {r['source']} |"
              for r in rows]
     notes = "".join(f"\n(*) {r['name']}: {r['ambiguous']}." for r in rows if "ambiguous" in r)
     cited = "\n".join(f"- {key}: {sources[key]}" for key in sorted({r["source"] for r in rows}))
+    header = "| material | formula | class | literature | this model |" + (" P(gap > 0) |" if two_part else "")
     return f"""
 ## Well-known materials
 
-Chosen for this card, never used to train or to choose the model{unit}:
+Chosen for this card after the model was trained and chosen, never to choose it (a material may also be in the training data){unit}:
 
-| material | formula | class | literature | this model | source |
-|---|---|---|---|---|---|
+{header} source |
+|---|---|---|---|---|{"---|" if two_part else ""}---|
 {chr(10).join(lines)}
 {notes}
 
 {cited}
-"""
+{zero_notes(rows, spec["task"])}"""
 
 
 def uncertainty_section(summary: dict, spec: dict | None = None) -> str:
@@ -282,7 +331,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", help="presets to build (default: all)")
     ap.add_argument("--cards-only", action="store_true", help="rewrite the cards from pretrained/<name>/metrics.json")
+    ap.add_argument("--well-known-only", action="store_true",
+                    help="rewrite only the cards' well-known-materials section (needs the task's data, no run folder)")
     args = ap.parse_args(argv)
+    if args.well_known_only:
+        for spec in PRESETS:
+            if not args.names or spec["name"] in args.names:
+                rewrite_well_known(spec, PRETRAINED / spec["name"])
+        return 0
     if args.cards_only:
         for spec in PRESETS:
             if not args.names or spec["name"] in args.names:
