@@ -160,3 +160,16 @@ def test_the_old_name_of_epochs_still_reads_and_a_clash_is_refused(tmp_path, cap
                  "--budget-epochs", "1", "--quiet", "-o", str(tmp_path / "b2")]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "old name of --epochs" in lines[0]
+
+
+def test_a_finished_retrain_is_read_back_too(tmp_path):
+    from atomsets_tf.workflows.retrain import retrain
+
+    table = learnable_table(60)
+    parent = tmp_path / "parent"
+    fit(table, "atomsets", training=TINY, model_config=SMALL_HEAD, out_dir=parent, progress=False)
+    first = retrain(parent / "model.keras", table, "head", training=TINY, out_dir=tmp_path / "child", progress=False)
+    again = retrain(parent / "model.keras", table, "head", training=TINY, out_dir=tmp_path / "child", progress=False)
+    assert "read_back" not in first.metrics and again.metrics["read_back"]
+    assert again.metrics["test_mae"] == first.metrics["test_mae"] and again.test_ids == first.test_ids
+    np.testing.assert_allclose(again.test_predictions, first.test_predictions, rtol=1e-12)
