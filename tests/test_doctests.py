@@ -11,15 +11,11 @@ import pytest
 import atomsets_tf
 from atomsets_tf.errors import MissingExtraError
 
-#: Modules that only alias moved ones (their docstrings hold no examples; importing them imports the new ones).
-ALIASES = {"atomsets_tf.megnet", "atomsets_tf.cgat", "atomsets_tf.benchmark", "atomsets_tf.training.fit",
-           "atomsets_tf.training.retrain", "atomsets_tf.training.features"}
-
 
 def modules_with_examples() -> list[str]:
     names = []
     for info in pkgutil.walk_packages(atomsets_tf.__path__, "atomsets_tf."):
-        if info.name in ALIASES or info.name.startswith(tuple(a + "." for a in ALIASES)) or info.name.endswith("cli"):
+        if info.name.endswith("cli"):
             continue
         try:
             module = importlib.import_module(info.name)

@@ -1,5 +1,0 @@
-"""Alias of :mod:`atomsets_tf.models.megnet`, where this package now lives (kept so that old imports work)."""
-
-from atomsets_tf.utils.aliases import alias_package
-
-alias_package(__name__, "atomsets_tf.models.megnet")
