@@ -43,6 +43,12 @@ def cli() -> None:
     """AtomSets transfer learning with graph networks (Keras 3 / TensorFlow)."""
 
 
+def _without_tensorflow(command):
+    """Mark a command that runs no TensorFlow (``main`` does not import it first); every other command does."""
+    command.without_tensorflow = True
+    return command
+
+
 def _with_options(command, options: list):
     """``command`` decorated with ``options``, listed in --help in their order."""
     for option in reversed(options):
@@ -379,6 +385,7 @@ def prepare(data, model, out_dir, features_from, workers, shard_size, strict, re
 
 
 @cli.command()
+@_without_tensorflow
 @click.option("--download", "to_fetch", metavar="NAME", multiple=True,
               help="Fetch preset NAME and the presets it needs into the cache (sha256-checked); repeatable.")
 @click.option("--quiet", is_flag=True, help="No download progress bars.")
@@ -627,14 +634,15 @@ def extrapolation_command(task, model_names, quantile, **opts) -> None:
     click.echo(f"Wrote {os.path.join(opts['out_dir'], 'extrapolation.json')} and extrapolation.png")
 
 
-#: Commands that run TensorFlow: it is imported first, with its C++ start-up notes held back, so that
-#: stderr carries only the command's own progress and its ``Error:`` line. ``models`` and --help need none.
-TENSORFLOW_COMMANDS = {"fit", "retrain", "predict", "tap", "inspect", "convert", "benchmark", "grid",
-                       "learning-curve", "extrapolation", "prepare"}
+def tensorflow_commands() -> set[str]:
+    """The commands that run TensorFlow: every command but those marked :func:`_without_tensorflow`. TensorFlow
+    is imported first for them, with its C++ start-up notes held back, so that stderr carries only the command's
+    own progress and its ``Error:`` line; --help needs none."""
+    return {name for name, command in cli.commands.items() if not getattr(command.callback, "without_tensorflow", False)}
 
 
 def _needs_tensorflow(args: list[str]) -> bool:
-    return bool(args) and args[0] in TENSORFLOW_COMMANDS and not {"-h", "--help", "--version"} & set(args)
+    return bool(args) and args[0] in tensorflow_commands() and not {"-h", "--help", "--version"} & set(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,11 @@ def test_help_imports_no_tensorflow():
 
 
 def test_every_command_but_models_is_known_to_need_tensorflow():
-    assert set(cli.cli.commands) - cli.TENSORFLOW_COMMANDS == {"models"}
+    assert set(cli.cli.commands) - cli.tensorflow_commands() == {"models"}
+    code = ("import sys; from atomsets_tf.cli import main; rc = main(['models']); "
+            "assert 'tensorflow' not in sys.modules, 'imported'; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
 
 
 def test_held_back_output_is_replayed_when_the_block_fails(capfd):
