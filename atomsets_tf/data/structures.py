@@ -155,5 +155,5 @@ def _dict_formula(entry: dict) -> str:
             for species in site["species"]:
                 amounts[str(species["element"])] += float(species.get("occu", 1.0))
         return Composition(amounts).reduced_formula
-    except (KeyError, TypeError, ValueError):
+    except Exception:  # noqa: BLE001  (a malformed dict, or one of pymatgen's many errors: the entry fails elsewhere)
         return ""
