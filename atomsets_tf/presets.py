@@ -277,10 +277,10 @@ def is_available(name: str) -> bool:
         return all(_find_local(pf) is not None for pf in get_preset(name).files.values())
 
 
-def resolve(name: str, download: bool = True) -> dict[str, Path]:
+def resolve(name: str, download: bool = True, progress: bool = False) -> dict[str, Path]:
     """Local paths of preset ``name``'s files by role (e.g. ``{"hdf5": ..., "json": ...}``).
 
-    Downloads missing files into :func:`cache_dir` when ``download`` is set.
+    Downloads missing files into :func:`cache_dir` when ``download`` is set (with ``progress``, a bar per file).
 
     Raises:
         UnknownPresetError: an unknown name.
@@ -295,7 +295,7 @@ def resolve(name: str, download: bool = True) -> dict[str, Path]:
             if not download:
                 raise PresetNotAvailableError(not_available_message(name, "downloads are disabled"))
             try:
-                p = _download(pf, cache_dir() / pf.relpath)
+                p = _download(pf, cache_dir() / pf.relpath, progress)
             except Exception as exc:
                 raise PresetNotAvailableError(not_available_message(name, f"the download failed: {exc}")) from exc
         paths[role] = p
@@ -309,7 +309,11 @@ def requirements(name: str) -> list[str]:
     is listed twice. Presets of other kinds need nothing else.
     """
     preset = get_preset(name)
-    path = _find_local(preset.files["keras"]) if "keras" in preset.files else None
+    return _presets_named_in(_find_local(preset.files["keras"]) if "keras" in preset.files else None, name)
+
+
+def _presets_named_in(path: Path | None, name: str) -> list[str]:
+    """The registered presets other than ``name`` that the ``.keras`` file at ``path`` names in its config."""
     if path is None or not zipfile.is_zipfile(path):
         return []
     with zipfile.ZipFile(path) as archive:
@@ -360,28 +364,23 @@ def download(name: str, progress: bool = True) -> dict[str, Path]:
     """
     paths = {}
     for needed in [name, *requirements(name)]:
-        for pf in get_preset(needed).files.values():
-            local = _find_local(pf)
-            if local is None:
-                try:
-                    local = _download(pf, cache_dir() / pf.relpath, progress)
-                except Exception as exc:
-                    raise PresetNotAvailableError(not_available_message(needed, f"the download failed: {exc}")) from exc
-            paths[pf.relpath] = local
+        files = get_preset(needed).files
+        paths.update({files[role].relpath: path for role, path in resolve(needed, progress=progress).items()})
     return paths
 
 
 def list_presets() -> list[dict]:
     """Every preset: ``name``, ``kind``, ``description``, ``available`` (it and every preset it needs are on disk),
     ``missing`` (the presets among them that are not, itself included), ``path`` of its main file and ``url``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        local = {name: {role: _find_local(pf) for role, pf in _REGISTRY[name].files.items()} for name in preset_names()}
     out = []
-    for name in preset_names():
+    for name in preset_names():  # each file is found (and its sha256 checked) once, above
         p = _REGISTRY[name]
-        main = next(iter(p.files.values()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            local = {role: _find_local(pf) for role, pf in p.files.items()}
-        missing = sorted({needed for needed, _ in missing_files(name)})
+        needed = [name, *_presets_named_in(local[name].get("keras"), name)]
+        missing = sorted(n for n in needed if any(path is None for path in local[n].values()))
+        main = local[name][next(iter(p.files))]
         out.append(
             {
                 "name": name,
@@ -389,8 +388,8 @@ def list_presets() -> list[dict]:
                 "description": p.description,
                 "available": not missing,
                 "missing": missing,
-                "path": str(local[next(iter(p.files))]) if local[next(iter(p.files))] is not None else None,
-                "url": main.url,
+                "path": None if main is None else str(main),
+                "url": next(iter(p.files.values())).url,
             }
         )
     return out

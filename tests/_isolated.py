@@ -37,7 +37,9 @@ MARKER = "isolated"
 #: The reports a child wrote, by node id, until the parent replays them.
 _replies: dict[str, list[dict]] = {}
 _config: list[pytest.Config] = []
-#: Per module path, set once its child's reports are all in ``_replies``.
+#: Per module path, its isolated tests (known once collected), and an event set once its child's reports are all
+#: in ``_replies``.
+_group: dict[Path, list[pytest.Item]] = {}
 _done: dict[Path, threading.Event] = {}
 #: The child now running in the background, so that the end of the session can stop it.
 _running: list[subprocess.Popen] = []
@@ -108,6 +110,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if os.environ.get(CHILD_ENV) or session.config.option.collectonly:
         return
     groups = _groups(session.items)
+    _group.update(groups)
     for path in groups:
         _done[path] = threading.Event()
     if groups and os.environ.get(SERIAL_ENV) != "1":
@@ -132,7 +135,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     if not _runs_in_child(item):
         return None
     if os.environ.get(SERIAL_ENV) == "1" and not _done[item.path].is_set():
-        _run_child(_groups(item.session.items)[item.path])
+        _run_child(_group[item.path])
         _done[item.path].set()
     _done[item.path].wait()
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)

@@ -35,6 +35,7 @@ from atomsets_tf.data.io import (
     check_unique_ids,
     checked_table,
     numeric_targets,
+    only_numeric_column,
 )
 from atomsets_tf.data.structures import structure_from_dict
 from atomsets_tf.errors import AtomSetsError, DataFormatError
@@ -269,11 +270,7 @@ def _target_column(df, rest: list, target_name: str | None, source: str):
             raise DataFormatError(f"{source}: no target column {target_name!r} (columns: "
                                   f"{', '.join(map(str, df.columns))})")
         return match[0]
-    numeric = [c for c in rest if _holds_numbers(df[c], pandas)]
-    if len(numeric) > 1:
-        raise DataFormatError(f"{source}: which column is the target? several are numeric "
-                              f"({', '.join(map(str, numeric))}): pass target_name")
-    return numeric[0] if numeric else None
+    return only_numeric_column([c for c in rest if _holds_numbers(df[c], pandas)], source)
 
 
 def _holds_numbers(series, pandas) -> bool:

@@ -353,10 +353,16 @@ def _csv_target_column(rows: list[dict], columns: list[str], path: Path) -> str 
     one of which some value reads as a number (or a boolean); with several such, the caller must name one."""
     if len(columns) <= 1:
         return columns[0] if columns else None
-    numeric = [c for c in columns if any(_is_number_text(r[c]) for r in rows)]
+    return only_numeric_column([c for c in columns if any(_is_number_text(r[c]) for r in rows)], str(path))
+
+
+def only_numeric_column(numeric: list, source: str):
+    """The one column of ``numeric`` (those that hold numbers) as the target, ``None`` without any; several are
+    refused, named: a target is never guessed."""
     if len(numeric) > 1:
-        raise DataFormatError(f"{path}: which column is the target? several are numeric ({', '.join(numeric)}): "
-                              "name one with --target (target= in the API)")
+        raise DataFormatError(f"{source}: which column is the target? several are numeric "
+                              f"({', '.join(map(str, numeric))}): name one (--target on the command line; target= "
+                              "in the API, target_name= for data in memory)")
     return numeric[0] if numeric else None
 
 

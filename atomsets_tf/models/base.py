@@ -149,7 +149,9 @@ def prepared_chunks(table: Table, size: int = PREPARED_CHUNK):
 
 def predict_in_chunks(table: Table, predict) -> np.ndarray:
     """``predict(part)`` for each of :func:`prepared_chunks` of a prepared ``table``, concatenated: inference at
-    flat memory on a large dataset."""
+    flat memory on a large dataset; a table in memory is one part, ``predict(table)``."""
+    if table.prepared is None:
+        return np.asarray(predict(table))
     parts = [np.asarray(predict(part)) for part in prepared_chunks(table)]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 

@@ -30,9 +30,7 @@ class AtomSetsFamily(ModelFamily):
 
     def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         batch_size = max(batch_size or 256, 256)
-        if table.prepared is not None:
-            return predict_in_chunks(table, lambda part: predict_sets(model, model_sets(model, part), batch_size))
-        return predict_sets(model, model_sets(model, table), batch_size)
+        return predict_in_chunks(table, lambda part: predict_sets(model, model_sets(model, part), batch_size))
 
     def extra_outputs(self, model, table: Table, batch_size: int | None = None) -> dict[str, np.ndarray]:
         """A two-part (zero-inflated) model's ``probability_nonzero``: P(target > 0), its output's second column.
@@ -42,12 +40,8 @@ class AtomSetsFamily(ModelFamily):
         if getattr(model, "output_kind", None) != "zero-inflated":
             return {}
         batch_size = max(batch_size or 256, 256)
-
-        def probability(part):
-            return predict_columns(model, model_sets(model, part), [1], batch_size)[:, 0]
-
-        return {"probability_nonzero": predict_in_chunks(table, probability) if table.prepared is not None
-                else probability(table)}
+        return {"probability_nonzero": predict_in_chunks(
+            table, lambda part: predict_columns(model, model_sets(model, part), [1], batch_size)[:, 0])}
 
     def tap_names(self, model) -> Sequence[str]:
         return []
