@@ -23,6 +23,23 @@ from atomsets_tf.utils.startup import import_tensorflow_quietly  # noqa: E402
 EXIT_BAD_INPUT = 2
 
 
+class ModelChoice(click.Choice):
+    """A ``--model`` choice of the zoo's names, read from the registry on every use: a family registered after
+    this module was imported (a plugin, a user's own) is among them."""
+
+    def __init__(self, names) -> None:
+        self._names = names
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names)
+
+    @choices.setter
+    def choices(self, _value) -> None:  # click.Choice.__init__ sets it; the names stay the registry's
+        pass
+
+
 class SaveIntervalType(click.ParamType):
     """``--checkpoint-every``: checked by :func:`~atomsets_tf.utils.intervals.parse_save_interval`, passed on as
     given."""
@@ -181,7 +198,7 @@ _ELEMENT_FEATURES_OPTION = click.option(
 
 @cli.command()
 @click.argument("data")
-@click.option("--model", "model_name", type=click.Choice(FIT_MODELS), default="atomsets", show_default=True,
+@click.option("--model", "model_name", type=ModelChoice(FIT_MODELS), default="atomsets", show_default=True,
               help="A model of the AtomSets paper's Table 1.")
 @click.option("--features-from", default=None,
               help="MEGNet checkpoint or preset that structural models tap (default: the paper's parent model); "
@@ -496,7 +513,7 @@ def _taking_old_names(command):
 
 @cli.command()
 @click.argument("task")
-@click.option("--model", "model_name", type=click.Choice(BENCHMARK_MODELS), required=True,
+@click.option("--model", "model_name", type=ModelChoice(BENCHMARK_MODELS), required=True,
               help="A model of Table 1; megnet or cgat from scratch; megnet-head/full or cgat-head/full "
                    "(a pretrained model retrained); dummy (mean / majority class).")
 @click.option("--folds", default=None, help="Comma-separated folds (default: all five).")
@@ -531,7 +548,7 @@ def benchmark(task, model_name, folds, official_task, element_features, **opts) 
 
 @cli.command()
 @click.argument("task")
-@click.option("--model", "model_name", type=click.Choice(FIT_MODELS), required=True,
+@click.option("--model", "model_name", type=ModelChoice(FIT_MODELS), required=True,
               help="An AtomSets or MLP model of Table 1.")
 @click.option("--fold", type=click.IntRange(0, 4), default=0, show_default=True,
               help="matbench protocol: search on this official fold's training part only.")
@@ -584,7 +601,7 @@ def _experiment_options(opts: dict) -> dict:
 
 @cli.command("learning-curve")
 @click.argument("task")
-@click.option("--model", "model_names", type=click.Choice(BENCHMARK_MODELS), multiple=True, required=True,
+@click.option("--model", "model_names", type=ModelChoice(BENCHMARK_MODELS), multiple=True, required=True,
               help="Repeatable. The first is the reference of the improvement columns (put the baseline first).")
 @click.option("--sizes", default=None,
               help="Comma-separated data sizes N, training + validation (default: 100, 200, 400, ... and all "
@@ -613,7 +630,7 @@ def learning_curve_command(task, model_names, sizes, goal, fold, **opts) -> None
 
 @cli.command("extrapolation")
 @click.argument("task")
-@click.option("--model", "model_names", type=click.Choice(BENCHMARK_MODELS), multiple=True, required=True,
+@click.option("--model", "model_names", type=ModelChoice(BENCHMARK_MODELS), multiple=True, required=True,
               help="Repeatable, e.g. --model atomsets --model atomsets-v0 --model megnet.")
 @click.option("--quantile", type=click.FloatRange(0.5, 1, max_open=True), default=0.9, show_default=True,
               help="Targets above this quantile are the extrapolation test set.")

@@ -259,7 +259,7 @@ def model_card(spec: dict, summary: dict, fold0: dict, command: str) -> str:
     else:
         protocol = "random 80/10/10 train / validation / test split (seed = fold; early stopping on validation"
     if spec["kind"] == "cgat":
-        from atomsets_tf.evaluation.runners import CGAT_BENCHMARK_CONFIG
+        from atomsets_tf.models.cgat.family import CGAT_BENCHMARK_CONFIG
 
         width = ", ".join(f"{k} {v}" for k, v in CGAT_BENCHMARK_CONFIG.items())
         architecture = (f"the CPU-sized CGAT of `atomsets-tf benchmark --model cgat` ({width}; ReZero, vector "

@@ -6,9 +6,9 @@ name                   what is trained
 ``atomsets``           AtomSets on compositions, trainable element embedding (Table 1)
 ``atomsets-v0``        AtomSets on compositions, MEGNet's V0 element embedding, fixed
 ``atomsets-v1..v3``,   AtomSets heads / MLPs on features tapped from the MEGNet parent
-``mlp-*``              (see :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`)
+``mlp-*``              (see :data:`~atomsets_tf.models.atomsets.STRUCTURAL_MODELS`)
 ``megnet``             MEGNet with the parent's architecture, trained from scratch
-``cgat``               a CPU-sized CGAT (:data:`CGAT_BENCHMARK_CONFIG`), trained from scratch
+``cgat``               a CPU-sized CGAT (:data:`~atomsets_tf.models.cgat.family.CGAT_BENCHMARK_CONFIG`), trained from scratch
 ``megnet-head``,       the MEGNet parent (``features_from``, default the paper's) retrained:
 ``megnet-full``        only its head, or every weight (the CGAT paper's transfer modes)
 ``cgat-head``,         a pretrained CGAT (``features_from``: a ``.keras`` / ``.ckpt`` file)
@@ -35,8 +35,7 @@ from atomsets_tf.data import io as data_io
 from atomsets_tf.data.inputs import DataLike, as_table, is_path
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.models.cgat.model import CGAT
-from atomsets_tf.models.registry import BENCHMARK_MODELS, DEFAULT_SOURCE, TRANSFER_MODELS, entry
+from atomsets_tf.models.registry import BASELINES, BENCHMARK_MODELS, entry, family
 from atomsets_tf.training.metrics import metric_name, score
 from atomsets_tf.training.runs import run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig
@@ -44,21 +43,10 @@ from atomsets_tf.workflows.fit import FitResult, ModelConfig, fit, fit_model_set
 from atomsets_tf.workflows.outputs import versions, write_outputs
 from atomsets_tf.workflows.retrain import parent_label, retrain, retrain_model_settings
 
-#: The CGAT that ``cgat`` trains: the paper's layout (ReZero, vector attention, hypernetwork updates),
-#: narrowed to train on a CPU and to save in a few MB (about 0.8M parameters; the paper's default has 62M).
-CGAT_BENCHMARK_CONFIG = {
-    "elem_fea_len": 32,
-    "n_graph": 3,
-    "nbr_embedding_size": 32,
-    "msg_heads": 4,
-    "n_graph_roost": 2,
-    "out_hidden": (128, 64, 32),
-}
-
 
 def benchmark_models() -> tuple[str, ...]:
     """Every model name :func:`run_model` accepts (the registry's :data:`~atomsets_tf.models.registry.BENCHMARK_MODELS`)."""
-    return BENCHMARK_MODELS
+    return tuple(BENCHMARK_MODELS)
 
 
 def needs_structures(model: str) -> bool:
@@ -118,8 +106,11 @@ def _check_runnable(table: data_io.Table, model: str) -> None:
 
 
 def _retrains(model: str) -> bool:
-    """Whether ``model`` is trained by :func:`~atomsets_tf.workflows.retrain.retrain` (MEGNet, CGAT, transfer)."""
-    return entry(model).family in ("megnet", "cgat") or model in TRANSFER_MODELS
+    """Whether ``model`` is trained by :func:`~atomsets_tf.workflows.retrain.retrain`: a transfer model, or a
+    scratch one that :func:`~atomsets_tf.workflows.fit.fit` does not build (``megnet``, ``cgat``: a parent's
+    architecture)."""
+    row = entry(model)
+    return row.mode != "scratch" or (not row.fit and row.name not in {b.name for b in BASELINES})
 
 
 def _retrain_mode(model: str) -> str:
@@ -127,13 +118,14 @@ def _retrain_mode(model: str) -> str:
 
 
 def _parent(model: str, features_from: str | None):
-    """The parent :func:`~atomsets_tf.workflows.retrain.retrain` starts ``model`` (megnet, cgat or a transfer model) from."""
-    if model == "cgat":
-        return CGAT(**CGAT_BENCHMARK_CONFIG)
-    if model in TRANSFER_MODELS and TRANSFER_MODELS[model][0] in ("cgat", "atomsets") and features_from is None:
-        kind = TRANSFER_MODELS[model][0].replace("atomsets", "AtomSets").replace("cgat", "CGAT")
-        raise AtomSetsError(f"{model} needs a pretrained {kind}: pass its file as features_from (--features-from)")
-    return features_from or DEFAULT_SOURCE
+    """The parent :func:`~atomsets_tf.workflows.retrain.retrain` starts ``model`` from: what its family's
+    :meth:`~atomsets_tf.models.base.ModelFamily.default_parent` says for ``features_from``."""
+    row = entry(model)
+    parent = family(row.family).default_parent(row, features_from)
+    if parent is None:
+        raise AtomSetsError(f"{model} needs a pretrained {row.family} model: pass its file as features_from "
+                            "(--features-from)")
+    return parent
 
 
 def expected_fingerprint(

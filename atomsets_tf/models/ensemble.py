@@ -8,7 +8,6 @@ whatever its members read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,7 +18,7 @@ from atomsets_tf.data.io import Table
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.layers import EnsembleMoments
 from atomsets_tf.models.base import ModelFamily, load_keras_model
-from atomsets_tf.models.registry import family_of
+from atomsets_tf.models.registry import family_of, register_family
 
 __all__ = ["FAMILY", "Ensemble", "EnsembleFamily"]
 
@@ -114,14 +113,15 @@ class EnsembleFamily(ModelFamily):
     name = "ensemble"
     model_class = Ensemble
 
-    def load(self, path: Path) -> Ensemble:
-        return load_keras_model(path)
-
     def from_preset(self, name: str) -> Ensemble:
         return Ensemble.from_preset(name)
 
     def member_family(self, model: Ensemble) -> ModelFamily:
         return family_of(model.members[0])
+
+    def examples_in_memory(self, source: Ensemble, table: Table):
+        """The examples its members read (they share their inputs)."""
+        return self.member_family(source).examples(source.members[0], table)
 
     def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         return self.predict_with_std(model, table, batch_size, progress)[0]
@@ -146,8 +146,9 @@ class EnsembleFamily(ModelFamily):
         lines += [f"--- member {k}: {m.name}\n{owner.describe(m)}" for k, m in enumerate(model.members)]
         return "\n".join(lines)
 
-    def is_head(self, layer) -> bool:
+    def transfer_copy(self, parent, task_type: str, train_targets: np.ndarray, mode: str,
+                      with_log_std: bool = False):
         raise AtomSetsError("an ensemble is retrained member by member: retrain its members")
 
 
-FAMILY = EnsembleFamily()
+FAMILY = register_family(EnsembleFamily())

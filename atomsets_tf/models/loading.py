@@ -26,7 +26,7 @@ from atomsets_tf.data.inputs import as_table
 from atomsets_tf.data.io import input_labels
 from atomsets_tf.errors import CheckpointError, DisorderedSiteError
 from atomsets_tf.models.base import load_keras_model
-from atomsets_tf.models.registry import FAMILY_MODULES, families, family, family_of
+from atomsets_tf.models.registry import families, family, family_names, family_of
 from atomsets_tf.utils.progress import progress_bar
 
 #: Suffixes of the files :func:`load_model` reads.
@@ -79,7 +79,7 @@ def load_model(spec: str | os.PathLike):
     if any(sep in os.fspath(spec) for sep in (os.sep, "/")) or p.suffix in MODEL_SUFFIXES:
         raise CheckpointError(f"no such model file: {p}")
     preset = presets.get_preset(str(spec))
-    if preset.kind in FAMILY_MODULES:
+    if preset.kind in family_names():
         model = family(preset.kind).from_preset(preset.name)
         model.loaded_as = preset.name  # what messages call it (see model_label)
         return model

@@ -211,6 +211,8 @@ def train(
     """
 
     train_sets, val_sets = sets.subset(train_idx), sets.subset(val_idx)
+    if not model.built:  # a subclassed model makes its weights on its first call: before the optimizer's slots
+        model(train_sets.padded([0]), training=False)
     _compiled(model, config, task_type, optimizer)
     keep = KeepBest(config.patience)
     steps = _steps_per_epoch(train_sets, config)

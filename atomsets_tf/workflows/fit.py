@@ -35,25 +35,16 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf.data import io as data_io
-from atomsets_tf.data.elements import ElementTable
 from atomsets_tf.data.inputs import DataLike, as_table
-from atomsets_tf.data.pipeline import WeightedSets
 from atomsets_tf.data.splits import make_splits
-from atomsets_tf.data.targets import check_output_kind, positive_stats, task_output_kind
+from atomsets_tf.data.targets import check_output_kind, task_output_kind
 from atomsets_tf.errors import AtomSetsError, DataFormatError, SmallDataWarning
-from atomsets_tf.models.atomsets.element_sources import (
-    check_element_features,
-    element_features_settings,
-    element_features_table,
-    v0_sources,
-)
-from atomsets_tf.models.atomsets.features import composition_sets, structural_sets
-from atomsets_tf.models.atomsets.model import AtomSets
-from atomsets_tf.models.base import predict_sets
+from atomsets_tf.models.atomsets.builder import ModelConfig, build_model, featurize
+from atomsets_tf.models.atomsets.element_sources import check_element_features, element_features_settings, v0_sources
+from atomsets_tf.models.base import BuildRequest, predict_sets
 from atomsets_tf.models.ensemble import Ensemble
 from atomsets_tf.models.loading import load_model
-from atomsets_tf.models.megnet.model import load_megnet
-from atomsets_tf.models.registry import DEFAULT_SOURCE, FIT_MODELS, STRUCTURAL_MODELS
+from atomsets_tf.models.registry import FIT_MODELS, entry, family
 from atomsets_tf.training.metrics import fit_std_scale, metric_name, score, uncertainty_scores
 from atomsets_tf.training.runs import (
     METRICS_FILE,
@@ -63,7 +54,7 @@ from atomsets_tf.training.runs import (
     run_folder,
     run_settings,
 )
-from atomsets_tf.training.trainer import TrainingConfig, require_point_loss, strategy_label, train
+from atomsets_tf.training.trainer import TrainingConfig, strategy_label, train
 from atomsets_tf.utils.io import write_json_atomic
 from atomsets_tf.workflows.outputs import (
     target_label,
@@ -77,29 +68,6 @@ from atomsets_tf.workflows.outputs import (
 __all__ = ["FitResult", "ModelConfig", "TrainingConfig", "build_model", "featurize", "fit", "load_targets",
            "make_splits", "predict_sets", "run_training", "versions", "write_outputs", "write_predictions_csv"]
 
-
-
-@dataclass
-class ModelConfig:
-    """Hyperparameters of an AtomSets head (Table S2 of the paper)."""
-
-    n_layers_before_readout: int = 2
-    n_layers_after_readout: int = 2
-    units: int = 64
-    readout: str | list[str] = "mean"
-    activation: str = "relu"
-    embedding_dim: int = 32
-    #: The regression output (:data:`~atomsets_tf.data.targets.OUTPUT_KINDS`); ``None`` = what a Matbench task's
-    #: target calls for (:func:`~atomsets_tf.data.targets.task_output_kind`), ``linear`` for other data.
-    output: str | None = None
-    #: Members of an ensemble (1 = a single model); see :func:`fit`.
-    ensemble: int = 1
-    #: Whether each ensemble member trains on its own bootstrap sample of the training part.
-    bootstrap: bool = False
-
-    def architecture(self) -> dict:
-        """The fields that shape one network (what runs recorded before the output and ensemble fields hold)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("output", "ensemble", "bootstrap")}
 
 
 @dataclass
@@ -133,105 +101,10 @@ def read_back(out_dir: str | os.PathLike | None) -> FitResult | None:
                      np.array(std) if ids and not np.isnan(std).all() else None)
 
 
-def featurize(
-    table: data_io.Table,
-    model: str,
-    features_from: str | None = None,
-    progress: bool = False,
-    element_features: list[str] | None = None,
-) -> tuple[WeightedSets, object | None]:
-    """A table's entries as the weighted sets ``model`` trains on, and its fixed element table (if any).
-
-    Compositional models (``atomsets``, ``atomsets-v0``) see compositions
-    (structures are reduced to theirs); ``atomsets-v0`` looks its elements up in
-    its V0 table: by default the embedding layer of the paper's parent, the
-    formation-energy MEGNet (embedded in the package); the embedding layer of
-    ``features_from`` (a MEGNet checkpoint or preset); or, given
-    ``element_features``, those sources concatenated per element
-    (:func:`~atomsets_tf.models.atomsets.element_sources.element_features_table`).
-    Structural models (see :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`)
-    see features tapped from ``features_from`` (default: the paper's parent model).
-
-    Raises:
-        AtomSetsError: ``element_features`` for another model than ``atomsets-v0``, together with
-            ``features_from``, or naming an unknown source.
-        UnknownElementError: an element the V0 table has no row for, naming the entry.
-    """
-    check_model_name(model)
-    check_element_features(model, features_from, element_features)
-    if model in STRUCTURAL_MODELS:
-        return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress), None
-    element_table = None
-    if model == "atomsets-v0":
-        sources = v0_sources(model, features_from, element_features)
-        if sources is not None:
-            element_table = element_features_table(sources)
-        else:
-            rows = load_megnet(features_from).embedding_table()
-            known = np.ones(len(rows), dtype=bool)
-            known[0] = False
-            element_table = ElementTable(rows, known, name=f"{features_from} embedding")
-    return composition_sets(table, element_table), element_table
-
-
 def check_model_name(model: str) -> None:
     """Refuse a name that is not a model :func:`fit` trains."""
     if model not in FIT_MODELS:
         raise AtomSetsError(f"unknown model {model!r}; choose one of {', '.join(FIT_MODELS)}")
-
-
-def build_model(
-    model: str,
-    task_type: str,
-    train_targets: np.ndarray,
-    element_table=None,
-    config: ModelConfig | None = None,
-    sets: WeightedSets | None = None,
-    features_from: str | None = None,
-    output: str = "linear",
-    name: str | None = None,
-):
-    """An untrained :class:`~atomsets_tf.models.AtomSets` for ``model``, standardised on ``train_targets``.
-
-    Structural models need ``sets`` (for the feature width); MLP models are
-    AtomSets heads on a set of one element with no layer before the readout.
-    ``output`` is the regression output (:data:`~atomsets_tf.data.targets.OUTPUT_KINDS`); a two-part output
-    takes the statistics of the positive ``train_targets``.
-    """
-    config = config or ModelConfig()
-    feature_dim = n_before = source = None
-    if model in STRUCTURAL_MODELS:
-        tap, use = STRUCTURAL_MODELS[model]
-        feature_dim = int(sets.tensor_spec()["features"].shape[-1])
-        n_before = 0 if use != "atom" else None
-        source = {"model": model, "source": str(features_from or DEFAULT_SOURCE), "tap": tap}
-    mean, std = 0.0, 1.0
-    if task_type == "regression":
-        mean = float(np.mean(train_targets))
-        std = float(np.std(train_targets)) or 1.0
-    positive_mean, positive_std = positive_stats(train_targets)
-    return AtomSets(
-        output=output if task_type == "regression" else "linear",
-        positive_mean=positive_mean,
-        positive_std=positive_std,
-        feature_dim=feature_dim,
-        feature_source=source,
-        element_table=None if element_table is None else element_table.table,
-        known_elements=None if element_table is None else np.flatnonzero(element_table.known).tolist(),
-        trainable_embedding=model != "atomsets-v0",
-        embedding_dim=config.embedding_dim,
-        n_layers_before_readout=config.n_layers_before_readout if n_before is None else n_before,
-        n_layers_after_readout=config.n_layers_after_readout,
-        units=config.units,
-        readout=config.readout if n_before is None else "mean",
-        activation=config.activation,
-        task_type=task_type,
-        target_mean=mean,
-        target_std=std,
-        name=name or model.replace("-", "_"),
-    )
-
-
 
 
 def fit(
@@ -251,16 +124,14 @@ def fit(
     restart: bool = False,
     element_features: list[str] | None = None,
 ) -> FitResult:
-    """Train an AtomSets model (Table 1 of the paper) on a data set and evaluate it on its test split.
+    """Build and train a model of the zoo (AtomSets: Table 1 of the paper) on a data set; evaluate it on its test split.
 
     Args:
         data: a file, a matbench task name, a :class:`~atomsets_tf.data.io.Table`, or data in memory that
             :func:`~atomsets_tf.data.inputs.as_table` reads (a pandas ``DataFrame`` with a target column,
             structures, ASE ``Atoms`` or formulas: give their targets with ``as_table(..., targets=...)``).
-        model: ``"atomsets"`` (trainable element embedding), ``"atomsets-v0"``
-            (MEGNet's V0 element embedding, fixed), or a structural model of
-            :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`
-            (``atomsets-v1``, ``mlp-f``, ...).
+        model: a zoo name that a family builds (:data:`~atomsets_tf.models.registry.FIT_MODELS`): ``"atomsets"``,
+            ``"atomsets-v0"``, a structural model (``atomsets-v1``, ``mlp-f``, ...), or a registered family's.
         task_type: ``"regression"`` or ``"classification"``; inferred from the
             targets when ``None``.
         protocol: ``"paper"`` (random 80/10/10) or ``"matbench"`` (official fold).
@@ -293,8 +164,9 @@ def fit(
             with another model than ``atomsets-v0`` or with ``features_from``.
     """
     training = training or TrainingConfig()
-    require_point_loss(training, model)
     check_model_name(model)
+    owner = family(entry(model).family)
+    owner.check_training(training, model)
     element_features = v0_sources(model, features_from, element_features)  # the default V0, recorded as such
     table, targets, task_type = load_targets(data, task_type)
     splits = make_splits(table, protocol, fold, training.seed, val_fraction, split_file)
@@ -307,29 +179,29 @@ def fit(
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
         if (finished := read_back(out_dir)) is not None:
             return finished
-        sets, element_table = featurize(table, model, features_from, progress, element_features)
-        make = model_factory(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from,
-                             output, training.seed)
+        request = BuildRequest(model, task_type, targets[splits[0]], model_config, output, features_from,
+                               element_features, progress)
+        sets = owner.examples(request, table)
+        make = model_factory(owner, request, sets, training.seed)
         extra = {"model": model, "protocol": protocol, "fold": fold, "output": output, "ensemble": ensemble,
                  "model_config": asdict(replace(model_config, output=output))}
         return run_training(table, sets, targets, task_type, splits, make, training, folder, progress, strategy,
                             extra, settings=settings, train_weights=weights)
 
 
-def model_factory(model: str, task_type: str, train_targets: np.ndarray, element_table, model_config: ModelConfig,
-                  sets, features_from: str | None, output: str, seed: int):
-    """The ``make_model`` of :func:`run_training` for :func:`fit`: one AtomSets model, or an
-    :class:`~atomsets_tf.models.ensemble.Ensemble` of ``model_config.ensemble`` members, member k seeded with
-    ``seed + 1000 k``."""
-    base = model.replace("-", "_")
+def model_factory(owner, request: BuildRequest, sets, seed: int):
+    """The ``make_model`` of :func:`run_training` for :func:`fit`: one model that ``owner`` (a family) builds for
+    ``request``, or an :class:`~atomsets_tf.models.ensemble.Ensemble` of ``request.config.ensemble`` members,
+    member k seeded with ``seed + 1000 k``."""
+    base = request.model.replace("-", "_")
 
-    def make_one(name: str | None = None):
-        return build_model(model, task_type, train_targets, element_table, model_config, sets, features_from, output,
-                           name), None
+    def make_one(name: str):
+        return owner.build(replace(request, name=name), sets), None
 
-    if model_config.ensemble <= 1:
-        return make_one
-    return ensemble_of(lambda k: make_one(f"{base}_member_{k}"), model_config.ensemble, seed, f"{base}_ensemble")
+    members = int(getattr(request.config, "ensemble", 1))
+    if members <= 1:
+        return lambda: make_one(base)
+    return ensemble_of(lambda k: make_one(f"{base}_member_{k}"), members, seed, f"{base}_ensemble")
 
 
 def ensemble_of(make_member, members: int, seed: int, name: str):

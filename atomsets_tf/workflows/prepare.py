@@ -24,9 +24,11 @@ from atomsets_tf.data.inputs import DataLike, as_table
 from atomsets_tf.data.prepared import prepare_dataset
 from atomsets_tf.data.structures import ParsedStructures
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.models.atomsets.features import TapRecordBuilder, model_key
+from atomsets_tf.models.atomsets import STRUCTURAL_MODELS
+from atomsets_tf.models.atomsets.features import model_key
+from atomsets_tf.models.base import BuildRequest
 from atomsets_tf.models.loading import load_model
-from atomsets_tf.models.registry import DEFAULT_SOURCE, STRUCTURAL_MODELS, family_of
+from atomsets_tf.models.registry import FIT_MODELS, entry, family, family_of
 
 __all__ = ["prepare", "record_builder"]
 
@@ -35,17 +37,17 @@ def record_builder(model: str, features_from: str | None = None) -> tuple[object
     """The record builder for ``model`` and the parent description a manifest records.
 
     Args:
-        model: a MEGNet or CGAT checkpoint, ``.keras`` file or preset, or a structural AtomSets model name.
+        model: a MEGNet or CGAT checkpoint, ``.keras`` file or preset, or a model name its family builds from
+            scratch and reads prepared records for (a structural AtomSets model, or a registered family's).
         features_from: the parent MEGNet of a structural AtomSets model (default: the paper's).
 
     Returns:
         ``(builder, parent)``; ``parent`` has the family, the name given and the sha256 of its file.
     """
-    if model in STRUCTURAL_MODELS:
-        source = features_from or DEFAULT_SOURCE
-        builder = TapRecordBuilder(model, source)
-        return builder, {"family": "megnet", "name": str(source), "sha256": builder.settings["source_sha256"],
-                         "for": model}
+    if isinstance(model, str) and model in FIT_MODELS:  # a zoo name its family builds: the records it trains on
+        row = entry(model)
+        builder = family(row.family).record_builder(BuildRequest(model, features_from=features_from))
+        return builder, getattr(builder, "parent", None) or {"family": row.family, "name": model}
     if features_from is not None:
         raise AtomSetsError(f"--features-from is for structural AtomSets models ({', '.join(STRUCTURAL_MODELS)}), "
                             f"not {model}")

@@ -19,23 +19,14 @@ from __future__ import annotations
 
 import os
 
-import keras
-import numpy as np
-
 from atomsets_tf.data.inputs import DataLike
 from atomsets_tf.data.splits import make_splits
-from atomsets_tf.data.targets import positive_stats
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.models.atomsets.features import model_sets
-from atomsets_tf.models.atomsets.model import AtomSets
-from atomsets_tf.models.cgat.family import CGATValue
-from atomsets_tf.models.cgat.model import CGAT
 from atomsets_tf.models.loading import load_model
-from atomsets_tf.models.megnet.model import MEGNet
-from atomsets_tf.models.registry import family, family_of
+from atomsets_tf.models.registry import family_of
 from atomsets_tf.training.runs import content_hash, run_fingerprint, run_folder, run_settings
-from atomsets_tf.training.trainer import TrainingConfig, require_point_loss
-from atomsets_tf.training.transfer import TransferMode, apply_mode, backbone_variable_paths, make_optimizer
+from atomsets_tf.training.trainer import TrainingConfig
+from atomsets_tf.training.transfer import TransferMode, make_optimizer
 from atomsets_tf.workflows.fit import (
     FitResult,
     ensemble_of,
@@ -46,109 +37,33 @@ from atomsets_tf.workflows.fit import (
 )
 
 
-def _optimizer(model, is_head, mode: TransferMode, config: TrainingConfig, backbone_lr_factor: float):
-    if mode is TransferMode.FULL and backbone_lr_factor != 1.0:
-        return make_optimizer(config.optimizer, config.learning_rate, config.weight_decay,
-                              backbone_variable_paths(model, is_head), backbone_lr_factor)
-    return None
-
-
-def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
-    require_point_loss(config, "a MEGNet")
-    megnet = family("megnet")
-    is_megnet_head = megnet.is_head
-    sets = megnet.sets(parent, table)
-    mean, std = float(np.mean(targets[train_idx])), float(np.std(targets[train_idx])) or 1.0
+def transfer_setup(parent, table, targets, train_idx, task_type, mode: TransferMode, config: TrainingConfig,
+                   factor: float):
+    """The examples and the ``make_model`` of :func:`run_training` that retrain ``parent`` in ``mode``, through its
+    family's :meth:`~atomsets_tf.models.base.ModelFamily.transfer_copy`; and the function that saves the result."""
+    owner = family_of(parent)
+    owner.check_training(config)
+    sets = owner.examples(parent, table)
     holder = {}
 
     def make():
-        km = keras.models.clone_model(parent.keras_model)  # inside the strategy's scope
-        if mode is not TransferMode.SCRATCH:
-            km.set_weights(parent.keras_model.get_weights())
-        if task_type == "regression":
-            scaler = km.get_layer("target_scaler")
-            scaler.mean, scaler.std, scaler.is_intensive = mean, std, True
+        copy = owner.transfer_copy(parent, task_type, targets[train_idx], mode.value,
+                                   with_log_std=config.loss == "robust_l1")  # inside the strategy's scope
+        net, head = copy.net, {id(layer) for layer in copy.head}
+        if copy.set_trainable is not None:
+            copy.set_trainable(mode.value)
         else:
-            # A new output for a new kind of target: a sigmoid on the final MLP's last hidden layer.
-            hidden = [name for name in km.output if name.startswith("readout_")][-1]
-            logit = keras.layers.Dense(1, name="classifier", dtype="float32")(km.output[hidden])
-            probability = keras.layers.Activation("sigmoid", name="classifier_sigmoid", dtype="float32")(logit)
-            km = keras.Model(km.input, {**km.output, "raw_output": logit, "prediction": probability}, name=km.name)
-        km = apply_mode(km, TransferMode.FULL if mode is TransferMode.SCRATCH else mode, is_megnet_head)
-        holder["megnet"] = MEGNet(km, parent.cutoff, source=f"retrained from {parent.source}",
-                                  metadata={**parent.metadata, "retrained_mode": mode.value, "task_type": task_type})
-        net = keras.Model(km.input, km.output["prediction"], name="megnet_prediction")
-        return net, _optimizer(km, is_megnet_head, mode, config, factor)
-
-    return sets, make, lambda _net, path: holder["megnet"].save(path)
-
-
-def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
-    if config.mixed_precision:  # its layers mix float32 weights with the policy's compute dtype
-        raise AtomSetsError(f"CGAT does not train under mixed precision ({config.mixed_precision}) yet; "
-                            "leave --mixed-precision out")
-    sets = family("cgat").sets(parent, table)
-    holder = {}
-    with_log_std = task_type == "regression" and config.loss == "robust_l1"  # classification: always BCE
-    same_task = parent.task_type == task_type
-    model_config = {**parent.get_config(), "task_type": task_type}
-    if not same_task:
-        model_config.update(target_mean=0.0, target_std=1.0)
-
-    def make():
-        cgat = CGAT.from_config(model_config)  # inside the strategy's scope
-        if mode is not TransferMode.SCRATCH and same_task:
-            cgat.set_weights(parent.get_weights())
-        elif mode is not TransferMode.SCRATCH:
-            # A new output for a new kind of target: the parent's head is kept, its output layer is fresh.
-            cgat.copy_weights_below_output(parent)
-        cgat.set_element_embedding(parent.element_embedding())  # the inputs it looks up, also from scratch
-        if task_type == "regression":
-            cgat.fit_normalisation(targets[train_idx])
-        cgat.freeze_graph_embedding(mode is TransferMode.HEAD)
-        holder["cgat"] = cgat
+            for layer in net.layers:
+                layer.trainable = mode is not TransferMode.HEAD or id(layer) in head
+        holder["save"] = copy.save
         optimizer = None
         if mode is TransferMode.FULL and factor != 1.0:
-            head = {v.path for v in cgat.head.trainable_weights}
+            head_paths = {v.path for layer in copy.head for v in layer.trainable_weights}
             optimizer = make_optimizer(config.optimizer, config.learning_rate, config.weight_decay,
-                                       [v.path for v in cgat.trainable_weights if v.path not in head], factor)
-        return CGATValue(cgat, with_log_std, name="cgat_value"), optimizer
+                                       [v.path for v in net.trainable_weights if v.path not in head_paths], factor)
+        return net, optimizer
 
-    return sets, make, lambda _net, path: holder["cgat"].save(path)
-
-
-def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
-    require_point_loss(config, "an AtomSets model")
-    is_atomsets_head = family("atomsets").is_head
-    sets = model_sets(parent, table)
-    model_config = parent.get_config()
-    same_task = model_config["task_type"] == task_type
-    model_config.update(task_type=task_type, name=f"{parent.name}_retrained")
-    if task_type == "regression":
-        train_targets = targets[train_idx]
-        model_config.update(target_mean=float(np.mean(train_targets)), target_std=float(np.std(train_targets)) or 1.0)
-        if model_config.get("output") == "zero-inflated" and (train_targets > 0).sum() > 1:
-            positive_mean, positive_std = positive_stats(train_targets)
-            model_config.update(positive_mean=positive_mean, positive_std=positive_std)
-    else:
-        model_config.update(output="linear")
-
-    def make():
-        model = AtomSets.from_config(model_config)
-        if mode is not TransferMode.SCRATCH:
-            for layer in model.layers:
-                if layer.name == "output" and not same_task:
-                    continue  # a new target kind gets a new output layer
-                try:
-                    source_layer = parent.get_layer(layer.name)
-                except ValueError:
-                    continue
-                if [w.shape for w in source_layer.get_weights()] == [w.shape for w in layer.get_weights()]:
-                    layer.set_weights(source_layer.get_weights())
-        model = apply_mode(model, TransferMode.FULL if mode is TransferMode.SCRATCH else mode, is_atomsets_head)
-        return model, _optimizer(model, is_atomsets_head, mode, config, factor)
-
-    return sets, make, None
+    return sets, make, lambda net, path: (holder["save"] or (lambda n, p: n.save(p)))(net, path)
 
 
 def retrain(
@@ -206,9 +121,6 @@ def retrain(
     table, targets, task_type = load_targets(data, task_type)
     parent = load_model(model) if isinstance(model, (str, os.PathLike)) else model
     kind = family_of(parent).name
-    setups = {"megnet": _megnet_setup, "atomsets": _atomsets_setup, "cgat": _cgat_setup}
-    if kind not in setups:
-        raise AtomSetsError(f"retraining a {kind.upper()} model is not supported yet (MEGNet and AtomSets are)")
     check_ensemble(kind, ensemble)
     if ensemble > 1 and backbone_lr_factor != 1.0:
         raise AtomSetsError("an ensemble retrains with one learning rate: leave backbone_lr_factor at 1")
@@ -221,8 +133,8 @@ def retrain(
         finished = read_back(out_dir)
         if finished is not None:
             return finished
-        sets, make, save = setups[kind](parent, table, targets, splits[0], task_type, mode, training,
-                                        backbone_lr_factor)
+        sets, make, save = transfer_setup(parent, table, targets, splits[0], task_type, mode, training,
+                                          backbone_lr_factor)
         extra = {"model": kind, "parent": label, "mode": mode.value, "backbone_lr_factor": backbone_lr_factor,
                  "protocol": protocol, "fold": fold, "ensemble": int(ensemble)}
         if ensemble > 1:

@@ -34,13 +34,13 @@ from atomsets_tf.data.pipeline import WeightedSets, compositions_to_sets
 from atomsets_tf.data.records import FieldSpec, RecordSchema
 from atomsets_tf.data.taps import pack_taps, unpack_taps
 from atomsets_tf.errors import AtomSetsError
-from atomsets_tf.models.base import read_prepared
+from atomsets_tf.models.atomsets import STRUCTURAL_MODELS
 from atomsets_tf.models.megnet.model import load_megnet
-from atomsets_tf.models.registry import DEFAULT_SOURCE, STRUCTURAL_MODELS
+from atomsets_tf.models.registry import DEFAULT_SOURCE, family
 from atomsets_tf.utils.io import atomic_path
 
 __all__ = ["DEFAULT_SOURCE", "STRUCTURAL_MODELS", "TapRecordBuilder", "composition_sets", "model_sets",
-           "prepared_tap_sets", "structural_sets", "tap_features", "table_compositions"]
+           "structural_sets", "tap_features", "tap_records_to_sets", "table_compositions"]
 
 def model_key(source: str | os.PathLike) -> str:
     """A stable key of a feature source: the sha256 of its checkpoint file (or of a preset's)."""
@@ -109,12 +109,9 @@ def _as_set(use: str, feature: np.ndarray, structure) -> tuple[np.ndarray, np.nd
 
 
 def structural_sets(model: str, source, table, progress: bool = False) -> WeightedSets:
-    """The weighted sets that the head of ``model`` trains on, tapped from ``source`` (or read from the prepared
-    dataset ``table`` comes from, checked to hold that tap of that source)."""
+    """The weighted sets that the head of ``model`` trains on, tapped from ``source`` for a table in memory."""
     if model not in STRUCTURAL_MODELS:
         raise AtomSetsError(f"unknown structural model {model!r}; choose one of {', '.join(STRUCTURAL_MODELS)}")
-    if table.prepared is not None:
-        return prepared_tap_sets(TapRecordBuilder(model, source), table)
     if table.kind != "structure":
         raise AtomSetsError(f"{model} needs structures, but {table.source or 'the data'} holds compositions")
     tap, use = STRUCTURAL_MODELS[model]
@@ -123,15 +120,9 @@ def structural_sets(model: str, source, table, progress: bool = False) -> Weight
     return WeightedSets([v for v, _ in pairs], [w for _, w in pairs])
 
 
-def prepared_tap_sets(builder: TapRecordBuilder, table: Table) -> WeightedSets:
-    """The weighted sets stored in the prepared dataset ``table`` reads, after checking it holds ``builder``'s taps.
-
-    Raises:
-        PreparedDatasetError: the dataset holds other records (another tap, another parent model, graphs).
-    """
-    table.prepared.check_compatible(builder.kind, builder.settings, what=f"{builder.model} (tap {builder.tap})")
-    return read_prepared(table, lambda records: WeightedSets([r["features"] for r in records],
-                                                             [r["weights"] for r in records]))
+def tap_records_to_sets(records) -> WeightedSets:
+    """The weighted sets of :class:`TapRecordBuilder`'s records."""
+    return WeightedSets([r["features"] for r in records], [r["weights"] for r in records])
 
 
 class TapRecordBuilder:
@@ -160,6 +151,17 @@ class TapRecordBuilder:
         if self._megnet is None:
             self._megnet = load_megnet(self.source)
         return self._megnet
+
+    @property
+    def label(self) -> str:
+        """What a refusal calls the records: the model and its tap."""
+        return f"{self.model} (tap {self.tap})"
+
+    @property
+    def parent(self) -> dict:
+        """The parent a manifest records: the MEGNet tapped, its sha256 and the model the taps are for."""
+        return {"family": "megnet", "name": str(self.source), "sha256": self.settings["source_sha256"],
+                "for": self.model}
 
     @property
     def settings(self) -> dict:
@@ -202,9 +204,6 @@ def composition_sets(table: Table, element_table=None, model=None) -> WeightedSe
     Raises:
         UnknownElementError: an element the table or the model has no row for, naming the entry.
     """
-    if table.prepared is not None:
-        raise AtomSetsError(f"{table.source} is a prepared dataset of {table.prepared.kind} records; compositional "
-                            "models read compositions: give them the data file it was prepared from")
     sets = compositions_to_sets(table_compositions(table), table.ids, element_table)
     if model is not None:
         for entry_id, zs in zip(table.ids, sets.values):
@@ -213,14 +212,6 @@ def composition_sets(table: Table, element_table=None, model=None) -> WeightedSe
 
 
 def model_sets(model, table: Table) -> WeightedSets:
-    """The weighted sets an :class:`~atomsets_tf.models.AtomSets` model reads for ``table``.
-
-    A compositional model featurises the compositions (checked against its element
-    table); a structural one taps the MEGNet recorded in its ``feature_source`` (cached).
-    """
-    if model.input_name == "features":
-        source = model.feature_source
-        if not source:
-            raise AtomSetsError("this AtomSets model takes precomputed features and does not record their source")
-        return structural_sets(source["model"], source["source"], table)
-    return composition_sets(table, model=model)
+    """The weighted sets an :class:`~atomsets_tf.models.AtomSets` model reads for ``table`` (a table in memory or a
+    prepared one: through its family's :meth:`~atomsets_tf.models.base.ModelFamily.examples`)."""
+    return family("atomsets").examples(model, table)

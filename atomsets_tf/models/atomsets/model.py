@@ -12,7 +12,7 @@ from atomsets_tf.data.elements import check_known
 from atomsets_tf.data.targets import OUTPUT_KINDS
 from atomsets_tf.layers import TargetScaler, WeightedMeanReadout, WeightedSet2Set, ZeroInflatedOutput
 from atomsets_tf.layers import activations as act
-from atomsets_tf.models.base import load_keras_model
+from atomsets_tf.models.base import downstream_layers, load_keras_model
 
 READOUTS = ("mean", "set2set")
 TASK_TYPES = ("regression", "classification")
@@ -200,6 +200,7 @@ class AtomSets(keras.Model):
                 h = keras.layers.Dropout(dropout, name=f"head_dropout_{k + 1}")(h)
         out = _output_layer(h, task_type, target_mean, target_std, output, (positive_mean, positive_std, zero_combine))
         super().__init__(inputs=inputs, outputs=out, **kwargs)
+        self._readout_name = h._keras_history.operation.name  # where the head starts (see head_layers)
         self._atomsets_config = {
             "feature_dim": None if feature_dim is None else int(feature_dim),
             "embedding_dim": int(embedding_dim),
@@ -260,6 +261,11 @@ class AtomSets(keras.Model):
         mask = np.zeros(n, dtype=bool)
         mask[known if known is not None else slice(1, n)] = True
         check_known(atomic_numbers, mask, self.name, entry)
+
+    def head_layers(self) -> list:
+        """The head that ``head`` transfer mode retrains: every layer after the readout (the MLP after it and the
+        output), found by the model's graph."""
+        return downstream_layers(self, self.get_layer(self._readout_name))
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self._atomsets_config}

@@ -11,7 +11,16 @@ that ``atomsets-tf prepare --workers N`` starts light worker processes.
 
 from __future__ import annotations
 
+from atomsets_tf.models.registry import ZooEntry
 from atomsets_tf.utils.aliases import lazy_exports
+
+#: The CGAT models of the zoo (:mod:`~atomsets_tf.models.registry`): trained from scratch with
+#: a parent's architecture, or a pretrained parent retrained.
+ZOO_ROWS: tuple[ZooEntry, ...] = (
+    ZooEntry("cgat", "cgat", "structure"),
+    ZooEntry("cgat-head", "cgat", "structure", mode="head"),
+    ZooEntry("cgat-full", "cgat", "structure", mode="full"),
+)
 
 _EXPORTS = {
     "CGAT": "atomsets_tf.models.cgat.model",
@@ -28,7 +37,7 @@ _EXPORTS = {
     "structures_to_graphs": "atomsets_tf.models.cgat.data",
 }
 
-__all__ = list(_EXPORTS)
+__all__ = ["ZOO_ROWS", *_EXPORTS]
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

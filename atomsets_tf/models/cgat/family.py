@@ -10,12 +10,11 @@ import numpy as np
 import tensorflow as tf
 
 from atomsets_tf.data.io import Table
-from atomsets_tf.models.base import ModelFamily, check_tap_names, predict_in_chunks, require_structures
+from atomsets_tf.models.base import ModelFamily, Retrainable, require_structures
+from atomsets_tf.models.cgat import ZOO_ROWS
 from atomsets_tf.models.cgat.data import CGATGraph, GraphRecordBuilder, collate, structures_to_graphs
 from atomsets_tf.models.cgat.model import CGAT, load_cgat
-
-#: CGAT's head: the ReZero residual output network (the CGAT paper's "only regression head").
-HEAD_LAYER = "output_nn"
+from atomsets_tf.models.registry import register_family
 
 
 class CGATSet:
@@ -81,12 +80,28 @@ class CGATValue(keras.Model):
         return keras.ops.concatenate([value, out[:, 1:2] + keras.ops.log(self.cgat.target_std)], axis=1)
 
 
+#: The CGAT that ``cgat`` trains from scratch: the paper's layout (ReZero, vector attention, hypernetwork updates),
+#: narrowed to train on a CPU and to save in a few MB (about 0.8M parameters; the paper's default has 62M).
+CGAT_BENCHMARK_CONFIG = {
+    "elem_fea_len": 32,
+    "n_graph": 3,
+    "nbr_embedding_size": 32,
+    "msg_heads": 4,
+    "n_graph_roost": 2,
+    "out_hidden": (128, 64, 32),
+}
+
+
 class CGATFamily(ModelFamily):
     """The Keras port of CGAT: PyTorch Lightning ``.ckpt`` files and ``.keras`` files."""
 
     name = "cgat"
     model_class = CGAT
     suffixes = (".ckpt",)
+    zoo = ZOO_ROWS
+    default_batch_size = 32
+    losses = ("mae", "mse", "robust_l1")
+    mixed_precision = False  # its layers mix float32 weights with the policy's compute dtype
 
     def load(self, path: Path) -> CGAT:
         return load_cgat(path)
@@ -94,42 +109,50 @@ class CGATFamily(ModelFamily):
     def from_preset(self, name: str) -> CGAT:
         return CGAT.from_preset(name)
 
-    def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-        batch_size = batch_size or 32
-        if table.prepared is not None:
-            return predict_in_chunks(table, lambda part: model.predict_structures(
-                self.prepared_examples(model, part).graphs, batch_size=batch_size))
+    def default_parent(self, row, features_from: str | None):
+        return CGAT(**CGAT_BENCHMARK_CONFIG) if row.mode == "scratch" else features_from
+
+    def examples_in_memory(self, source: CGAT, table: Table) -> CGATSet:
+        """The crystal graphs of ``table``'s structures, built with ``source``'s graph settings and element
+        embedding."""
         require_structures(table, "a CGAT model")
-        return np.asarray(model.predict_structures(table.inputs, batch_size=batch_size, progress=progress))
+        return CGATSet(structures_to_graphs(table.inputs, source.element_embedding(), source.radius,
+                                            source.neighbor_number, ids=table.ids))
+
+    def record_builder(self, source: CGAT) -> GraphRecordBuilder:
+        return GraphRecordBuilder(source.radius, source.neighbor_number, tuple(source.element_embedding().symbols))
+
+    def examples_from_records(self, source: CGAT, records) -> CGATSet:
+        return CGATSet([CGATGraph.from_record(r) for r in records])
+
+    def predict_examples(self, model: CGAT, examples: CGATSet, batch_size: int, progress: bool = False) -> np.ndarray:
+        return np.asarray(model.predict_structures(examples.graphs, batch_size=batch_size, progress=progress))
 
     def tap_names(self, model) -> list[str]:
         return list(model.tap_names())
 
-    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int | None = None,
-                  progress: bool = False) -> dict:
-        batch_size = batch_size or 32
-        check_tap_names(names, self.tap_names(model))
-        if table.prepared is not None:
-            return model.tap(self.prepared_examples(model, table).graphs, list(names), batch_size=batch_size)
-        require_structures(table, "tapping")
-        return model.tap(table.inputs, list(names), batch_size=batch_size)
+    def tap_examples(self, model: CGAT, examples: CGATSet, names: Sequence[str], batch_size: int,
+                     progress: bool = False) -> dict:
+        return model.tap(examples.graphs, list(names), batch_size=batch_size)
 
-    def is_head(self, layer) -> bool:
-        return layer.name == HEAD_LAYER
-
-    def sets(self, model: CGAT, table: Table) -> CGATSet:
-        """The crystal graphs of ``table``'s structures, built with ``model``'s graph settings and element
-        embedding (or read from the prepared dataset the table comes from), as a padded-examples collection."""
-        if table.prepared is not None:
-            return self.prepared_sets(model, table)
-        return CGATSet(structures_to_graphs(table.inputs, model.element_embedding(), model.radius,
-                                            model.neighbor_number, ids=table.ids))
-
-    def record_builder(self, model: CGAT) -> GraphRecordBuilder:
-        return GraphRecordBuilder(model.radius, model.neighbor_number, tuple(model.element_embedding().symbols))
-
-    def sets_from_records(self, model: CGAT, records) -> CGATSet:
-        return CGATSet([CGATGraph.from_record(r) for r in records])
+    def transfer_copy(self, parent: CGAT, task_type: str, train_targets: np.ndarray, mode: str,
+                      with_log_std: bool = False) -> Retrainable:
+        same_task = parent.task_type == task_type
+        config = {**parent.get_config(), "task_type": task_type}
+        if not same_task:
+            config.update(target_mean=0.0, target_std=1.0)
+        cgat = CGAT.from_config(config)
+        if mode != "scratch" and same_task:
+            cgat.set_weights(parent.get_weights())
+        elif mode != "scratch":
+            # A new output for a new kind of target: the parent's head is kept, its output layer is fresh.
+            cgat.copy_weights_below_output(parent)
+        cgat.set_element_embedding(parent.element_embedding())  # the inputs it looks up, also from scratch
+        if task_type == "regression":
+            cgat.fit_normalisation(train_targets)
+        net = CGATValue(cgat, with_log_std and task_type == "regression", name="cgat_value")
+        return Retrainable(net, [cgat.head], lambda _net, path: cgat.save(path),
+                           lambda mode_name: cgat.freeze_graph_embedding(mode_name == "head"))
 
 
-FAMILY = CGATFamily()
+FAMILY = register_family(CGATFamily())

@@ -12,7 +12,16 @@ that ``atomsets-tf prepare --workers N`` starts light worker processes.
 
 from __future__ import annotations
 
+from atomsets_tf.models.registry import ZooEntry
 from atomsets_tf.utils.aliases import lazy_exports
+
+#: The MEGNet models of the zoo (:mod:`~atomsets_tf.models.registry`): trained from scratch with
+#: a parent's architecture, or a pretrained parent retrained.
+ZOO_ROWS: tuple[ZooEntry, ...] = (
+    ZooEntry("megnet", "megnet", "structure"),
+    ZooEntry("megnet-head", "megnet", "structure", mode="head"),
+    ZooEntry("megnet-full", "megnet", "structure", mode="full"),
+)
 
 _EXPORTS = {
     "MEGNet": "atomsets_tf.models.megnet.model",
@@ -28,7 +37,7 @@ _EXPORTS = {
     "ExtensiveTargetScaler": "atomsets_tf.models.megnet.layers",
 }
 
-__all__ = list(_EXPORTS)
+__all__ = ["ZOO_ROWS", *_EXPORTS]
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

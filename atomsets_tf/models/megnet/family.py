@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from atomsets_tf.data.io import Table
-from atomsets_tf.models.base import ModelFamily, predict_in_chunks, require_structures
+from atomsets_tf.models.base import ModelFamily, Retrainable, require_structures
+from atomsets_tf.models.megnet import ZOO_ROWS
 from atomsets_tf.models.megnet.graph import (
     GraphRecordBuilder,
     MEGNetGraph,
@@ -17,10 +19,8 @@ from atomsets_tf.models.megnet.graph import (
     graph_from_record,
     input_shapes,
 )
-from atomsets_tf.models.megnet.model import KERAS_MODEL_NAME, MEGNet
-
-#: Layers of a MEGNet that ``head`` transfer mode retrains: the final MLP, a new classifier, the target scaler.
-HEAD_PREFIXES = ("readout_", "classifier", "target_scaler")
+from atomsets_tf.models.megnet.model import KERAS_MODEL_NAME, MEGNet, head_layers
+from atomsets_tf.models.registry import DEFAULT_SOURCE, register_family
 
 
 class GraphSet:
@@ -53,6 +53,8 @@ class MEGNetFamily(ModelFamily):
     name = "megnet"
     model_class = MEGNet
     suffixes = (".hdf5", ".h5")
+    zoo = ZOO_ROWS
+    default_batch_size = None  # batches planned by cost (plan_batches)
 
     def recognises_keras(self, config: dict) -> bool:
         # MEGNet.save writes the Keras functional model itself (its class_name is "Functional"), named by the
@@ -67,41 +69,54 @@ class MEGNetFamily(ModelFamily):
     def from_preset(self, name: str) -> MEGNet:
         return MEGNet.from_preset(name)
 
-    def predict_table(self, model, table: Table, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-        if table.prepared is not None:
-            return predict_in_chunks(table, lambda part: model.run_graphs(
-                self.prepared_examples(model, part).graphs, ["prediction"], batch_size)["prediction"][:, 0])
+    def default_parent(self, row, features_from: str | None):
+        return features_from or DEFAULT_SOURCE  # the AtomSets paper's parent
+
+    def examples_in_memory(self, source: MEGNet, table: Table) -> GraphSet:
+        """The graphs of ``table``'s structures, built with ``source``'s cutoff."""
         require_structures(table, "a MEGNet model")
-        return np.asarray(model.predict(table.inputs, batch_size=batch_size, progress=progress, ids=table.ids))
+        return GraphSet(source.graphs(table.inputs, table.ids), source.n_state)
+
+    def record_builder(self, source: MEGNet) -> GraphRecordBuilder:
+        return GraphRecordBuilder(source.cutoff, source.n_vocab - 1, source.n_state)
+
+    def examples_from_records(self, source: MEGNet, records) -> GraphSet:
+        return GraphSet([graph_from_record(r) for r in records], source.n_state)
+
+    def predict_examples(self, model: MEGNet, examples: GraphSet, batch_size: int | None,
+                         progress: bool = False) -> np.ndarray:
+        out = model.run_graphs(examples.graphs, ["prediction"], batch_size, progress)["prediction"]
+        return out[:, 0] if out.shape[1] == 1 else out
 
     def tap_names(self, model) -> list[str]:
         return list(model.tap_names)
 
-    def tap_table(self, model, table: Table, names: Sequence[str], batch_size: int | None = None,
-                  progress: bool = False) -> dict:
-        if table.prepared is not None:
-            return model.run_graphs(self.prepared_examples(model, table).graphs, list(names), batch_size, progress)
-        require_structures(table, "tapping")
-        return model.tap(table.inputs, list(names), batch_size=batch_size, progress=progress, ids=table.ids)
+    def tap_examples(self, model: MEGNet, examples: GraphSet, names: Sequence[str], batch_size: int | None,
+                     progress: bool = False) -> dict:
+        return model.run_graphs(examples.graphs, list(names), batch_size, progress)
 
     def describe(self, model) -> str:
         return model.describe()
 
-    def is_head(self, layer) -> bool:
-        return layer.name.startswith(HEAD_PREFIXES)
+    def transfer_copy(self, parent: MEGNet, task_type: str, train_targets: np.ndarray, mode: str,
+                      with_log_std: bool = False) -> Retrainable:
+        km = keras.models.clone_model(parent.keras_model)
+        if mode != "scratch":
+            km.set_weights(parent.keras_model.get_weights())
+        if task_type == "regression":
+            scaler = km.get_layer("target_scaler")
+            scaler.mean = float(np.mean(train_targets))
+            scaler.std, scaler.is_intensive = float(np.std(train_targets)) or 1.0, True
+        else:
+            # A new output for a new kind of target: a sigmoid on the final MLP's last hidden layer.
+            hidden = [name for name in km.output if name.startswith("readout_")][-1]
+            logit = keras.layers.Dense(1, name="classifier", dtype="float32")(km.output[hidden])
+            probability = keras.layers.Activation("sigmoid", name="classifier_sigmoid", dtype="float32")(logit)
+            km = keras.Model(km.input, {**km.output, "raw_output": logit, "prediction": probability}, name=km.name)
+        retrained = MEGNet(km, parent.cutoff, source=f"retrained from {parent.source}",
+                           metadata={**parent.metadata, "retrained_mode": mode, "task_type": task_type})
+        net = keras.Model(km.input, km.output["prediction"], name="megnet_prediction")
+        return Retrainable(net, head_layers(km), lambda _net, path: retrained.save(path))
 
-    def sets(self, model: MEGNet, table: Table) -> GraphSet:
-        """The graphs of ``table``'s structures, built with ``model``'s cutoff (or read from the prepared dataset
-        the table comes from), as a padded-examples collection."""
-        if table.prepared is not None:
-            return self.prepared_sets(model, table)
-        return GraphSet(model.graphs(table.inputs, table.ids), model.n_state)
 
-    def record_builder(self, model: MEGNet) -> GraphRecordBuilder:
-        return GraphRecordBuilder(model.cutoff, model.n_vocab - 1, model.n_state)
-
-    def sets_from_records(self, model: MEGNet, records) -> GraphSet:
-        return GraphSet([graph_from_record(r) for r in records], model.n_state)
-
-
-FAMILY = MEGNetFamily()
+FAMILY = register_family(MEGNetFamily())

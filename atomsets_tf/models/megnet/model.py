@@ -48,6 +48,7 @@ from atomsets_tf import presets
 from atomsets_tf.data.inputs import as_table, is_structure
 from atomsets_tf.data.padding import cost_planned_batches, padded_length, size_bucketed_batches
 from atomsets_tf.errors import CheckpointError, DataFormatError, UnknownPresetError, UnknownTapError
+from atomsets_tf.models.base import downstream_layers
 from atomsets_tf.models.megnet.activations import keras2_activation
 from atomsets_tf.models.megnet.checkpoint import (
     BRANCHES,
@@ -193,9 +194,20 @@ def _set2set_readouts(parts: _ModelParts, arch: MEGNetArchitecture, inputs, stre
     return readouts
 
 
+#: The layer whose output (the concatenated readouts, tap ``f``) the head takes: the final MLP and the target
+#: scaler are the layers after it (:func:`head_layers`).
+HEAD_INPUT = "concatenate_f"
+
+
+def head_layers(keras_model: keras.Model) -> list:
+    """The head of a MEGNet's functional model that ``head`` transfer mode retrains: every layer after the
+    concatenated readouts (the final MLP, the target scaler, a classifier added on it), found by the graph."""
+    return downstream_layers(keras_model, keras_model.get_layer(HEAD_INPUT))
+
+
 def _final_mlp(parts: _ModelParts, arch: MEGNetArchitecture, readouts: dict[str, Any]):
     """The concatenated readout (tap ``f``) through the final MLP: the raw output (tap ``raw_output``)."""
-    f = keras.layers.Concatenate(axis=-1, name="concatenate_f")([readouts[b] for b in arch.concat_order])
+    f = keras.layers.Concatenate(axis=-1, name=HEAD_INPUT)([readouts[b] for b in arch.concat_order])
     names = {"atom": "v_r", "bond": "e_r", "state": f"u{len(arch.blocks)}_residual"}
     parts.tap("f", f, arch.concat_source, "readout [" + ", ".join(names[b] for b in arch.concat_order) + "]")
     x = f
