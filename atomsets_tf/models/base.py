@@ -93,7 +93,7 @@ class ModelFamily:
         raise NotImplementedError
 
     def record_builder(self, model):
-        """The builder of ``model``'s prepared-dataset records (:class:`~atomsets_tf.data.prepared.RecordBuilder`:
+        """The builder of ``model``'s prepared-dataset records (:class:`~atomsets_tf.data.records.RecordBuilder`:
         picklable, free of TensorFlow, carrying the model's graph settings)."""
         raise AtomSetsError(f"{self.name} models read no prepared datasets")
 

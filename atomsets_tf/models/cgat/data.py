@@ -709,7 +709,7 @@ def iterate_batches(graphs: Sequence[CGATGraph], batch_size: int = 32, bucket: b
 
 
 def record_schema(max_neighbors: int = 24) -> RecordSchema:
-    """How a CGAT graph is stored in a prepared dataset (:mod:`atomsets_tf.data.prepared`): the
+    """How a CGAT graph is stored in a prepared dataset (:mod:`atomsets_tf.data.prepared_format`): the
     :meth:`CGATGraph.to_record` arrays, per-site ones along the ragged ``atoms`` axis, per-element ones along
     ``elements``; the padded layout of :func:`collate` (``atom_mask`` included) is rebuilt when batches are
     formed."""
