@@ -108,7 +108,7 @@ class RunSettingsError(AtomSetsError, ValueError):
 
 
 class PreparedDatasetError(AtomSetsError, ValueError):
-    """A prepared dataset (``atomsets_tf.data.prepared``) that is missing, garbled, foreign, or incompatible."""
+    """A prepared dataset (``atomsets_tf.data.prepared_format``) that is missing, garbled, foreign, or incompatible."""
 
 
 class CorruptShardError(PreparedDatasetError):

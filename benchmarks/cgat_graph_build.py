@@ -6,7 +6,7 @@ For N matbench jdft2d structures and N perovskites (``shared/data``), structures
   ``find_points_in_spheres``), the floor of any neighbour-list builder;
 * ``graph``: :func:`atomsets_tf.models.cgat.data.structure_to_graph` (the search, the canonical neighbour
   order, element embedding, composition), no memo;
-* ``order``: :func:`atomsets_tf.models.cgat.data.canonical_neighbours` alone, on the search's arrays
+* ``order``: :func:`atomsets_tf.models.cgat.neighbours.canonical_neighbours` alone, on the search's arrays
   (where the rest of the graph's time goes);
 * ``original``: the neighbour lists as CGAT's own ``prepare_data.py`` builds them (and as this package
   did before issue 11): ``get_all_neighbors`` (one Python object per neighbour) and a stable sort by
@@ -40,7 +40,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from atomsets_tf.models.cgat.data import canonical_neighbours, load_matscholar_embedding, structure_to_graph  # noqa: E402
+from atomsets_tf.models.cgat.data import structure_to_graph  # noqa: E402
+from atomsets_tf.models.cgat.elements import load_matscholar_embedding  # noqa: E402
+from atomsets_tf.models.cgat.neighbours import canonical_neighbours  # noqa: E402
 from atomsets_tf.utils.io import shared_dir, write_json_atomic  # noqa: E402
 
 SETS = {

@@ -28,7 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from atomsets_tf.models.cgat.data import collate, load_matscholar_embedding, structures_to_graphs  # noqa: E402
+from atomsets_tf.models.cgat.data import collate, structures_to_graphs  # noqa: E402
+from atomsets_tf.models.cgat.elements import load_matscholar_embedding  # noqa: E402
 from atomsets_tf.models.cgat.model import CGAT, cgat_l1_loss  # noqa: E402
 from atomsets_tf.utils.io import shared_dir, write_json_atomic  # noqa: E402
 

@@ -46,7 +46,7 @@ from pymatgen.optimization.neighbors import find_points_in_spheres  # noqa: E402
 
 from atomsets_tf.data.io import load  # noqa: E402
 from atomsets_tf.data.pipeline import make_dataset  # noqa: E402
-from atomsets_tf.data.prepared import prepare_dataset  # noqa: E402
+from atomsets_tf.data.prepared_writer import prepare_dataset  # noqa: E402
 from atomsets_tf.models.atomsets.features import structural_sets  # noqa: E402
 from atomsets_tf.models.cgat.family import CGATValue  # noqa: E402
 from atomsets_tf.models.cgat.model import CGAT  # noqa: E402

@@ -8,7 +8,7 @@ Wall-clock ratios are only meaningful on an idle machine; the CPU-time ratio
 (process CPU seconds, all threads) is less sensitive to other load.
 
 Ours runs with the tap path's default batching (``--batch-size auto``: batches
-planned by cost, see ``atomsets_tf.models.megnet.model.plan_batches``) and, with
+planned by cost, see ``atomsets_tf.models.megnet.batches.plan_batches``) and, with
 ``--compare-batch-size 32``, also with the old fixed batches of 32 in the same
 process (the "before" figure). ``--profile`` adds where our time goes: graph
 building, padding, network and unpadding timers, the padding waste per batch
@@ -202,8 +202,8 @@ def padding_waste(graphs, plan) -> dict:
 
 def stage_times(model: MEGNet, structures, batch_size: int | None, runs: int) -> dict:
     """Median seconds of each stage of a tap: graphs, plan, padding, network (+ .numpy()), unpadding."""
+    from atomsets_tf.models.megnet.batches import plan_batches
     from atomsets_tf.models.megnet.graph import batch_graphs
-    from atomsets_tf.models.megnet.model import plan_batches
 
     fn = model._function()
     stages: dict[str, list[float]] = {k: [] for k in ("graphs", "plan", "padding", "network", "unpadding")}
@@ -256,8 +256,8 @@ def op_profile(model: MEGNet, structures, batch_size: int | None, limit: int = 1
 
     import tensorflow as tf
 
+    from atomsets_tf.models.megnet.batches import plan_batches
     from atomsets_tf.models.megnet.graph import batch_graphs
-    from atomsets_tf.models.megnet.model import plan_batches
 
     try:
         from tensorflow.tsl.profiler.protobuf import xplane_pb2  # TensorFlow's own copy of the trace format

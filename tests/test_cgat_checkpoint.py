@@ -19,7 +19,8 @@ from atomsets_tf.models.cgat.convert import (  # noqa: E402
     export_state_dict,
     read_checkpoint,
 )
-from atomsets_tf.models.cgat.data import ElementEmbedding, collate, structures_to_graphs  # noqa: E402
+from atomsets_tf.models.cgat.data import collate, structures_to_graphs  # noqa: E402
+from atomsets_tf.models.cgat.elements import ElementEmbedding  # noqa: E402
 from atomsets_tf.models.cgat.model import CGAT, load_cgat  # noqa: E402
 from atomsets_tf.utils.io import shared_dir  # noqa: E402
 

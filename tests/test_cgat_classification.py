@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from atomsets_tf.cli import main
-from atomsets_tf.models.cgat.data import ElementEmbedding, collate, structures_to_graphs
+from atomsets_tf.models.cgat.data import collate, structures_to_graphs
+from atomsets_tf.models.cgat.elements import ElementEmbedding
 from atomsets_tf.models.cgat.model import CGAT
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.workflows.retrain import retrain

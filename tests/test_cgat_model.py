@@ -26,12 +26,12 @@ from atomsets_tf.errors import (  # noqa: E402
 from atomsets_tf.models.cgat.data import (  # noqa: E402
     INPUT_KEYS,
     CGATGraph,
-    ElementEmbedding,
     GraphMemo,
     collate,
     structure_to_graph,
     structures_to_graphs,
 )
+from atomsets_tf.models.cgat.elements import ElementEmbedding  # noqa: E402
 from atomsets_tf.models.cgat.model import CGAT, cgat_l1_loss  # noqa: E402
 
 SYMBOLS = ["O", "Na", "Si", "Cl", "Cu"]
@@ -346,7 +346,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from pymatgen.core import Lattice, Structure
-from atomsets_tf.models.cgat.data import ElementEmbedding, collate, structures_to_graphs
+from atomsets_tf.models.cgat.data import collate, structures_to_graphs
+from atomsets_tf.models.cgat.elements import ElementEmbedding
 from atomsets_tf.models.cgat.model import CGAT
 
 emb = ElementEmbedding(["Na", "Cl", "Cu"], np.random.default_rng(0).normal(size=(3, 200)).astype(np.float32))

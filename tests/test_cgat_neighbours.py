@@ -17,14 +17,13 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from atomsets_tf.errors import DataFormatError, TooFewNeighboursError
-from atomsets_tf.models.cgat.data import (
+from atomsets_tf.models.cgat.data import structure_to_graph, structures_to_graphs
+from atomsets_tf.models.cgat.elements import ElementEmbedding
+from atomsets_tf.models.cgat.neighbours import (
     SHELL_TOL,
-    ElementEmbedding,
     canonical_neighbour_pairs,
     canonical_neighbours,
     neighbour_lists,
-    structure_to_graph,
-    structures_to_graphs,
 )
 from atomsets_tf.utils.io import shared_dir
 

@@ -12,7 +12,7 @@ Two kinds of parity, kept apart so that each tests one thing:
   The golden graphs were made with pymatgen 2026.10.24 (README, "Provenance"): the original CGAT sorts
   ``get_all_neighbors`` by distance with a *stable* sort, so among equidistant neighbours its choice is
   pymatgen 2026.10.24's enumeration order, which is no property of the crystal. Ours is the canonical
-  order of :mod:`atomsets_tf.models.cgat.data` (distance shell, then neighbour index, then periodic image),
+  order of :mod:`atomsets_tf.models.cgat.neighbours` (distance shell, then neighbour index, then periodic image),
   which no pymatgen version can change. The two agree exactly on the ranks and on the neighbours of
   every shell that is kept whole; where the 24th slot cuts a shell, the neighbours chosen from that
   last shell may differ (the test checks that both choices come from that shell and reports how many
@@ -65,7 +65,7 @@ def structures():
 
 @pytest.fixture(scope="module")
 def matscholar():
-    from atomsets_tf.models.cgat.data import load_matscholar_embedding
+    from atomsets_tf.models.cgat.elements import load_matscholar_embedding
 
     return load_matscholar_embedding(SHARED / "pretrained" / "cgat" / "matscholar-embedding.json")
 

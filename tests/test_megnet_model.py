@@ -177,7 +177,7 @@ def test_results_do_not_depend_on_the_batch(model):
 
 def test_plan_batches_covers_everything_within_budget():
     from atomsets_tf.data.padding import padded_length
-    from atomsets_tf.models.megnet.model import plan_batches
+    from atomsets_tf.models.megnet.batches import plan_batches
 
     rng = np.random.default_rng(3)
     sizes = rng.integers(1, 3000, size=500)

@@ -1,4 +1,4 @@
-"""Prepared datasets (atomsets_tf.data.prepared): writing, resuming, reading, streaming, refusing."""
+"""Prepared datasets (data.prepared_writer, data.prepared): writing, resuming, reading, streaming, refusing."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from atomsets_tf.data.prepared import (
     FieldSpec,
     PreparedDataset,
     RecordSchema,
-    prepare_dataset,
 )
+from atomsets_tf.data.prepared_writer import prepare_dataset
 from atomsets_tf.errors import AtomSetsError, CorruptShardError, PreparedDatasetError, RecordSchemaError
 
 N_ENTRIES = 40

@@ -1,7 +1,7 @@
 """The fingerprint of data's content: :func:`entries_hash`, the one hash of entries' ids, inputs and targets.
 
 Runs on in-memory data (:func:`~atomsets_tf.data.inputs.table_content_hash`), prepared datasets (their
-``data_hash``, :mod:`atomsets_tf.data.prepared`) and tap folders (what an interrupted ``tap -o DIR/`` resumes,
+``data_hash``, :mod:`atomsets_tf.data.prepared_writer`) and tap folders (what an interrupted ``tap -o DIR/`` resumes,
 :class:`~atomsets_tf.workflows.outputs.TapShardWriter`) use it, so that changed structures under the same ids never
 pass for the same data. This module imports neither TensorFlow nor pymatgen.
 """

@@ -1,4 +1,4 @@
-"""Records and their schema: the TensorFlow-free half of :mod:`atomsets_tf.data.prepared`.
+"""Records and their schema: the TensorFlow-free part of prepared datasets (:mod:`atomsets_tf.data.prepared_format`).
 
 A *record* is one example as a dict ``name -> np.ndarray``. Its
 :class:`RecordSchema` says, for every field, the dtype it is stored with, its
@@ -8,7 +8,8 @@ becomes one padded batch (:meth:`RecordSchema.pad_batch`).
 
 A :class:`RecordBuilder` turns one entry (a structure, a composition, ...) into a
 record. Builders run in worker processes, so this module (which unpickles them
-there) imports neither TensorFlow nor :mod:`atomsets_tf.data.prepared`.
+there) imports neither TensorFlow nor :mod:`atomsets_tf.data.prepared_writer` or
+:mod:`atomsets_tf.data.prepared`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from atomsets_tf.data.padding import pad_stack, padded_length
 from atomsets_tf.errors import AtomSetsError, RecordSchemaError
 
-#: The file that describes a prepared dataset's folder (see :mod:`atomsets_tf.data.prepared`).
+#: The file that describes a prepared dataset's folder (see :mod:`atomsets_tf.data.prepared_format`).
 MANIFEST = "manifest.json"
 #: Stored dtypes a schema may use (those ``tf.io.decode_raw`` reads back).
 STORED_DTYPES = ("bool", "uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64")

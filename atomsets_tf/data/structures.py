@@ -1,6 +1,6 @@
 """Structures read from data files: parsing, the load-time physical checks, and parsing inside prepare's workers.
 
-This module imports neither TensorFlow nor :mod:`atomsets_tf.data.prepared`: ``atomsets-tf prepare --workers N``
+This module imports neither TensorFlow nor :mod:`atomsets_tf.data.prepared_writer`: ``atomsets-tf prepare --workers N``
 sends the structures of a data file to its worker processes as the raw dicts the file holds, and
 :class:`ParsedStructures` parses and checks each one there (:func:`structure_from_dict`,
 :func:`check_site_distances`), so that reading a large file is spread over the workers too.

@@ -1,7 +1,7 @@
 """Preparing a data set once for a model: graphs or taps per structure, in TFRecord shards (``atomsets-tf prepare``).
 
 :func:`prepare` reads a data file (anything :func:`~atomsets_tf.data.io.load` reads) and writes a prepared dataset
-(:mod:`atomsets_tf.data.prepared`) for one model:
+(:mod:`atomsets_tf.data.prepared_format`) for one model:
 
 * a MEGNet or CGAT (checkpoint, ``.keras`` file or preset): the crystal graphs, built with that model's own graph
   settings (MEGNet: cutoff; CGAT: radius, neighbours, the elements its embedding covers), in ``workers``
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from atomsets_tf.data import io as data_io
 from atomsets_tf.data.inputs import DataLike, as_table
-from atomsets_tf.data.prepared import prepare_dataset
+from atomsets_tf.data.prepared_writer import prepare_dataset
 from atomsets_tf.data.structures import ParsedStructures
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.models.atomsets import STRUCTURAL_MODELS

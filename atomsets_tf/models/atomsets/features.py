@@ -130,7 +130,7 @@ class TapRecordBuilder:
     tapped from the parent MEGNet ``source``.
 
     It runs the MEGNet, so it builds whole shards in the preparing process (:meth:`build_batch`, the
-    ``batch_builder`` of :func:`~atomsets_tf.data.prepared.prepare_dataset`).
+    ``batch_builder`` of :func:`~atomsets_tf.data.prepared_writer.prepare_dataset`).
 
     Args:
         model: a structural model name (``atomsets-v1``, ``mlp-f``, ...).

@@ -1,7 +1,9 @@
 """A Keras 3 port of CGAT (crystal graph attention networks, hyllios/CGAT).
 
 * :class:`CGAT` — the model (padded batch layout, taps, stored target normalisation);
-* :mod:`atomsets_tf.models.cgat.data` — inputs from pymatgen structures;
+* :mod:`atomsets_tf.models.cgat.data` — inputs from pymatgen structures (graphs, collate, the record builder),
+  :mod:`~atomsets_tf.models.cgat.neighbours` — their neighbour geometry,
+  :mod:`~atomsets_tf.models.cgat.elements` — the element embedding tables;
 * :func:`convert_checkpoint` / :meth:`CGAT.from_checkpoint` — PyTorch Lightning ``.ckpt`` files
   (torch optional, loaded with ``weights_only=True``).
 
@@ -25,13 +27,13 @@ ZOO_ROWS: tuple[ZooEntry, ...] = (
 _EXPORTS = {
     "CGAT": "atomsets_tf.models.cgat.model",
     "CGATGraph": "atomsets_tf.models.cgat.data",
-    "ElementEmbedding": "atomsets_tf.models.cgat.data",
+    "ElementEmbedding": "atomsets_tf.models.cgat.elements",
     "cgat_l1_loss": "atomsets_tf.models.cgat.model",
     "collate": "atomsets_tf.models.cgat.data",
     "convert_checkpoint": "atomsets_tf.models.cgat.convert",
     "iterate_batches": "atomsets_tf.models.cgat.data",
     "load_cgat": "atomsets_tf.models.cgat.model",
-    "load_matscholar_embedding": "atomsets_tf.models.cgat.data",
+    "load_matscholar_embedding": "atomsets_tf.models.cgat.elements",
     "read_checkpoint": "atomsets_tf.models.cgat.convert",
     "structure_to_graph": "atomsets_tf.models.cgat.data",
     "structures_to_graphs": "atomsets_tf.models.cgat.data",

@@ -30,7 +30,7 @@ from atomsets_tf.models.cgat._common import (  # noqa: F401 - the torch-free sta
     load_state_dict,
 )
 from atomsets_tf.models.cgat.checkpoint import read_checkpoint  # noqa: F401 - re-exported
-from atomsets_tf.models.cgat.data import ElementEmbedding, load_matscholar_embedding
+from atomsets_tf.models.cgat.elements import ElementEmbedding, load_matscholar_embedding
 from atomsets_tf.models.cgat.model import CGAT
 
 

@@ -2,39 +2,14 @@
 
 What CGAT's own ``prepare_data.py`` + ``data.py`` build, reproduced:
 
-* every site's neighbours within ``radius`` (18 Å; periodic images included, the site itself not)
-  are put in order and the first ``max_neighbors`` (24) kept. A site may be its own neighbour
-  (periodic image) and an index may repeat;
-* the edge feature is the integer *distance-shell rank*: 1 for the nearest distance, +1 each time
-  the distance grows by more than ``SHELL_TOL`` = 1e-8 Å over the first distance of the current
-  shell (values 1..24);
+* every site's ``max_neighbors`` (24) nearest neighbours within ``radius`` (18 Å) and their
+  distance-shell ranks, in the canonical order of :mod:`atomsets_tf.models.cgat.neighbours`;
 * node features are the 200-wide matscholar embedding of the element (float32). A graph stores the
   atomic numbers only; the model looks the embedding up (its stored ``element_table``, else the
   embedding it was given), so a graph is small (about 200 bytes per atom) and depends on the embedding
   only through the set of elements it covers (an element outside it is refused);
 * the ROOST composition graph: distinct elements in order of first appearance, weights = count /
   number of sites, all ordered pairs of distinct elements (formed densely in the model).
-
-Neighbour order (canonical, :func:`canonical_neighbours`). The original sorts pymatgen's
-``get_all_neighbors`` list by distance with a stable sort, so among neighbours at the same distance
-the order in which that pymatgen release enumerates them decides which fill the 24 slots when the
-last shell is cut; that order is no part of pymatgen's API and can change between releases. Here
-the order is a function of the structure alone:
-
-1. by distance shell (the shells of the rank rule above, so float noise far below 1e-8 Å, e.g.
-   1e-12 between pymatgen versions, cannot reorder two neighbours of one shell);
-2. within a shell, by neighbour site index;
-3. then by periodic image, lexicographically on the integer lattice vector ``n`` for which the
-   neighbour sits at ``frac_coords[index] + n`` (the site's stored coordinates, not wrapped).
-
-The ranks are the original's; only the choice among the neighbours of a cut last shell (and the
-slot order inside a shell) can differ from a given pymatgen release's. Neighbours come from
-pymatgen's compiled ``Structure.get_neighbor_list`` and are ordered with NumPy sorts over all sites
-at once.
-
-The original silently drops a structure in which a site has fewer than 24 neighbours within the
-radius; here that raises :class:`~atomsets_tf.errors.TooFewNeighboursError` (a subclass of
-``IsolatedAtomError``) naming the structure and site.
 
 Batch layout (:func:`collate`), ``B`` crystals, ``N`` padded atoms, ``E`` padded elements, ``K`` = 24:
 
@@ -56,49 +31,19 @@ One graph as a record of arrays (:meth:`CGATGraph.to_record`, :meth:`CGATGraph.f
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from atomsets_tf.data.elements import (
-    ATOMIC_NUMBERS,
-    MAX_Z,
-    atomic_numbers_of,
-    element_symbols_of,
-    read_element_vectors,
-)
+from atomsets_tf.data.elements import atomic_numbers_of, element_symbols_of
 from atomsets_tf.data.padding import pad_stack, padded_length, size_bucketed_batches
 from atomsets_tf.data.records import FieldSpec, RecordSchema
-from atomsets_tf.errors import (
-    DataFormatError,
-    DisorderedSiteError,
-    EmptyStructureError,
-    PresetNotAvailableError,
-    TooFewNeighboursError,
-    UnknownElementError,
-)
-from atomsets_tf.presets import resolve
-
-#: File name of the matscholar element embedding CGAT starts from.
-MATSCHOLAR_FILE = "matscholar-embedding.json"
-#: Environment variable that can point at the matscholar embedding JSON.
-EMBEDDING_ENV = "ATOMSETS_TF_CGAT_EMBEDDING"
-
-#: CGAT's rank rule: a distance more than this (Å) above the first distance of its shell starts a new shell.
-SHELL_TOL = 1e-8
-#: Candidates for a site's nearest: its neighbours up to its K-th distance plus this (Å, >> SHELL_TOL).
-CANDIDATE_MARGIN = 1e-6
-#: pymatgen's ``numerical_tol``: pairs closer than this (Å) are coincident sites.
-ZERO_DISTANCE = 1e-8
-
-#: pymatgen's ``Site.position_atol`` (Å): two sites closer than this in every coordinate are equal.
-SITE_POSITION_ATOL = 1e-5
+from atomsets_tf.errors import DataFormatError, DisorderedSiteError, EmptyStructureError, UnknownElementError
+from atomsets_tf.models.cgat.elements import ElementEmbedding, load_matscholar_embedding
+from atomsets_tf.models.cgat.neighbours import describe_structure, neighbour_lists
 
 #: Input names of the CGAT model, in the padded layout (atomic numbers; the model looks the embedding up).
 INPUT_KEYS = ("atom_z", "atom_mask", "nbr_idx", "nbr_rank", "elem_z", "elem_weights")
@@ -106,116 +51,6 @@ INPUT_KEYS = ("atom_z", "atom_mask", "nbr_idx", "nbr_rank", "elem_z", "elem_weig
 FEATURE_INPUT_KEYS = ("atom_fea", "atom_mask", "nbr_idx", "nbr_rank", "elem_fea", "elem_weights")
 #: Keys of :meth:`CGATGraph.to_record`.
 RECORD_KEYS = ("atom_z", "nbr_idx", "nbr_rank", "elem_z", "elem_weights")
-
-
-def atomic_number_rows(symbols: Sequence[str]) -> np.ndarray:
-    """For each atomic number 0..118, 1 + the row of its element in ``symbols``, else 0: the rows of
-    ``[zeros, table]`` that form a table indexed by atomic number (row 0 and elements not in ``symbols``
-    zero). Symbols that are no element are left out.
-
-    Returns:
-        int32 ``(MAX_Z + 1,)``.
-    """
-    rows = np.zeros(MAX_Z + 1, dtype=np.int32)
-    for row, symbol in enumerate(symbols):
-        z = ATOMIC_NUMBERS.get(symbol)
-        if z is not None and rows[z] == 0:
-            rows[z] = row + 1
-    return rows
-
-
-class ElementEmbedding:
-    """Element symbol -> feature vector (float32), e.g. the matscholar embedding.
-
-    Args:
-        symbols: element symbols, one per row of ``table``.
-        table: ``(n_elements, dim)``.
-        name: where it came from, for messages.
-    """
-
-    def __init__(self, symbols: Sequence[str], table: np.ndarray, name: str = "embedding") -> None:
-        self.symbols = [str(s) for s in symbols]
-        self.table = np.asarray(table, dtype=np.float32)
-        if self.table.ndim != 2 or len(self.symbols) != len(self.table):
-            raise DataFormatError(f"{name}: need one row per symbol, got {len(self.symbols)} symbols "
-                                  f"and a table of shape {self.table.shape}")
-        self.name = name
-        self._index = {s: i for i, s in enumerate(self.symbols)}
-        self._fingerprint: str | None = None
-        self._z_table: np.ndarray | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """A digest of the symbols and values: equal for the same embedding loaded twice."""
-        if self._fingerprint is None:
-            digest = hashlib.sha1(" ".join(self.symbols).encode())
-            digest.update(self.table.tobytes())
-            self._fingerprint = digest.hexdigest()
-        return self._fingerprint
-
-    @property
-    def dim(self) -> int:
-        return int(self.table.shape[1])
-
-    def z_table(self) -> np.ndarray:
-        """The table indexed by atomic number: float32 ``(MAX_Z + 1, dim)``, row ``z`` = element ``z``'s
-        vector; row 0 (padding) and elements not in the embedding are zeros."""
-        if self._z_table is None:
-            padded = np.concatenate([np.zeros((1, self.dim), np.float32), self.table])
-            self._z_table = padded[atomic_number_rows(self.symbols)]
-        return self._z_table
-
-    def rows(self, symbols: Sequence[str]) -> np.ndarray:
-        """Row of each symbol in ``table`` (int64).
-
-        Raises:
-            UnknownElementError: a symbol not in the embedding.
-        """
-        try:
-            return np.array([self._index[s] for s in symbols], dtype=np.int64)
-        except KeyError as exc:
-            raise UnknownElementError(f"element {exc.args[0]!r} is not in the {self.name} element embedding") from None
-
-    def __contains__(self, symbol: str) -> bool:
-        return symbol in self._index
-
-    def __getitem__(self, symbol: str) -> np.ndarray:
-        try:
-            return self.table[self._index[symbol]]
-        except KeyError:
-            raise UnknownElementError(f"element {symbol!r} is not in the {self.name} element embedding") from None
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> ElementEmbedding:
-        """Read ``{"H": [...], ...}`` (CGAT's ``LoadFeaturiser`` format; float64 values -> float32)."""
-        symbols, table = read_element_vectors(path)
-        return cls(symbols, table, name=Path(path).name)
-
-
-#: Preset name of the matscholar embedding (files searched like every preset, see :mod:`atomsets_tf.presets`).
-MATSCHOLAR_PRESET = "cgat-matscholar-embedding"
-
-
-def default_embedding_path(download: bool = True) -> Path:
-    """Where the matscholar embedding is: ``$ATOMSETS_TF_CGAT_EMBEDDING`` if set, else the
-    ``cgat-matscholar-embedding`` preset (``$ATOMSETS_TF_MODELS``, the cache, ``shared/pretrained``,
-    then, with ``download``, a download from the CGAT repository into the cache; sha256-checked).
-
-    Raises:
-        PresetNotAvailableError: not found (and not downloadable); a ``FileNotFoundError``.
-    """
-    if os.environ.get(EMBEDDING_ENV):
-        return Path(os.environ[EMBEDDING_ENV])
-    try:
-        return resolve(MATSCHOLAR_PRESET, download=download)["json"]
-    except PresetNotAvailableError as exc:
-        raise PresetNotAvailableError(
-            f"matscholar embedding not found: {exc}; or set ${EMBEDDING_ENV} to a copy of {MATSCHOLAR_FILE}") from None
-
-
-def load_matscholar_embedding(path: str | os.PathLike | None = None) -> ElementEmbedding:
-    """Load the 200-wide matscholar element embedding (default location: :func:`default_embedding_path`)."""
-    return ElementEmbedding.from_json(path if path is not None else default_embedding_path())
 
 
 def roost_pairs(n_elements: int) -> tuple[np.ndarray, np.ndarray]:
@@ -323,13 +158,6 @@ class CGATGraph:
         return cls(atom_z, nbr_idx, nbr_rank, elem_z, weights, element_symbols_of(elem_z, name), structure_id)
 
 
-def _describe(structure: Any, structure_id: str | None) -> str:
-    """How messages name a structure: its id when given, else its reduced formula."""
-    if structure_id is not None:
-        return structure_id
-    return structure.composition.reduced_formula if len(structure) else "structure"
-
-
 def _site_symbols(structure: Any, structure_id: str | None) -> list[str]:
     """Element symbol of every site (one attribute read per site on the ordered path).
 
@@ -342,155 +170,9 @@ def _site_symbols(structure: Any, structure_id: str | None) -> list[str]:
         pass
     for i, site in enumerate(structure):
         if not site.is_ordered:
-            raise DisorderedSiteError(f"{_describe(structure, structure_id)}: site {i} is disordered "
+            raise DisorderedSiteError(f"{describe_structure(structure, structure_id)}: site {i} is disordered "
                                       f"({site.species}); CGAT needs ordered sites")
-    raise DataFormatError(f"{_describe(structure, structure_id)}: a site has no element; CGAT needs ordered sites")
-
-
-def _shells_exact(dist: np.ndarray) -> np.ndarray:
-    """CGAT's rank rule applied sequentially to ascending ``dist``: the shell (from 0) of each distance."""
-    shells = np.zeros(len(dist), dtype=np.int64)
-    shell, start = 0, float(dist[0])
-    for i, d in enumerate(dist.tolist()):
-        if d > start + SHELL_TOL:
-            shell, start = shell + 1, d
-        shells[i] = shell
-    return shells
-
-
-def _nearest_exact(nbr: np.ndarray, images: np.ndarray, dist: np.ndarray,
-                   max_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
-    """The canonical nearest ``max_neighbors`` of one site, from all its pairs in any order: positions
-    in the given arrays and ranks.
-
-    The slow path of :func:`canonical_neighbour_pairs`, for a site whose distances chain into a shell
-    wider than ``SHELL_TOL`` (there grouping by gaps and the sequential rank rule could differ).
-    """
-    by_dist = np.lexsort((images[:, 2], images[:, 1], images[:, 0], nbr, dist))
-    im = images[by_dist]
-    shells = _shells_exact(dist[by_dist])
-    order = np.lexsort((im[:, 2], im[:, 1], im[:, 0], nbr[by_dist], shells))[:max_neighbors]
-    return by_dist[order], shells[order] + 1
-
-
-def _kth_distance(centre: np.ndarray, dist: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
-    """The ``k``-th smallest distance of each site (``counts``: pairs per site, each >= ``k``)."""
-    if not np.all(centre[1:] >= centre[:-1]):  # pymatgen lists the pairs by centre; anything else is sorted
-        by_centre = np.argsort(centre, kind="stable")
-        centre, dist = centre[by_centre], dist[by_centre]
-    width = int(counts.max())
-    row_offset = np.arange(0, len(counts) * width, width) - (np.cumsum(counts) - counts)
-    table = np.full(len(counts) * width, np.inf)
-    table[np.arange(len(centre)) + row_offset[centre]] = dist
-    return np.partition(table.reshape(len(counts), width), k - 1, axis=1)[:, k - 1]
-
-
-def canonical_neighbours(centre: np.ndarray, nbr: np.ndarray, images: np.ndarray, dist: np.ndarray,
-                         n_sites: int, max_neighbors: int = 24, label: str | Callable[[], str] = "structure",
-                         radius: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``max_neighbors`` nearest neighbours of every site in the canonical order (module docstring).
-
-    Arguments as :func:`canonical_neighbour_pairs`.
-
-    Returns:
-        ``(nbr_idx, nbr_rank)``, both int32 ``[n_sites, max_neighbors]``.
-
-    Raises:
-        TooFewNeighboursError: a site with fewer than ``max_neighbors`` neighbours.
-    """
-    pairs, rank = canonical_neighbour_pairs(centre, nbr, images, dist, n_sites, max_neighbors, label, radius)
-    return np.asarray(nbr)[pairs].astype(np.int32), rank
-
-
-def canonical_neighbour_pairs(centre: np.ndarray, nbr: np.ndarray, images: np.ndarray, dist: np.ndarray,
-                              n_sites: int, max_neighbors: int = 24, label: str | Callable[[], str] = "structure",
-                              radius: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs that fill each site's ``max_neighbors`` slots, in the canonical order (module docstring).
-
-    Args:
-        centre, nbr, images, dist: one row per (site, neighbour) pair, in any order: the centre site,
-            the neighbour site, its integer lattice image ``[P, 3]`` and the distance (the arrays of
-            pymatgen's ``Structure.get_neighbor_list``).
-        n_sites: number of sites.
-        max_neighbors: neighbours kept per site.
-        label, radius: for the error message (``label``: the structure's name, or a function giving it).
-
-    Returns:
-        ``(pairs, nbr_rank)``: int64 positions in the given arrays and int32 ranks, both
-        ``[n_sites, max_neighbors]``.
-
-    Raises:
-        TooFewNeighboursError: a site with fewer than ``max_neighbors`` neighbours.
-    """
-    if n_sites == 0:
-        return np.zeros((0, max_neighbors), np.int64), np.zeros((0, max_neighbors), np.int32)
-    counts = np.bincount(centre, minlength=n_sites)
-    if counts.min() < max_neighbors:
-        site = int(np.argmax(counts < max_neighbors))
-        within = "" if radius is None else f" within {radius} Å"
-        name = label() if callable(label) else label
-        raise TooFewNeighboursError(f"{name}: site {site} has {counts[site]} neighbours{within}, "
-                                    f"CGAT needs {max_neighbors}")
-    # 1. candidates: each site's neighbours up to its K-th distance + CANDIDATE_MARGIN, so that the sorts
-    #    below see few pairs (K-th distance of each site by np.partition of a [site, neighbour] table)
-    kth = _kth_distance(centre, dist, counts, max_neighbors)
-    keep = np.nonzero(dist <= kth[centre] + CANDIDATE_MARGIN)[0]
-    # 2. distance shells of the candidates: a new shell where the distance grows by more than SHELL_TOL
-    by_dist = keep[np.lexsort((dist[keep], centre[keep]))]
-    c, d = centre[by_dist], dist[by_dist]
-    new_shell = np.ones(len(c), dtype=bool)
-    new_shell[1:] = (c[1:] != c[:-1]) | (d[1:] > d[:-1] + SHELL_TOL)
-    shell = np.cumsum(new_shell)
-    # 3. within a shell: by neighbour index, then image; the first K of each site
-    im = images[by_dist]
-    order = np.lexsort((im[:, 2], im[:, 1], im[:, 0], nbr[by_dist], shell))
-    n_cand = np.bincount(c, minlength=n_sites)
-    chosen = order[(np.cumsum(n_cand) - n_cand)[:, None] + np.arange(max_neighbors)]
-    pairs = by_dist[chosen]
-    shell_of = shell[chosen]
-    nbr_rank = (shell_of - shell_of[:, :1] + 1).astype(np.int32)
-    # 4. a shell wider than SHELL_TOL (distances chained by small steps): the sequential rule for its site
-    wide = d > d[np.nonzero(new_shell)[0]][shell - 1] + SHELL_TOL
-    for site in np.unique(c[wide]).tolist() if wide.any() else ():
-        mine = np.flatnonzero(centre == site)
-        at, nbr_rank[site] = _nearest_exact(nbr[mine], images[mine], dist[mine], max_neighbors)
-        pairs[site] = mine[at]
-    return pairs, nbr_rank
-
-
-def neighbour_lists(structure: Any, radius: float = 18.0, max_neighbors: int = 24,
-                    structure_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-neighbour indices and distance-shell ranks of every site, in the canonical order.
-
-    Neighbours come from pymatgen's ``Structure.get_neighbor_list`` (compiled search; periodic images
-    of the site itself included, the site itself excluded) and are ordered by
-    :func:`canonical_neighbours`.
-
-    Returns:
-        ``(nbr_idx, nbr_rank)``, both int32 ``[n_sites, max_neighbors]``.
-
-    Raises:
-        TooFewNeighboursError: a site has fewer than ``max_neighbors`` neighbours within ``radius``.
-    """
-    centre, nbr, images, dist = structure.get_neighbor_list(radius)
-    if len(dist) and dist.min() <= ZERO_DISTANCE:
-        keep = _not_coincident_copies(structure, centre, nbr, dist)
-        centre, nbr, images, dist = centre[keep], nbr[keep], images[keep], dist[keep]
-    return canonical_neighbours(centre, nbr, images, dist, len(structure), max_neighbors,
-                                lambda: _describe(structure, structure_id), radius)
-
-
-def _not_coincident_copies(structure: Any, centre: np.ndarray, nbr: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Mask without the pairs that the old path (pymatgen's ``get_all_neighbors``) dropped besides the site
-    itself: a neighbour at zero distance whose stored site equals the centre (species, coordinates and
-    properties), i.e. a duplicate of the centre site."""
-    keep = np.ones(len(dist), dtype=bool)
-    sites = structure.sites
-    for p in np.flatnonzero(dist <= ZERO_DISTANCE).tolist():
-        a, b = sites[centre[p]], sites[nbr[p]]
-        keep[p] = (a.species != b.species or a.properties != b.properties
-                   or not np.allclose(a.coords, b.coords, atol=SITE_POSITION_ATOL))
-    return keep
+    raise DataFormatError(f"{describe_structure(structure, structure_id)}: a site has no element; CGAT needs ordered sites")
 
 
 #: What a graph needs of an element embedding: which elements it covers (an :class:`ElementEmbedding`, or
@@ -515,7 +197,7 @@ def _check_covered(symbols: Sequence[str], covered: Collection[str], covered_nam
     """Raise :class:`UnknownElementError` (naming the structure) for a symbol not in ``covered``."""
     for symbol in symbols:
         if symbol not in covered:
-            raise UnknownElementError(f"{_describe(structure, structure_id)}: element {symbol!r} is not in "
+            raise UnknownElementError(f"{describe_structure(structure, structure_id)}: element {symbol!r} is not in "
                                       f"the {covered_name}")
 
 
@@ -542,7 +224,7 @@ def structure_to_graph(structure: Any, embedding: Coverage | None = None, radius
         DataFormatError: a disordered site.
     """
     if len(structure) == 0:
-        raise EmptyStructureError(f"{_describe(structure, structure_id)}: structure has no sites")
+        raise EmptyStructureError(f"{describe_structure(structure, structure_id)}: structure has no sites")
     covered, covered_name = _covered_symbols(embedding)
     symbols = _site_symbols(structure, structure_id)
     counts = Counter(symbols)  # distinct elements in order of first appearance
@@ -551,7 +233,7 @@ def structure_to_graph(structure: Any, embedding: Coverage | None = None, radius
     try:
         elem_z = atomic_numbers_of(distinct, covered_name)
     except UnknownElementError as exc:
-        raise UnknownElementError(f"{_describe(structure, structure_id)}: {exc}") from None
+        raise UnknownElementError(f"{describe_structure(structure, structure_id)}: {exc}") from None
     z_of = dict(zip(distinct, elem_z.tolist()))
     atom_z = np.array([z_of[s] for s in symbols], dtype=np.int32)
     idx, rank = neighbour_lists(structure, radius, max_neighbors, structure_id)
@@ -709,7 +391,7 @@ def iterate_batches(graphs: Sequence[CGATGraph], batch_size: int = 32, bucket: b
 
 
 def record_schema(max_neighbors: int = 24) -> RecordSchema:
-    """How a CGAT graph is stored in a prepared dataset (:mod:`atomsets_tf.data.prepared`): the
+    """How a CGAT graph is stored in a prepared dataset (:mod:`atomsets_tf.data.prepared_format`): the
     :meth:`CGATGraph.to_record` arrays, per-site ones along the ragged ``atoms`` axis, per-element ones along
     ``elements``; the padded layout of :func:`collate` (``atom_mask`` included) is rebuilt when batches are
     formed."""

@@ -55,14 +55,8 @@ from atomsets_tf.models.cgat._common import (  # noqa: F401 - IGNORED_TORCH_KEYS
 )
 from atomsets_tf.models.cgat.attention import EdgeUpdate, NodeAttentionUpdate
 from atomsets_tf.models.cgat.checkpoint import read_checkpoint
-from atomsets_tf.models.cgat.data import (
-    CGATGraph,
-    ElementEmbedding,
-    atomic_number_rows,
-    collate,
-    load_matscholar_embedding,
-    structures_to_graphs,
-)
+from atomsets_tf.models.cgat.data import CGATGraph, collate, structures_to_graphs
+from atomsets_tf.models.cgat.elements import ElementEmbedding, atomic_number_rows, load_matscholar_embedding
 from atomsets_tf.models.cgat.pooling import CrystalAttentionPool, RezeroResidualHead
 from atomsets_tf.models.cgat.roost import RoostEncoder
 from atomsets_tf.utils.progress import progress_bar
@@ -596,7 +590,7 @@ class CGAT(keras.Model):
     def from_checkpoint(cls, path: str, embedding: ElementEmbedding | None = None) -> CGAT:
         """Load a PyTorch Lightning CGAT checkpoint (``.ckpt``; needs torch, loaded with ``weights_only=True``).
 
-        With ``embedding`` (an :class:`~atomsets_tf.models.cgat.data.ElementEmbedding`), its table is stored in
+        With ``embedding`` (an :class:`~atomsets_tf.models.cgat.elements.ElementEmbedding`), its table is stored in
         the model so that a saved ``.keras`` file is self-contained for structures.
         """
         state, hparams = read_checkpoint(path)

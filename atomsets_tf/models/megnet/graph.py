@@ -216,7 +216,7 @@ def batch_graphs(graphs: Sequence[MEGNetGraph], multiple: int = 8) -> dict[str, 
 
 
 def record_schema(n_state: int = 2) -> RecordSchema:
-    """How a MEGNet graph is stored in a prepared dataset (:mod:`atomsets_tf.data.prepared`): one record per
+    """How a MEGNet graph is stored in a prepared dataset (:mod:`atomsets_tf.data.prepared_format`): one record per
     structure, bond arrays along the ragged ``bonds`` axis, atomic numbers along ``atoms``; the masks and the
     padded layout of :func:`batch_graphs` are rebuilt when batches are formed."""
     return RecordSchema(

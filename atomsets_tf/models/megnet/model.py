@@ -46,10 +46,10 @@ import numpy as np
 
 from atomsets_tf import presets
 from atomsets_tf.data.inputs import as_table, is_structure
-from atomsets_tf.data.padding import cost_planned_batches, padded_length, size_bucketed_batches
 from atomsets_tf.errors import CheckpointError, DataFormatError, UnknownPresetError, UnknownTapError
 from atomsets_tf.models.base import downstream_layers
 from atomsets_tf.models.megnet.activations import keras2_activation
+from atomsets_tf.models.megnet.batches import MAX_PADDED_BONDS, plan_batches
 from atomsets_tf.models.megnet.checkpoint import (
     BRANCHES,
     GraphConverterConfig,
@@ -61,15 +61,6 @@ from atomsets_tf.models.megnet.checkpoint import (
 from atomsets_tf.models.megnet.graph import MEGNetGraph, batch_graphs, input_shapes, structure_to_graph
 from atomsets_tf.models.megnet.layers import ExtensiveTargetScaler, GaussianExpansion, MEGNetBlock, MEGNetSet2Set
 from atomsets_tf.utils.progress import counter_callback
-
-#: Default cap on a batch's padded bond count (batch rows x padded bonds per row).
-MAX_PADDED_BONDS = 16384
-#: Most structures in one batch when batches are planned by cost (``batch_size=None``).
-MAX_BATCH_ROWS = 1024
-#: The fixed cost of one network call, in padded bonds, for planning batches by cost: on CPU one call of the
-#: published models costs about as much as 2000 padded bonds (~1000 small TensorFlow ops; measured with
-#: ``benchmarks/tap_throughput.py --profile``).
-CALL_COST_BONDS = 2048
 
 INPUT_NAMES = ("atoms", "atom_mask", "distance", "bond_mask", "index1", "index2", "state")
 _BRANCH_TAG = {"atom": "V", "bond": "E", "state": "u"}
@@ -588,9 +579,10 @@ class MEGNet:
                 with a structure column (read and checked as a data file's are).
             names: tap names (see :attr:`tap_names`), e.g. ``["V1", "f"]``.
             batch_size: most structures per padded batch (batches are bucketed by size);
-                ``None`` (default): batches planned by cost, see :func:`plan_batches`.
+                ``None`` (default): batches planned by cost, see
+                :func:`~atomsets_tf.models.megnet.batches.plan_batches`.
             max_padded_bonds: split a batch further when rows x padded bonds would exceed this
-                (``None``: no cap); see :func:`plan_batches`.
+                (``None``: no cap); see :func:`~atomsets_tf.models.megnet.batches.plan_batches`.
             progress: ``True`` to report progress on stderr, or a callable ``(done, total)``.
             ids: names of the structures, for error messages (default: their position, or the ids of a
                 ``Table`` / ``DataFrame`` / ``Atoms.info``).
@@ -654,45 +646,6 @@ def _structures_and_ids(structures, ids: Sequence[str] | None) -> tuple[list, Se
     if table.kind != "structure":
         raise DataFormatError(f"MEGNet needs structures, but {table.source or 'the data'} holds {table.kind}s")
     return table.inputs, table.ids
-
-
-def plan_batches(
-    n_bonds: Sequence[int], batch_size: int | None, max_padded_bonds: int | None = MAX_PADDED_BONDS
-) -> list[np.ndarray]:
-    """Batches of graph indices, bucketed by bond count.
-
-    With an integer ``batch_size``,
-    :func:`~atomsets_tf.data.padding.size_bucketed_batches` orders graphs by bond
-    count and cuts batches of ``batch_size``; a batch whose rows x padded length
-    would exceed ``max_padded_bonds`` is split further (consecutively, by size), so
-    a few large structures do not make a whole batch pad to their size.
-
-    With ``batch_size=None`` the batches are planned by cost
-    (:func:`~atomsets_tf.data.padding.cost_planned_batches`): up to
-    :data:`MAX_BATCH_ROWS` graphs and ``max_padded_bonds`` padded bonds each, cut
-    where the padding a cut saves is worth more than one more network call
-    (:data:`CALL_COST_BONDS`). A structure's taps do not depend on its batch, so
-    this changes only the speed: few, well filled batches.
-    """
-    if batch_size is None:
-        return cost_planned_batches(n_bonds, MAX_BATCH_ROWS, max_padded_bonds, CALL_COST_BONDS)
-    out: list[np.ndarray] = []
-    for idx in size_bucketed_batches(n_bonds, batch_size):
-        if max_padded_bonds is None:
-            out.append(idx)
-            continue
-        cur: list[int] = []
-        longest = 0
-        for i in idx:
-            longest_if = max(longest, int(n_bonds[i]))
-            if cur and (len(cur) + 1) * padded_length(longest_if) > max_padded_bonds:
-                out.append(np.asarray(cur, dtype=np.int64))
-                cur, longest_if = [], int(n_bonds[i])
-            cur.append(int(i))
-            longest = longest_if
-        if cur:
-            out.append(np.asarray(cur, dtype=np.int64))
-    return out
 
 
 def _progress_callback(progress) -> Callable[[int, int], None] | None:

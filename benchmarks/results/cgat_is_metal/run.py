@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 from atomsets_tf.data.io import load
-from atomsets_tf.models.cgat.data import load_matscholar_embedding
+from atomsets_tf.models.cgat.elements import load_matscholar_embedding
 from atomsets_tf.models.cgat.model import CGAT
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.workflows.retrain import retrain
