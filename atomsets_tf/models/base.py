@@ -101,16 +101,17 @@ class ModelFamily:
         """The padded-examples collection (what :meth:`sets` returns) of prepared-dataset records."""
         raise AtomSetsError(f"{self.name} models read no prepared datasets")
 
-    def prepared_sets(self, model, table: Table):
+    def prepared_sets(self, model, table: Table, *, stream_above: int | None = None):
         """The padded-examples collection of a table read from a prepared dataset (``table.prepared``), after
         checking that the dataset was prepared with ``model``'s settings: read into memory, or streamed from the
-        shards for a large table (see :mod:`~atomsets_tf.data.streaming`).
+        shards for a table of more than ``stream_above`` entries (``None``: the default; see
+        :mod:`~atomsets_tf.data.streaming`).
 
         Raises:
             PreparedDatasetError: the dataset was prepared for another kind of model or with other settings.
         """
         self.check_prepared(model, table)
-        return read_prepared(table, lambda records: self.sets_from_records(model, records))
+        return read_prepared(table, lambda records: self.sets_from_records(model, records), stream_above=stream_above)
 
     def prepared_examples(self, model, table: Table):
         """The examples of a prepared ``table`` (checked like :meth:`prepared_sets`), read into memory: for
@@ -128,11 +129,11 @@ class ModelFamily:
         table.prepared.check_compatible(builder.kind, builder.settings, what=self.name)
 
 
-def read_prepared(table: Table, to_sets):
+def read_prepared(table: Table, to_sets, *, stream_above: int | None = None):
     """The examples of a prepared ``table``: ``to_sets`` of its records (read into memory), or, above
-    :func:`~atomsets_tf.data.streaming.stream_threshold` entries, :class:`~atomsets_tf.data.streaming.StreamingSets`
-    that stream them."""
-    if len(table) > stream_threshold():
+    :func:`~atomsets_tf.data.streaming.stream_threshold` ``(stream_above)`` entries,
+    :class:`~atomsets_tf.data.streaming.StreamingSets` that stream them."""
+    if len(table) > stream_threshold(stream_above):
         return StreamingSets(table.prepared, table.inputs, to_sets)
     return to_sets(table.prepared.records(table.inputs))
 

@@ -139,6 +139,7 @@ def featurize(
     features_from: str | None = None,
     progress: bool = False,
     element_features: list[str] | None = None,
+    stream_above: int | None = None,
 ) -> tuple[WeightedSets, object | None]:
     """A table's entries as the weighted sets ``model`` trains on, and its fixed element table (if any).
 
@@ -150,7 +151,8 @@ def featurize(
     ``element_features``, those sources concatenated per element
     (:func:`~atomsets_tf.models.atomsets.element_sources.element_features_table`).
     Structural models (see :data:`~atomsets_tf.models.atomsets.features.STRUCTURAL_MODELS`)
-    see features tapped from ``features_from`` (default: the paper's parent model).
+    see features tapped from ``features_from`` (default: the paper's parent model), or read from the prepared
+    dataset ``table`` comes from (streamed above ``stream_above`` entries: ``TrainingConfig.stream_above``).
 
     Raises:
         AtomSetsError: ``element_features`` for another model than ``atomsets-v0``, together with
@@ -160,7 +162,8 @@ def featurize(
     check_model_name(model)
     check_element_features(model, features_from, element_features)
     if model in STRUCTURAL_MODELS:
-        return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress), None
+        return structural_sets(model, features_from or DEFAULT_SOURCE, table, progress,
+                               stream_above=stream_above), None
     element_table = None
     if model == "atomsets-v0":
         sources = v0_sources(model, features_from, element_features)
@@ -307,7 +310,7 @@ def fit(
     with run_folder(out_dir, run_fingerprint(settings), restart, strategy) as folder:
         if (finished := read_back(out_dir)) is not None:
             return finished
-        sets, element_table = featurize(table, model, features_from, progress, element_features)
+        sets, element_table = featurize(table, model, features_from, progress, element_features, training.stream_above)
         make = model_factory(model, task_type, targets[splits[0]], element_table, model_config, sets, features_from,
                              output, training.seed)
         extra = {"model": model, "protocol": protocol, "fold": fold, "output": output, "ensemble": ensemble,

@@ -57,7 +57,7 @@ def _megnet_setup(parent, table, targets, train_idx, task_type, mode, config, fa
     require_point_loss(config, "a MEGNet")
     megnet = family("megnet")
     is_megnet_head = megnet.is_head
-    sets = megnet.sets(parent, table)
+    sets = megnet.sets(parent, table, stream_above=config.stream_above)
     mean, std = float(np.mean(targets[train_idx])), float(np.std(targets[train_idx])) or 1.0
     holder = {}
 
@@ -87,7 +87,7 @@ def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, fact
     if config.mixed_precision:  # its layers mix float32 weights with the policy's compute dtype
         raise AtomSetsError(f"CGAT does not train under mixed precision ({config.mixed_precision}) yet; "
                             "leave --mixed-precision out")
-    sets = family("cgat").sets(parent, table)
+    sets = family("cgat").sets(parent, table, stream_above=config.stream_above)
     holder = {}
     with_log_std = task_type == "regression" and config.loss == "robust_l1"  # classification: always BCE
     same_task = parent.task_type == task_type
@@ -120,7 +120,7 @@ def _cgat_setup(parent, table, targets, train_idx, task_type, mode, config, fact
 def _atomsets_setup(parent, table, targets, train_idx, task_type, mode, config, factor):
     require_point_loss(config, "an AtomSets model")
     is_atomsets_head = family("atomsets").is_head
-    sets = model_sets(parent, table)
+    sets = model_sets(parent, table, stream_above=config.stream_above)
     model_config = parent.get_config()
     same_task = model_config["task_type"] == task_type
     model_config.update(task_type=task_type, name=f"{parent.name}_retrained")

@@ -108,13 +108,15 @@ def _as_set(use: str, feature: np.ndarray, structure) -> tuple[np.ndarray, np.nd
     return np.asarray(feature, np.float32)[None, :], np.ones(1, np.float32)
 
 
-def structural_sets(model: str, source, table, progress: bool = False) -> WeightedSets:
+def structural_sets(model: str, source, table, progress: bool = False, *,
+                    stream_above: int | None = None) -> WeightedSets:
     """The weighted sets that the head of ``model`` trains on, tapped from ``source`` (or read from the prepared
-    dataset ``table`` comes from, checked to hold that tap of that source)."""
+    dataset ``table`` comes from, checked to hold that tap of that source, streamed above ``stream_above``
+    entries: see :func:`~atomsets_tf.models.base.read_prepared`)."""
     if model not in STRUCTURAL_MODELS:
         raise AtomSetsError(f"unknown structural model {model!r}; choose one of {', '.join(STRUCTURAL_MODELS)}")
     if table.prepared is not None:
-        return prepared_tap_sets(TapRecordBuilder(model, source), table)
+        return prepared_tap_sets(TapRecordBuilder(model, source), table, stream_above=stream_above)
     if table.kind != "structure":
         raise AtomSetsError(f"{model} needs structures, but {table.source or 'the data'} holds compositions")
     tap, use = STRUCTURAL_MODELS[model]
@@ -123,15 +125,17 @@ def structural_sets(model: str, source, table, progress: bool = False) -> Weight
     return WeightedSets([v for v, _ in pairs], [w for _, w in pairs])
 
 
-def prepared_tap_sets(builder: TapRecordBuilder, table: Table) -> WeightedSets:
-    """The weighted sets stored in the prepared dataset ``table`` reads, after checking it holds ``builder``'s taps.
+def prepared_tap_sets(builder: TapRecordBuilder, table: Table, *, stream_above: int | None = None) -> WeightedSets:
+    """The weighted sets stored in the prepared dataset ``table`` reads, after checking it holds ``builder``'s taps
+    (streamed above ``stream_above`` entries).
 
     Raises:
         PreparedDatasetError: the dataset holds other records (another tap, another parent model, graphs).
     """
     table.prepared.check_compatible(builder.kind, builder.settings, what=f"{builder.model} (tap {builder.tap})")
     return read_prepared(table, lambda records: WeightedSets([r["features"] for r in records],
-                                                             [r["weights"] for r in records]))
+                                                             [r["weights"] for r in records]),
+                         stream_above=stream_above)
 
 
 class TapRecordBuilder:
@@ -212,15 +216,16 @@ def composition_sets(table: Table, element_table=None, model=None) -> WeightedSe
     return sets
 
 
-def model_sets(model, table: Table) -> WeightedSets:
+def model_sets(model, table: Table, *, stream_above: int | None = None) -> WeightedSets:
     """The weighted sets an :class:`~atomsets_tf.models.AtomSets` model reads for ``table``.
 
     A compositional model featurises the compositions (checked against its element
-    table); a structural one taps the MEGNet recorded in its ``feature_source`` (cached).
+    table); a structural one taps the MEGNet recorded in its ``feature_source`` (cached), or reads a prepared
+    ``table``'s taps (streamed above ``stream_above`` entries).
     """
     if model.input_name == "features":
         source = model.feature_source
         if not source:
             raise AtomSetsError("this AtomSets model takes precomputed features and does not record their source")
-        return structural_sets(source["model"], source["source"], table)
+        return structural_sets(source["model"], source["source"], table, stream_above=stream_above)
     return composition_sets(table, model=model)

@@ -117,11 +117,12 @@ class CGATFamily(ModelFamily):
     def is_head(self, layer) -> bool:
         return layer.name == HEAD_LAYER
 
-    def sets(self, model: CGAT, table: Table) -> CGATSet:
+    def sets(self, model: CGAT, table: Table, *, stream_above: int | None = None) -> CGATSet:
         """The crystal graphs of ``table``'s structures, built with ``model``'s graph settings and element
-        embedding (or read from the prepared dataset the table comes from), as a padded-examples collection."""
+        embedding (or read from the prepared dataset the table comes from, streamed above ``stream_above``
+        entries), as a padded-examples collection."""
         if table.prepared is not None:
-            return self.prepared_sets(model, table)
+            return self.prepared_sets(model, table, stream_above=stream_above)
         return CGATSet(structures_to_graphs(table.inputs, model.element_embedding(), model.radius,
                                             model.neighbor_number, ids=table.ids))
 

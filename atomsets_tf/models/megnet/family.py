@@ -90,11 +90,11 @@ class MEGNetFamily(ModelFamily):
     def is_head(self, layer) -> bool:
         return layer.name.startswith(HEAD_PREFIXES)
 
-    def sets(self, model: MEGNet, table: Table) -> GraphSet:
+    def sets(self, model: MEGNet, table: Table, *, stream_above: int | None = None) -> GraphSet:
         """The graphs of ``table``'s structures, built with ``model``'s cutoff (or read from the prepared dataset
-        the table comes from), as a padded-examples collection."""
+        the table comes from, streamed above ``stream_above`` entries), as a padded-examples collection."""
         if table.prepared is not None:
-            return self.prepared_sets(model, table)
+            return self.prepared_sets(model, table, stream_above=stream_above)
         return GraphSet(model.graphs(table.inputs, table.ids), model.n_state)
 
     def record_builder(self, model: MEGNet) -> GraphRecordBuilder:
