@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The wheel is the product: build it from the tracked files, install it in a fresh venv (with the lock), and run it
-# from an empty folder with no ../shared beside it: `atomsets-tf models`, `predict` with a shipped preset, and
-# README command 1's fit. Called by .ci/run before the tests; fails the run if any step fails.
+# from an empty folder, without $ATOMSETS_TF_SHARED (the only way to the development folder): `atomsets-tf models`,
+# `predict` with a shipped preset, and README command 1's fit. Called by .ci/run before the tests; fails the run if any step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -107,6 +107,14 @@ def _training_options(command):
                      help="Period of the cyclical schedule, in epochs."),
         click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
                      help="Build and train the model under a Keras mixed-precision policy."),
+        click.option("--stream-above", type=click.IntRange(0), default=None, metavar="N",
+                     help="A prepared dataset (atomsets-tf prepare) with more than N entries streams from its shards "
+                          "(0: always); a smaller one is read into memory and trains as the file it was prepared "
+                          "from. Default: 200000. --bootstrap needs the training set in memory."),
+        click.option("--input-pipelines", type=click.IntRange(1), default=1, show_default=True, metavar="K",
+                     help="Read a streamed prepared dataset as K workers of a multi-worker run do, each batch "
+                          "joining one batch of each worker's pipeline: one process reproduces their run (refused "
+                          "for a training set in memory and under multi-worker)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--strategy", "strategy_name",
                      type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]), default="auto",
@@ -180,7 +188,8 @@ def _run_settings(opts: dict):
         seed=opts["seed"], checkpoint_every=opts["checkpoint_every"], loss=opts["loss"],
         schedule=opts["schedule"], schedule_period=opts["schedule_period"],
         mixed_precision=opts["mixed_precision"], optimizer=opts["optimizer"], weight_decay=opts["weight_decay"],
-        steps_per_epoch=opts["steps_per_epoch"],
+        steps_per_epoch=opts["steps_per_epoch"], stream_above=opts["stream_above"],
+        input_pipelines=opts["input_pipelines"],
     )
     common = {key: opts[key] for key in ("task_type", "protocol", "fold", "val_fraction", "split_file", "out_dir",
                                          "restart")}

@@ -28,6 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.checkout, run or imported
+from benchmarks.checkout import use_checkout_shared  # noqa: E402
+
+use_checkout_shared()  # the development folder: $ATOMSETS_TF_SHARED, else the checkout's ../shared
+
 from atomsets_tf.models.cgat.data import collate, structures_to_graphs  # noqa: E402
 from atomsets_tf.models.cgat.elements import load_matscholar_embedding  # noqa: E402
 from atomsets_tf.models.cgat.model import CGAT, cgat_l1_loss  # noqa: E402

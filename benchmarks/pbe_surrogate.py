@@ -19,10 +19,16 @@ import gzip
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.checkout, run or imported
+from benchmarks.checkout import use_checkout_shared  # noqa: E402
+
+use_checkout_shared()  # the development folder: $ATOMSETS_TF_SHARED, else the checkout's ../shared
 
 from atomsets_tf.data.io import load  # noqa: E402
 from atomsets_tf.evaluation.learning_curve import nested_splits  # noqa: E402

@@ -47,11 +47,11 @@ from pymatgen.optimization.neighbors import find_points_in_spheres  # noqa: E402
 from atomsets_tf.data.io import load  # noqa: E402
 from atomsets_tf.data.pipeline import make_dataset  # noqa: E402
 from atomsets_tf.data.prepared_writer import prepare_dataset  # noqa: E402
-from atomsets_tf.models.atomsets.features import structural_sets  # noqa: E402
+from atomsets_tf.models.base import BuildRequest  # noqa: E402
 from atomsets_tf.models.cgat.family import CGATValue  # noqa: E402
 from atomsets_tf.models.cgat.model import CGAT  # noqa: E402
 from atomsets_tf.models.loading import load_model  # noqa: E402
-from atomsets_tf.models.registry import DEFAULT_SOURCE, family_of  # noqa: E402
+from atomsets_tf.models.registry import DEFAULT_SOURCE, family, family_of  # noqa: E402
 from atomsets_tf.utils.io import write_json_atomic  # noqa: E402
 from atomsets_tf.workflows.fit import build_model  # noqa: E402
 from atomsets_tf.workflows.prepare import record_builder  # noqa: E402
@@ -124,7 +124,8 @@ def child_search(source: str, n: int) -> dict:
 
 
 def _trainable(model: str, dataset: str):
-    """A compiled Keras model, the streamed training data of ``dataset`` for ``model`` and its batch size."""
+    """A compiled Keras model, the streamed training data of ``dataset`` for ``model`` and its batch size
+    (streamed whatever the size: ``stream_above=0``)."""
     table = load(dataset)
     targets = table.require_targets()
     if model == "cgat-paper":  # the CGAT paper's network (a random start): what its 1.8 M pretraining trains
@@ -133,13 +134,13 @@ def _trainable(model: str, dataset: str):
         cgat.set_element_embedding(preset.element_embedding())
         cgat.fit_normalisation(targets)
         net = CGATValue(cgat)
-        sets = family_of(cgat).sets(cgat, table)
+        sets = family_of(cgat).examples(cgat, table, stream_above=0)
     elif model == "atomsets-v1":
-        sets = structural_sets(model, DEFAULT_SOURCE, table)
+        sets = family("atomsets").examples(BuildRequest(model, features_from=DEFAULT_SOURCE), table, stream_above=0)
         net = build_model(model, "regression", targets, sets=sets)
     else:
         parent = load_model(PRESETS[model])
-        sets = family_of(parent).sets(parent, table)
+        sets = family_of(parent).examples(parent, table, stream_above=0)
         net = (keras.Model(parent.keras_model.input, parent.keras_model.output["prediction"]) if model == "megnet"
                else CGATValue(parent))
     net.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mae")
@@ -148,7 +149,6 @@ def _trainable(model: str, dataset: str):
 
 
 def child_train(model: str, dataset: str, steps: int) -> dict:
-    os.environ["ATOMSETS_TF_STREAM_ABOVE"] = "0"  # stream, whatever the size
     net, data, batch = _trainable(model, dataset)
     net.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # tracing, warm-up
     start = time.perf_counter()
@@ -171,13 +171,12 @@ def run_child(stage: str, **kwargs) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_cli(args: list[str], env: dict | None = None) -> dict:
+def run_cli(args: list[str]) -> dict:
     """Run ``atomsets-tf ARGS`` in a fresh process; its wall time and peak RSS (of it and its children)."""
     code = ("import resource, sys, time; from atomsets_tf.cli import main; t = time.perf_counter(); "
             "rc = main(sys.argv[1:]); import json; print(json.dumps({'rc': rc, 'wall_s': time.perf_counter() - t, "
             "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, **(env or {})})
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
     out = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {"rc": r.returncode}
     if out.get("rc") != 0:
         raise RuntimeError(f"atomsets-tf {' '.join(args)} failed:\n{r.stderr[-3000:]}")
@@ -259,8 +258,7 @@ def _other_stages(results, stages, source, n, work: Path, redo) -> None:
         out = work / f"fit-{source}-{n}"
         _measure(results, f"fit/{source}/{n}/megnet", redo, lambda: run_cli(
             ["retrain", PRESETS["megnet"], str(data["megnet"]), "--mode", "head", "--epochs", "1", "--steps-per-epoch",
-             "20", "--batch-size", str(TRAIN_BATCH), "--quiet", "--restart", "-o", str(out)],
-            env={"ATOMSETS_TF_STREAM_ABOVE": "0"}))
+             "20", "--batch-size", str(TRAIN_BATCH), "--stream-above", "0", "--quiet", "--restart", "-o", str(out)]))
     if "tap" in stages:
         out = work / f"tap-{source}-{n}"
         _measure(results, f"tap/{source}/{n}/megnet", redo, lambda: run_cli(

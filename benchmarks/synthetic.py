@@ -46,10 +46,15 @@ from pathlib import Path
 
 import numpy as np
 
-from atomsets_tf.data.io import Table, load, resolve_task
-from atomsets_tf.data.records import WrappingBuilder
-from atomsets_tf.errors import DataFormatError
-from atomsets_tf.utils.io import atomic_path, shared_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.checkout, run or imported
+from benchmarks.checkout import use_checkout_shared  # noqa: E402
+
+use_checkout_shared()  # the development folder: $ATOMSETS_TF_SHARED, else the checkout's ../shared
+
+from atomsets_tf.data.io import Table, load, resolve_task  # noqa: E402
+from atomsets_tf.data.records import WrappingBuilder  # noqa: E402
+from atomsets_tf.errors import DataFormatError  # noqa: E402
+from atomsets_tf.utils.io import atomic_path, shared_dir  # noqa: E402
 
 #: The parent sets: name -> how to find the file (a matbench task name, or a path under shared/).
 SOURCES: dict[str, str] = {

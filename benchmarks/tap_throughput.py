@@ -47,6 +47,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.checkout, run or imported
+from benchmarks.checkout import use_checkout_shared  # noqa: E402
+
+use_checkout_shared()  # the development folder: $ATOMSETS_TF_SHARED, else the checkout's ../shared
+
 from atomsets_tf.models.megnet.model import MEGNet  # noqa: E402
 from atomsets_tf.utils.io import shared_dir, write_json_atomic  # noqa: E402
 

@@ -14,12 +14,17 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# The package finds the development folder only through $ATOMSETS_TF_SHARED (atomsets_tf.utils.io.shared_dir):
+# point it at the checkout's ../shared, at import, so that the processes the tests start inherit it.
+if (ROOT.parent / "shared").is_dir():
+    os.environ.setdefault("ATOMSETS_TF_SHARED", str(ROOT.parent / "shared"))
+SHARED = Path(os.environ.get("ATOMSETS_TF_SHARED") or ROOT.parent / "shared")
 
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
-    """``../shared`` relative to the project root; tests that need it skip without it."""
+    """``$ATOMSETS_TF_SHARED`` (by default ``../shared`` beside the project root); tests that need it skip without
+    it."""
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared is not present")
     return SHARED

@@ -105,7 +105,7 @@ def test_a_run_killed_after_a_step_save_resumes_from_it(table, reference, tmp_pa
 
 
 PRESET = "megnet-mp-2019.4.1-formation_energy"
-STREAMED = TrainingConfig(epochs=2, patience=2, batch_size=8, seed=1)
+STREAMED = TrainingConfig(epochs=2, patience=2, batch_size=8, seed=1, stream_above=0)  # the prepared table streams
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +123,8 @@ def prepared(shared, tmp_path_factory):
 
 @pytest.mark.isolated  # three MEGNet retrains: in the background lane
 def test_a_streamed_run_interrupted_mid_epoch_resumes_to_the_same_weights(prepared, tmp_path, monkeypatch):
-    from atomsets_tf.data import streaming
     from atomsets_tf.workflows.retrain import retrain
 
-    monkeypatch.setenv(streaming.STREAM_ENV, "0")  # the prepared table streams
     reference = retrain(PRESET, str(prepared), "head", training=STREAMED, out_dir=tmp_path / "ref", progress=False)
     out, sent = tmp_path / "run", {}
     with monkeypatch.context() as patched, pytest.raises(TrainingInterrupted):

@@ -9,15 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from atomsets_tf.data.streaming import PIPELINES_ENV, STREAM_ENV
 from tests._tables import write_matbench_json
 from tests.test_multi_worker import TIMEOUT_S, assert_same_weights, env_for, free_ports, last_json
 
 #: Two worker processes and one more: in the background lane (see _isolated.py).
 pytestmark = pytest.mark.isolated
 
-# One worker (or, without TF_CONFIG, one process): fit mlp-f on the streamed dataset, print the metrics, the final
-# weights and the shard files of each input pipeline this process streamed from.
+# One worker (or, without TF_CONFIG, one process reading as argv[3] input pipelines): fit mlp-f on the streamed
+# dataset, print the metrics, the final weights and the shard files of each input pipeline this process streamed from.
 SCRIPT = r"""
 import json, sys
 from atomsets_tf.training.strategy import get_strategy
@@ -35,7 +34,8 @@ def parsing(self, shards, *args):
         read.append(sorted(self.shards[j]["file"] for j in shards))
     return parsed(self, shards, *args)
 PreparedDataset.stream, PreparedDataset._parsed = streaming, parsing
-config = TrainingConfig(epochs=3, patience=3, batch_size=8, learning_rate=1e-2, seed=3, checkpoint_every=0)
+config = TrainingConfig(epochs=3, patience=3, batch_size=8, learning_rate=1e-2, seed=3, checkpoint_every=0,
+                        stream_above=0, input_pipelines=int(sys.argv[3]) if len(sys.argv) > 3 else 1)
 result = fit(sys.argv[2], "mlp-f", training=config, model_config=ModelConfig(units=8), progress=False,
              strategy=strategy)
 print(json.dumps({"replicas": result.metrics["replicas"], "val_mae": result.metrics["val_mae"],
@@ -57,7 +57,7 @@ def dataset(shared, tmp_path_factory):
 
 def run(args: list[str], envs: list[dict]) -> list[dict]:
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env={**env, STREAM_ENV: "0"}) for env in envs]
+                              text=True, env=env) for env in envs]
     try:
         outputs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
     finally:
@@ -89,7 +89,7 @@ def test_two_workers_stream_their_own_shards_and_match_one_process(dataset):
     assert not mine & theirs and len(mine | theirs) == n_shards
 
     # One process reading the shards as two workers do trains on the same global batches, to the same weights.
-    (single,) = run(["auto", str(dataset)], [{**env_for(None), PIPELINES_ENV: "2"}])
+    (single,) = run(["auto", str(dataset), "2"], [env_for(None)])  # input_pipelines=2
     assert single["replicas"] == 1
     assert chief["val_mae"] == pytest.approx(single["val_mae"], rel=1e-4)
     assert_same_weights(chief, single, rtol=1e-3, atol=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.isolated
 PRESET = "megnet-mp-2019.4.1-formation_energy"
 OTHER_MEGNET = "megnet-mp-2019.4.1-efermi"
 TRAINING = TrainingConfig(epochs=2, patience=2, batch_size=8, seed=1)
+#: The same, streaming every prepared table whatever its size.
+STREAMED = replace(TRAINING, stream_above=0)
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +132,14 @@ def test_a_structure_that_fails_is_listed_and_strict_stops(perovskites, tmp_path
 def test_retrain_streams_a_large_prepared_dataset(megnet_dataset, monkeypatch):
     from atomsets_tf.data import streaming
 
-    monkeypatch.setenv(streaming.STREAM_ENV, "0")  # every prepared table streams
-    result = retrain(PRESET, str(megnet_dataset), "head", training=TRAINING, progress=False)
+    streamed = []
+    stream = streaming.StreamingSets.stream
+    monkeypatch.setattr(streaming.StreamingSets, "stream", lambda self, *a, **k: streamed.append(1) or stream(
+        self, *a, **k))
+    result = retrain(PRESET, str(megnet_dataset), "head", training=STREAMED, progress=False)  # stream_above=0
     assert result.metrics["epochs_run"] == 2 and np.isfinite(result.metrics["test_mae"])
+    assert streamed  # the training set streamed from the shards
+    assert result.metrics["fingerprint"]["settings"]["training"]["stream_above"] == 0
 
 
 def test_benchmark_and_learning_curve_read_a_prepared_dataset(megnet_dataset, tmp_path):
@@ -166,10 +174,7 @@ def test_cgat_graphs_store_atomic_numbers_and_retrain_as_from_the_file(cgat_data
     from_prepared = retrain(CGAT, str(cgat_dataset), "head", training=TRAINING, progress=False)
     for a, b in zip(weights(from_prepared.model), weights(from_file.model), strict=True):
         np.testing.assert_array_equal(a, b)
-    from atomsets_tf.data import streaming
-
-    monkeypatch.setenv(streaming.STREAM_ENV, "0")  # the tf.data stream feeds the CGAT too
-    streamed = retrain(CGAT, str(cgat_dataset), "head", training=TRAINING, progress=False)
+    streamed = retrain(CGAT, str(cgat_dataset), "head", training=STREAMED, progress=False)  # tf.data feeds it too
     assert np.isfinite(streamed.metrics["test_mae"])
 
 
@@ -194,7 +199,6 @@ def test_official_folds_select_by_id_from_the_manifest(tmp_path):
 def test_a_corrupt_record_met_while_streaming_names_its_shard(megnet_dataset, tmp_path, monkeypatch):
     import shutil
 
-    from atomsets_tf.data import streaming
     from atomsets_tf.errors import CorruptShardError
 
     broken = tmp_path / "broken"
@@ -203,9 +207,8 @@ def test_a_corrupt_record_met_while_streaming_names_its_shard(megnet_dataset, tm
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size (the cheap check passes): only the records' CRCs see it
     shard.write_bytes(bytes(data))
-    monkeypatch.setenv(streaming.STREAM_ENV, "0")
     with pytest.raises(CorruptShardError, match=shard.name):
-        retrain(PRESET, str(broken), "head", training=TRAINING, progress=False)
+        retrain(PRESET, str(broken), "head", training=STREAMED, progress=False)
 
 
 def test_structures_of_a_file_are_parsed_and_checked_in_the_workers(perovskites, tmp_path, capsys):

@@ -387,3 +387,23 @@ def test_a_dataset_in_which_every_entry_fails_is_an_error(tmp_path):
         prepare_dataset(ids, entries, targets, tmp_path / "none", ToyBuilder(), parent={}, shard_size=8,
                         progress=False)
     assert not (tmp_path / "none" / MANIFEST).exists()
+
+
+def test_stream_above_decides_whether_a_prepared_table_streams(prepared):
+    from atomsets_tf.data.io import Table
+    from atomsets_tf.data.streaming import DEFAULT_STREAM_ABOVE, StreamingSets, stream_threshold
+    from atomsets_tf.models.base import read_prepared
+
+    table = Table(ids=list(prepared.ids), inputs=list(range(len(prepared))), targets=prepared.targets,
+                  kind="prepared", prepared=prepared)
+    in_memory = lambda records: ("in memory", len(records))  # noqa: E731
+    assert stream_threshold() == DEFAULT_STREAM_ABOVE and stream_threshold(0) == 0
+    assert read_prepared(table, in_memory) == ("in memory", len(table))  # the default: small tables in memory
+    assert read_prepared(table, in_memory, stream_above=len(table)) == ("in memory", len(table))
+    streamed = read_prepared(table, in_memory, stream_above=0)
+    assert isinstance(streamed, StreamingSets) and len(streamed) == len(table)
+    # Read as two input pipelines: each global batch of 4 joins a batch of 2 of each, as two workers read them.
+    batch = next(iter(streamed.stream(None, 4, pipelines=2)))
+    assert len(batch["z"]) == 4
+    indices = np.asarray(streamed.positions)
+    assert streamed.steps_per_epoch(4, pipelines=2) == prepared.steps_per_epoch(indices, 4, 2, 2, drop_remainder=True)

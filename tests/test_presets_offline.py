@@ -87,3 +87,18 @@ def test_download_checks_the_sha256_and_refuses_unknown_names(tmp_path, monkeypa
         presets._REGISTRY.pop("test-bad-download", None)
     assert main(["models", "--download", "no-such-preset"]) == 2
     assert "known presets" in error_lines(capsys.readouterr().err)[0]
+
+
+def test_a_shared_folder_beside_the_cwd_is_not_used_without_the_variable(tmp_path, monkeypatch):
+    from atomsets_tf.utils.io import SHARED_ENV, shared_dir
+
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "pretrained").mkdir()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # ../shared beside the current directory
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+    assert shared_dir() is None
+    monkeypatch.setenv(SHARED_ENV, str(tmp_path / "shared"))
+    assert shared_dir() == tmp_path / "shared"
+    monkeypatch.setenv(SHARED_ENV, str(tmp_path / "work"))  # names no folder with data/ or pretrained/
+    assert shared_dir() is None

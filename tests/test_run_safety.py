@@ -351,3 +351,26 @@ def test_atomic_path_names_the_target_and_leaves_no_temporary_file(tmp_path):
             tmp.write_text("x")
     assert failed.value.filename == str(tmp_path / "folder.csv")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.csv"]
+
+
+def test_stream_above_and_input_pipelines_are_in_the_fingerprint_only_when_set():
+    from atomsets_tf.data.io import load
+    from atomsets_tf.data.splits import make_splits
+    from atomsets_tf.errors import AtomSetsError
+    from atomsets_tf.training.runs import run_settings
+
+    table = load("matbench_steels").subset(range(30))
+    splits = make_splits(table, "paper", 0, 0, 0.1)
+
+    def training_of(config):
+        return run_settings({"model": "dummy"}, table, "regression", splits, "paper", 0, 0.1, training=config)[
+            "training"]
+
+    default = training_of(TrainingConfig())
+    assert "stream_above" not in default and "input_pipelines" not in default  # runs recorded before keep theirs
+    assert training_of(TrainingConfig(stream_above=0))["stream_above"] == 0
+    assert training_of(TrainingConfig(input_pipelines=2))["input_pipelines"] == 2
+    with pytest.raises(AtomSetsError, match="input_pipelines"):
+        TrainingConfig(input_pipelines=0)
+    with pytest.raises(AtomSetsError, match="stream_above"):
+        TrainingConfig(stream_above=-1)

@@ -138,6 +138,7 @@ def make_dataset(
     dense_limit: int = 32,
     position_source=None,
     first_step: int = 0,
+    pipelines: int = 1,
 ):
     """A ``tf.data.Dataset`` of padded batches ``(inputs, y)`` (or only inputs).
 
@@ -173,13 +174,15 @@ def make_dataset(
     A collection that streams from disk (``sets.streams``, a prepared dataset's
     :class:`~atomsets_tf.data.streaming.StreamingSets`) is streamed by tf.data
     instead: endless passes, each reshuffled in a bounded buffer and bucketed
-    by size inside it.
+    by size inside it; with ``pipelines`` > 1, each batch joins one batch of each of that many input pipelines, as
+    the workers of a multi-worker run read them (:meth:`~atomsets_tf.data.streaming.StreamingSets.stream`).
     """
     position = (lambda: (first_epoch, first_step)) if position_source is None else position_source
     if getattr(sets, "streams", False):
         start, skip = (int(k) for k in position())
         # A pass is deterministic: skipping its first batches leaves exactly those not yet seen.
-        return sets.stream(targets, batch_size, shuffle=shuffle, seed=seed, first_epoch=start).skip(skip)
+        return sets.stream(targets, batch_size, shuffle=shuffle, seed=seed, first_epoch=start,
+                           pipelines=pipelines).skip(skip)
     dense = int(sets.sizes().max()) <= dense_limit
     everything = sets.padded(np.arange(len(sets)), pad_multiple) if dense else None
     y = None if targets is None else np.asarray(targets, dtype=np.float32)

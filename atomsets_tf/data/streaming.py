@@ -13,42 +13,27 @@ examples held in memory:
   records into memory once.
 
 A table read from a prepared dataset streams when it has more than :func:`stream_threshold` entries
-(``$ATOMSETS_TF_STREAM_ABOVE``, default 200,000); smaller ones are read into memory and train exactly as the
-data file they were prepared from.
+(the training setting ``stream_above``, default 200,000); smaller ones are read into memory and train exactly as
+the data file they were prepared from.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
 import numpy as np
 import tensorflow as tf
 
-#: Environment variable: tables of prepared datasets with more entries than this stream (default 200,000).
-STREAM_ENV = "ATOMSETS_TF_STREAM_ABOVE"
+#: Tables of prepared datasets with more entries than this stream (``stream_above`` of ``None``).
 DEFAULT_STREAM_ABOVE = 200_000
 #: Examples in the shuffle buffer of a streamed pass (bucketing by size happens inside it).
 SHUFFLE_BUFFER = 8192
-#: Environment variable: one process reads a prepared dataset's shards as this many workers would, each global
-#: batch joining one batch of every worker's pipeline, and so reproduces a multi-worker run step for step.
-PIPELINES_ENV = "ATOMSETS_TF_INPUT_PIPELINES"
 
 
-def _int_from_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value.lstrip("-").isdigit() else default
-
-
-def stream_threshold() -> int:
-    """Entries above which a prepared table streams (``$ATOMSETS_TF_STREAM_ABOVE``)."""
-    return _int_from_env(STREAM_ENV, DEFAULT_STREAM_ABOVE)
-
-
-def emulated_pipelines() -> int:
-    """How many workers' input pipelines one process reads as (``$ATOMSETS_TF_INPUT_PIPELINES``, default 1)."""
-    return max(1, _int_from_env(PIPELINES_ENV, 1))
+def stream_threshold(stream_above: int | None = None) -> int:
+    """Entries above which a prepared table streams: ``stream_above``, or (``None``) :data:`DEFAULT_STREAM_ABOVE`."""
+    return DEFAULT_STREAM_ABOVE if stream_above is None else int(stream_above)
 
 
 class StreamingSets:
@@ -90,16 +75,16 @@ class StreamingSets:
         return self.in_memory().padded(indices, pad_multiple)
 
     def stream(self, targets: np.ndarray | None, batch_size: int, shuffle: bool = False, seed: int = 0,
-               input_context=None, first_epoch: int = 0):
+               input_context=None, first_epoch: int = 0, pipelines: int = 1):
         """Endless padded batches ``(inputs, y)`` of these examples (``targets`` in their order), full batches only.
 
         Every pass is reshuffled (pass ``e`` seeded by ``seed`` and ``e``, from ``first_epoch`` on).
         ``input_context`` (``tf.distribute.InputContext``) selects the shards of one input pipeline. Outside
-        one, with :func:`emulated_pipelines` > 1, each batch joins one batch of every pipeline (what the workers
-        of a multi-worker run train on at one step).
+        one, with ``pipelines`` > 1, each batch joins one batch of each of that many pipelines (what the workers
+        of a multi-worker run train on at one step: one process reproduces their run).
         """
         targets = None if targets is None else np.asarray(targets, np.float32)
-        n = emulated_pipelines() if input_context is None else 1
+        n = int(pipelines) if input_context is None else 1
         if n == 1:
             return self._stream(targets, batch_size, shuffle, seed, input_context, first_epoch)
         parts = [self._stream(targets, batch_size, shuffle, seed, tf.distribute.InputContext(n, k, n), first_epoch)
@@ -130,10 +115,12 @@ class StreamingSets:
 
         return join
 
-    def steps_per_epoch(self, batch_size: int, num_input_pipelines: int = 1, num_replicas_in_sync: int = 1) -> int:
-        """Full batches in one streamed pass (the fewest of any input pipeline, so that no worker runs out)."""
-        if num_input_pipelines == 1 and emulated_pipelines() > 1:
-            num_input_pipelines = num_replicas_in_sync = emulated_pipelines()
+    def steps_per_epoch(self, batch_size: int, num_input_pipelines: int = 1, num_replicas_in_sync: int = 1,
+                        pipelines: int = 1) -> int:
+        """Full batches in one streamed pass (the fewest of any input pipeline, so that no worker runs out);
+        ``pipelines`` > 1 in one input pipeline: of the passes :meth:`stream` joins from that many."""
+        if num_input_pipelines == 1 and pipelines > 1:
+            num_input_pipelines = num_replicas_in_sync = int(pipelines)
         return self.dataset.steps_per_epoch(self.positions, batch_size, num_input_pipelines, num_replicas_in_sync,
                                             drop_remainder=True)
 

@@ -152,11 +152,12 @@ class ModelFamily(abc.ABC):
         """The padded-examples collection of prepared-dataset records (what :meth:`record_builder` wrote)."""
         raise AtomSetsError(f"{self.name} models read no prepared datasets")
 
-    def examples(self, source, table: Table, stream: bool = True):
+    def examples(self, source, table: Table, stream: bool = True, stream_above: int | None = None):
         """The examples of ``table`` for ``source`` (a model or a :class:`BuildRequest`): featurised in memory, or,
         for a table read from a prepared dataset (``table.prepared``), read from its records after checking that
-        they were prepared with ``source``'s settings, into memory or (``stream``, a large table) streamed from the
-        shards (see :mod:`~atomsets_tf.data.streaming`).
+        they were prepared with ``source``'s settings, into memory or (``stream``, a table of more than
+        ``stream_above`` entries: ``TrainingConfig.stream_above``, ``None`` the default) streamed from the shards
+        (see :mod:`~atomsets_tf.data.streaming`).
 
         Raises:
             PreparedDatasetError: the dataset was prepared for another kind of model or with other settings.
@@ -167,7 +168,7 @@ class ModelFamily(abc.ABC):
         table.prepared.check_compatible(builder.kind, builder.settings, what=getattr(builder, "label", self.name))
         to_examples = lambda records: self.examples_from_records(source, records)  # noqa: E731
         if stream:
-            return read_prepared(table, to_examples)
+            return read_prepared(table, to_examples, stream_above=stream_above)
         return to_examples(table.prepared.records(table.inputs))
 
     # -- predictions and taps ------------------------------------------------------------------------------------
@@ -255,11 +256,11 @@ def downstream_layers(model, start) -> list:
     return [layer for layer in model.layers if id(layer) in seen]
 
 
-def read_prepared(table: Table, to_sets):
+def read_prepared(table: Table, to_sets, *, stream_above: int | None = None):
     """The examples of a prepared ``table``: ``to_sets`` of its records (read into memory), or, above
-    :func:`~atomsets_tf.data.streaming.stream_threshold` entries, :class:`~atomsets_tf.data.streaming.StreamingSets`
-    that stream them."""
-    if len(table) > stream_threshold():
+    :func:`~atomsets_tf.data.streaming.stream_threshold` ``(stream_above)`` entries,
+    :class:`~atomsets_tf.data.streaming.StreamingSets` that stream them."""
+    if len(table) > stream_threshold(stream_above):
         return StreamingSets(table.prepared, table.inputs, to_sets)
     return to_sets(table.prepared.records(table.inputs))
 

@@ -42,10 +42,10 @@ PARITY_PNG, ROC_PNG, TRAINING_CURVE_PNG = "parity.png", "roc.png", "training_cur
 #: What a finished run leaves in its folder (``restart`` removes them with the state).
 RUN_OUTPUTS = (METRICS_FILE, "test_predictions.csv", "training_log.csv", "model.keras", PARITY_PNG, ROC_PNG,
                TRAINING_CURVE_PNG)
-#: Training settings that do not change the numbers, so a resumed run may change them.
-#: Training settings added after runs were first recorded: left out at their default (``None``), so that
+#: Training settings added after runs were first recorded, with their defaults: left out at their default, so that
 #: the runs recorded before keep their fingerprint.
-LATER_SETTINGS = ("steps_per_epoch",)
+LATER_SETTINGS = {"steps_per_epoch": None, "stream_above": None, "input_pipelines": 1}
+#: Training settings that do not change the numbers, so a resumed run may change them.
 OPERATIONAL_SETTINGS = ("checkpoint_every",)
 #: Settings recorded for a reader only: the hashes beside them are what is compared.
 DESCRIPTIVE_SETTINGS = ("data", "split_file")
@@ -87,7 +87,8 @@ def run_settings(
             inputs too: :func:`~atomsets_tf.data.inputs.table_content_hash`).
         splits: the ``(train, val, test)`` indices (the ids of each part are hashed).
         protocol, fold, val_fraction, split_file: how the split was made.
-        training: a ``TrainingConfig`` (None for a model without training).
+        training: a ``TrainingConfig`` (None for a model without training); a setting of LATER_SETTINGS at its
+            default is left out.
     """
     parts = {name: [table.ids[i] for i in idx] for name, idx in zip(("train", "val", "test"), splits)}
     if split_file is not None and not isinstance(split_file, Mapping):
@@ -97,7 +98,7 @@ def run_settings(
     config = None
     if training is not None:
         config = {k: v for k, v in (asdict(training) if is_dataclass(training) else dict(training)).items()
-                  if k not in OPERATIONAL_SETTINGS and not (k in LATER_SETTINGS and v is None)}
+                  if k not in OPERATIONAL_SETTINGS and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
     return {
         **trained,
         "data": table.meta.get("task") or table.source,

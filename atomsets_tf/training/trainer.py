@@ -75,6 +75,16 @@ class TrainingConfig:
         mixed_precision: ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"``:
             the Keras dtype policy the model is built with (the policy in force
             before is restored afterwards).
+        stream_above: a table read from a prepared dataset with more entries
+            than this streams from its shards (``0``: always); fewer are read
+            into memory and train exactly as the file they were prepared from.
+            ``None`` = 200,000 (:data:`~atomsets_tf.data.streaming.DEFAULT_STREAM_ABOVE`).
+            Bootstrap samples need the training set in memory.
+        input_pipelines: a streamed training set is read as this many workers
+            of a multi-worker run read it, each batch joining one batch of every
+            worker's input pipeline, so that one process reproduces their run
+            step for step (streamed prepared datasets, outside multi-worker
+            training, only).
     """
 
     epochs: int = 1000
@@ -90,9 +100,15 @@ class TrainingConfig:
     weight_decay: float = 1e-6
     mixed_precision: str | None = None
     steps_per_epoch: int | None = None
+    stream_above: int | None = None
+    input_pipelines: int = 1
 
     def __post_init__(self):
         parse_save_interval(self.checkpoint_every)  # a bad value fails here, before any work
+        if self.stream_above is not None and int(self.stream_above) < 0:
+            raise AtomSetsError(f"stream_above must be 0 or more (or None for the default), got {self.stream_above}")
+        if int(self.input_pipelines) < 1:
+            raise AtomSetsError(f"input_pipelines must be 1 or more, got {self.input_pipelines}")
 
 
 def _truncate_log(path: Path, epochs: int) -> None:
@@ -245,15 +261,22 @@ def train(
 def _training_data(train_sets, train_targets, train_weights, config: TrainingConfig, counter: BatchCounter,
                    multi_worker: bool):
     """A function making the training dataset from where ``counter`` is now (each ``fit`` of a run makes one)."""
+    streams = getattr(train_sets, "streams", False)
     if train_weights is not None:
-        if getattr(train_sets, "streams", False):
-            raise AtomSetsError("bootstrap weights need a training set in memory, not a streamed prepared dataset")
+        if streams:
+            raise AtomSetsError("bootstrap weights need a training set in memory, not a streamed prepared dataset "
+                                "(a larger stream_above, --stream-above, reads it into memory)")
         train_targets = np.column_stack([train_targets, train_weights])
-    if multi_worker and getattr(train_sets, "streams", False):  # each worker reads its own shards
+    if config.input_pipelines > 1 and (multi_worker or not streams):
+        raise AtomSetsError(f"input_pipelines={config.input_pipelines} reads a streamed prepared dataset as that many "
+                            "workers would, in one process: " + ("this run has real workers" if multi_worker else
+                                                                 "this training set is in memory"))
+    if multi_worker and streams:  # each worker reads its own shards
         return lambda: train_sets.dataset_fn(train_targets, config.batch_size, shuffle=True, seed=config.seed,
                                              first_epoch=counter.position()[0])
     return lambda: make_dataset(train_sets, train_targets, config.batch_size, shuffle=True, seed=config.seed,
-                                epochs=config.epochs, position_source=counter.position)
+                                epochs=config.epochs, position_source=counter.position,
+                                pipelines=config.input_pipelines)
 
 
 def _fit_from_position(fit_fn, dataset_at, model, keep: KeepBest, counter: BatchCounter, config: TrainingConfig,
@@ -286,7 +309,8 @@ def _steps_per_epoch(train_sets, config: TrainingConfig) -> int:
     if not getattr(train_sets, "streams", False):
         return n_batches(len(train_sets), config.batch_size)
     strategy = tf.distribute.get_strategy()
-    return train_sets.steps_per_epoch(config.batch_size, num_workers(strategy), strategy.num_replicas_in_sync)
+    return train_sets.steps_per_epoch(config.batch_size, num_workers(strategy), strategy.num_replicas_in_sync,
+                                      pipelines=config.input_pipelines)
 
 
 def strategy_label(strategy) -> str:

@@ -178,21 +178,18 @@ def _json_default(obj: Any) -> Any:
 
 
 def shared_dir() -> Path | None:
-    """The project's ``shared/`` folder, if one is reachable.
+    """The project's development folder ``shared/`` (data, pretrained checkpoints, golden outputs), if
+    ``$ATOMSETS_TF_SHARED`` names one (a folder with ``data/`` or ``pretrained/``).
 
-    Looks at ``$ATOMSETS_TF_SHARED`` first, then at ``../shared`` relative to the
-    current directory and to the source checkout. Returns ``None`` for a user
-    install without it: the package never requires it.
+    Only the variable is read: no folder is guessed from the current directory or the source checkout, so an
+    unrelated folder named ``shared`` never changes where data and presets come from. Returns ``None``
+    without it: a user install never needs it (the tests and ``.ci/run`` set it to the checkout's ``../shared``).
     """
-    candidates = []
-    if os.environ.get(SHARED_ENV):
-        candidates.append(Path(os.environ[SHARED_ENV]))
-    candidates.append(Path.cwd().parent / "shared")
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared")
-    for c in candidates:
-        if (c / "data").is_dir() or (c / "pretrained").is_dir():
-            return c
-    return None
+    value = os.environ.get(SHARED_ENV, "").strip()
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    return folder if (folder / "data").is_dir() or (folder / "pretrained").is_dir() else None
 
 
 def sha256_file(path: str | os.PathLike) -> str:

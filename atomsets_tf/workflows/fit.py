@@ -181,7 +181,7 @@ def fit(
             return finished
         request = BuildRequest(model, task_type, targets[splits[0]], model_config, output, features_from,
                                element_features, progress)
-        sets = owner.examples(request, table)
+        sets = owner.examples(request, table, stream_above=training.stream_above)
         make = model_factory(owner, request, sets, training.seed)
         extra = {"model": model, "protocol": protocol, "fold": fold, "output": output, "ensemble": ensemble,
                  "model_config": asdict(replace(model_config, output=output))}

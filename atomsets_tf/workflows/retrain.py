@@ -43,7 +43,7 @@ def transfer_setup(parent, table, targets, train_idx, task_type, mode: TransferM
     family's :meth:`~atomsets_tf.models.base.ModelFamily.transfer_copy`; and the function that saves the result."""
     owner = family_of(parent)
     owner.check_training(config)
-    sets = owner.examples(parent, table)
+    sets = owner.examples(parent, table, stream_above=config.stream_above)
     holder = {}
 
     def make():

@@ -211,7 +211,8 @@ def composition_sets(table: Table, element_table=None, model=None) -> WeightedSe
     return sets
 
 
-def model_sets(model, table: Table) -> WeightedSets:
+def model_sets(model, table: Table, *, stream_above: int | None = None) -> WeightedSets:
     """The weighted sets an :class:`~atomsets_tf.models.AtomSets` model reads for ``table`` (a table in memory or a
-    prepared one: through its family's :meth:`~atomsets_tf.models.base.ModelFamily.examples`)."""
-    return family("atomsets").examples(model, table)
+    prepared one, streamed above ``stream_above`` entries: through its family's
+    :meth:`~atomsets_tf.models.base.ModelFamily.examples`)."""
+    return family("atomsets").examples(model, table, stream_above=stream_above)
