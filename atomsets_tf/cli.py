@@ -244,7 +244,8 @@ def fit(data, model_name, features_from, element_features, **opts) -> None:
 @click.option("--backbone-lr-factor", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="In full mode, the pretrained part's learning rate relative to the head's.")
 @click.option("--ensemble", type=click.IntRange(1), default=1, show_default=True,
-              help="Retrain K copies of an AtomSets parent as one ensemble (give them --bootstrap samples).")
+              help="Retrain K copies of an AtomSets or MEGNet parent as one ensemble (give them --bootstrap "
+                   "samples; not yet of a CGAT).")
 @click.option("--bootstrap", is_flag=True, help="Each ensemble member retrains on its own bootstrap sample.")
 @_training_options
 def retrain(model, data, mode, backbone_lr_factor, ensemble, bootstrap, **opts) -> None:

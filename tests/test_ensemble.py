@@ -167,5 +167,5 @@ def test_retrain_an_atomsets_parent_as_a_bootstrap_ensemble(steels_ensemble, tmp
                      training=TrainingConfig(epochs=3, patience=3, batch_size=32), ensemble=2, bootstrap=True)
     assert isinstance(result.model, Ensemble) and len(result.model.members) == 2
     assert (result.test_std > 0).all() and "uncertainty" in result.metrics
-    assert_cli_error(capsys, ["retrain", "megnet-mp-2019.4.1-formation_energy", "matbench_steels", "--ensemble", "2",
+    assert_cli_error(capsys, ["retrain", "cgat-perovskites", "matbench_steels", "--ensemble", "2",
                               "-o", tmp_path / "m"], "not supported yet")

@@ -52,6 +52,24 @@ def test_head_mode_changes_only_the_head(tmp_path, perovskites, parent):
     taps = child.tap(perovskites.inputs[:2], ["V1", "f"])
     ref = parent.tap(perovskites.inputs[:2], ["V1", "f"])
     np.testing.assert_array_equal(taps["f"], ref["f"])
+    # A saved MEGNet keeps its metadata: the parent's, and how it was retrained.
+    assert child.metadata["retrained_mode"] == "head" and child.metadata["task_type"] == "regression"
+    assert all(child.metadata[k] == v for k, v in parent.metadata.items() if k not in ("task_type",))
+
+
+def test_a_megnet_parent_retrains_as_an_ensemble(tmp_path, perovskites, parent):
+    from atomsets_tf.models.ensemble import Ensemble
+    from atomsets_tf.models.loading import load_model, predict_with_std
+
+    result = retrain(parent, perovskites.subset(range(24)), "head", ensemble=2, bootstrap=True,
+                     training=TrainingConfig(epochs=1, patience=1, batch_size=8), out_dir=tmp_path, progress=False)
+    assert isinstance(result.model, Ensemble) and len(result.model.members) == 2
+    assert result.metrics["ensemble"] == 2 and (result.test_std > 0).any()
+    saved = load_model(tmp_path / "model.keras")
+    mean, std = predict_with_std(saved, perovskites.subset(range(4)))
+    members = np.stack([m.predict(perovskites.inputs[:4]) for m in saved.members])
+    np.testing.assert_allclose(mean, members.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, members.std(0) * saved.std_scale, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["full", "scratch"])

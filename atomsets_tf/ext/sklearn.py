@@ -43,6 +43,7 @@ from atomsets_tf.errors import (
     InvalidTargetError,
     MissingExtraError,
 )
+from atomsets_tf.models.atomsets.builder import ModelConfig, build_model
 from atomsets_tf.models.atomsets.element_sources import DEFAULT_V0_SOURCES, element_features_table
 from atomsets_tf.models.atomsets.features import composition_sets
 from atomsets_tf.models.atomsets.model import N_ELEMENTS, AtomSets
@@ -369,18 +370,15 @@ class _AtomSetsEstimator:
         return np.asarray(X, dtype=np.float32)
 
     def _atomsets(self, task_type: str, y: np.ndarray) -> AtomSets:
+        """The AtomSets head, built by the one AtomSets builder (:func:`~atomsets_tf.models.atomsets.builder.build_model`,
+        as :func:`~atomsets_tf.workflows.fit.fit` builds it): AtomSets-V0 on a fixed table, or a trainable
+        embedding."""
         sources = _sources(self.element_features)
-        table = _element_table(sources) if sources else None
-        target = np.asarray(y, dtype=np.float64)
-        std = float(target.std()) if task_type == "regression" else 1.0
-        return AtomSets(
-            element_table=None if table is None else table.table,
-            known_elements=None if table is None else np.flatnonzero(table.known).tolist(),
-            trainable_embedding=table is None, embedding_dim=self.embedding_dim, units=self.units,
-            readout=self.readout, n_layers_before_readout=self.n_layers_before_readout,
-            n_layers_after_readout=self.n_layers_after_readout, activation=self.activation, task_type=task_type,
-            target_mean=float(target.mean()) if task_type == "regression" else 0.0,
-            target_std=std if std > 0 else 1.0, name="atomsets")
+        config = ModelConfig(n_layers_before_readout=self.n_layers_before_readout,
+                             n_layers_after_readout=self.n_layers_after_readout, units=self.units,
+                             readout=self.readout, activation=self.activation, embedding_dim=self.embedding_dim)
+        return build_model("atomsets-v0" if sources else "atomsets", task_type, np.asarray(y, dtype=np.float64),
+                           _element_table(sources) if sources else None, config, name="atomsets")
 
     def _get_model(self, X, y):
         """The Keras model: :class:`ElementSetInputs` then :class:`~atomsets_tf.models.AtomSets`, compiled."""

@@ -94,6 +94,8 @@ class ModelFamily(abc.ABC):
         task_types: the task types it trains.
         losses: the regression losses it trains with (``robust_l1`` needs a log-std output).
         mixed_precision: whether it trains under a mixed-precision dtype policy.
+        retrains_as_ensemble: whether K retrained copies of a parent form an ensemble (``retrain --ensemble``):
+            the retrained net is itself the family's registered model.
     """
 
     name: str = ""
@@ -104,6 +106,7 @@ class ModelFamily(abc.ABC):
     task_types: tuple[str, ...] = ("regression", "classification")
     losses: tuple[str, ...] = ("mae", "mse")
     mixed_precision: bool = True
+    retrains_as_ensemble: bool = True
 
     # -- recognising and loading ---------------------------------------------------------------------------------
 

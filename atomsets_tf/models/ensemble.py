@@ -112,6 +112,7 @@ class EnsembleFamily(ModelFamily):
 
     name = "ensemble"
     model_class = Ensemble
+    retrains_as_ensemble = False
 
     def from_preset(self, name: str) -> Ensemble:
         return Ensemble.from_preset(name)

@@ -23,7 +23,7 @@ from atomsets_tf.data.inputs import DataLike
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.models.loading import load_model
-from atomsets_tf.models.registry import family_of
+from atomsets_tf.models.registry import families, family, family_of
 from atomsets_tf.training.runs import content_hash, run_fingerprint, run_folder, run_settings
 from atomsets_tf.training.trainer import TrainingConfig
 from atomsets_tf.training.transfer import TransferMode, make_optimizer
@@ -104,10 +104,10 @@ def retrain(
             rate relative to the head's.
         val_fraction, split_file: see :func:`~atomsets_tf.workflows.fit.make_splits`.
         restart: discard the run already in ``out_dir`` and start afresh.
-        ensemble: K > 1 retrains K copies of an AtomSets parent as one
+        ensemble: K > 1 retrains K copies of an AtomSets or MEGNet parent as one
             :class:`~atomsets_tf.models.ensemble.Ensemble` (see :func:`~atomsets_tf.workflows.fit.fit`). From
             the same parent in ``head`` or ``full`` mode the members differ only where they start afresh (a
-            new output), so give them ``bootstrap`` samples. MEGNet and CGAT parents are refused for now.
+            new output), so give them ``bootstrap`` samples. CGAT parents are refused for now.
         bootstrap: each member retrains on its own bootstrap sample of the training part.
 
     Raises:
@@ -144,10 +144,11 @@ def retrain(
 
 
 def check_ensemble(kind: str, ensemble: int) -> None:
-    """Refuse an ensemble retrain of a family that cannot be one yet."""
-    if ensemble > 1 and kind != "atomsets":
+    """Refuse an ensemble retrain of a family whose retrained models cannot be ensemble members yet."""
+    if ensemble > 1 and not family(kind).retrains_as_ensemble:
+        able = [f.name for f in families() if f.retrains_as_ensemble]
         raise AtomSetsError(f"retraining a {kind.upper()} parent as an ensemble is not supported yet "
-                            "(AtomSets parents are)")
+                            f"({', '.join(able)} parents are)")
 
 
 def parent_label(model, parent) -> str:

@@ -102,6 +102,7 @@ class CGATFamily(ModelFamily):
     default_batch_size = 32
     losses = ("mae", "mse", "robust_l1")
     mixed_precision = False  # its layers mix float32 weights with the policy's compute dtype
+    retrains_as_ensemble = False  # it retrains as a CGATValue around the CGAT, not as the CGAT itself
 
     def load(self, path: Path) -> CGAT:
         return load_cgat(path)

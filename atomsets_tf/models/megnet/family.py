@@ -57,11 +57,11 @@ class MEGNetFamily(ModelFamily):
     default_batch_size = None  # batches planned by cost (plan_batches)
 
     def recognises_keras(self, config: dict) -> bool:
-        # MEGNet.save writes the Keras functional model itself (its class_name is "Functional"), named by the
-        # file's own config: config.name is KERAS_MODEL_NAME.
+        # A MEGNet saved as itself names its registered class; a file of the earlier layout holds its bare
+        # functional network (class_name "Functional"), named KERAS_MODEL_NAME in the file's own config.
         inner = config.get("config")
-        return config.get("class_name") == "Functional" and isinstance(inner, dict) and \
-            inner.get("name") == KERAS_MODEL_NAME
+        return super().recognises_keras(config) or (
+            config.get("class_name") == "Functional" and isinstance(inner, dict) and inner.get("name") == KERAS_MODEL_NAME)
 
     def load(self, path: Path) -> MEGNet:
         return MEGNet.from_checkpoint(path) if path.suffix.lower() in self.suffixes else MEGNet.load(path)
@@ -115,8 +115,14 @@ class MEGNetFamily(ModelFamily):
             km = keras.Model(km.input, {**km.output, "raw_output": logit, "prediction": probability}, name=km.name)
         retrained = MEGNet(km, parent.cutoff, source=f"retrained from {parent.source}",
                            metadata={**parent.metadata, "retrained_mode": mode, "task_type": task_type})
-        net = keras.Model(km.input, km.output["prediction"], name="megnet_prediction")
-        return Retrainable(net, head_layers(km), lambda _net, path: retrained.save(path))
+        head = head_layers(km)
+
+        def set_trainable(mode_name: str) -> None:  # the network's own layers: the wrapper holds it whole
+            heads = {id(layer) for layer in head}
+            for layer in km.layers:
+                layer.trainable = mode_name != "head" or id(layer) in heads
+
+        return Retrainable(retrained, head, None, set_trainable)
 
 
 FAMILY = register_family(MEGNetFamily())

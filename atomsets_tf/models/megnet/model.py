@@ -260,8 +260,14 @@ def load_weights(model: keras.Model, layer_map: dict[str, str], weights: dict[st
             var.assign(arr.astype("float32"))
 
 
-class MEGNet:
+@keras.saving.register_keras_serializable(package="atomsets_tf")
+class MEGNet(keras.Model):
     """A MEGNet model in Keras 3, with megnet's graph construction, predictions and feature taps.
+
+    A registered ``keras.Model``: called on a padded batch it gives the de-scaled prediction ``[B, 1]`` (what
+    training fits), it saves as one ``.keras`` file with its cutoff, taps, source and metadata, and K of them form
+    an :class:`~atomsets_tf.models.ensemble.Ensemble`. Its functional network, :attr:`keras_model`, gives every
+    tap.
 
     Build it with :meth:`from_checkpoint` (a megnet ``.hdf5`` + ``.hdf5.json``),
     :meth:`from_preset` (e.g. ``"megnet-mp-2019.4.1-formation_energy"``) or
@@ -287,18 +293,18 @@ class MEGNet:
         architecture: the checkpoint's architecture, for :meth:`describe`.
 
     Call arguments:
-        Not a Keras layer: :meth:`predict` and :meth:`tap` take pymatgen
-        structures (or their ``as_dict()``), build megnet's graphs and run the
-        padded batches; :attr:`keras_model` takes the padded batch itself.
+        inputs: the padded batch (see Input shape). :meth:`predict` and :meth:`tap` take pymatgen structures (or
+            their ``as_dict()``) instead, build megnet's graphs and run the padded batches.
+        training: passed to the network.
 
     Input shape:
-        :attr:`keras_model`'s inputs, a dict: ``atoms``, ``atom_mask``
-        ``(batch, n_atoms)``; ``distance``, ``bond_mask``, ``index1``, ``index2``
-        ``(batch, n_bonds)``; ``state`` ``(batch, n_state)``.
+        A dict: ``atoms``, ``atom_mask`` ``(batch, n_atoms)``; ``distance``, ``bond_mask``, ``index1``,
+        ``index2`` ``(batch, n_bonds)``; ``state`` ``(batch, n_state)``.
 
     Output shape:
-        A dict of every tap: ``(batch, n_atoms, d)`` atom level, ``(batch, n_bonds, d)``
-        bond level, ``(batch, d)`` structure level (``prediction``: ``(batch, 1)``).
+        ``(batch, k)``: the de-scaled prediction (the ``prediction`` tap). :attr:`keras_model` gives a dict of
+        every tap: ``(batch, n_atoms, d)`` atom level, ``(batch, n_bonds, d)`` bond level, ``(batch, d)``
+        structure level.
 
     Example (a tiny randomly initialised MEGNet; the published ones come from
     :meth:`from_preset` or :meth:`from_checkpoint`):
@@ -330,15 +336,17 @@ class MEGNet:
         source: str = "",
         metadata: dict | None = None,
         architecture: MEGNetArchitecture | None = None,
+        **kwargs,
     ):
+        outs = keras_model.output if isinstance(keras_model.output, dict) else {}
+        if not outs:
+            raise CheckpointError("the Keras model's outputs are not a dict of taps")
+        super().__init__(name=kwargs.pop("name", "megnet"), **kwargs)
         self.keras_model = keras_model
         self.cutoff = float(cutoff)
         self.source = source
         self.metadata = dict(metadata or {})
         self.architecture = architecture
-        outs = keras_model.output if isinstance(keras_model.output, dict) else {}
-        if not outs:
-            raise CheckpointError("the Keras model's outputs are not a dict of taps")
         self._taps = taps or {
             name: {"level": tap_level(name), "dim": int(t.shape[-1]), "source": "", "description": ""}
             for name, t in outs.items()
@@ -347,6 +355,21 @@ class MEGNet:
         self.n_vocab = int(emb.input_dim)
         self.n_state = int(keras_model.input["state"].shape[-1])
         self._fn: Callable | None = None
+        self.built = True  # the network is built; the wrapper has no weights of its own
+
+    def call(self, inputs, training=None):
+        return self.keras_model(inputs, training=training)["prediction"]
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "keras_model": keras.saving.serialize_keras_object(self.keras_model),
+                "cutoff": self.cutoff, "taps": {k: dict(v) for k, v in self._taps.items()}, "source": self.source,
+                "metadata": dict(self.metadata)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> MEGNet:
+        config = dict(config)
+        network = keras.saving.deserialize_keras_object(config.pop("keras_model"))
+        return cls(network, **config)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -381,20 +404,19 @@ class MEGNet:
         model.source = f"preset {name} ({paths['hdf5']})"
         return model
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Save as a ``.keras`` file (loadable with ``safe_mode=True`` via :meth:`load`)."""
-        self.keras_model.save(os.fspath(path))
-
     @classmethod
     def load(cls, path: str | os.PathLike) -> MEGNet:
-        """Load a ``.keras`` file written by :meth:`save` (safe mode on)."""
+        """Load a ``.keras`` file written by :meth:`save` (safe mode on): a MEGNet with its metadata, or (a file
+        of an earlier layout) its bare functional network, whose cutoff is read from its Gaussian expansion."""
         try:
             model = keras.models.load_model(os.fspath(path), safe_mode=True, compile=False)
         except Exception as exc:
             why = " ".join(str(exc).split())[:300]
             raise CheckpointError(f"{os.fspath(path)}: cannot load as a .keras MEGNet ({why})") from exc
-        cutoff = model.get_layer("gaussian_expansion").cutoff
-        return cls(model, cutoff, source=os.fspath(path))
+        if not isinstance(model, MEGNet):
+            model = cls(model, model.get_layer("gaussian_expansion").cutoff)
+        model.source = os.fspath(path)
+        return model
 
     # ------------------------------------------------------------------ description
     @property
