@@ -18,9 +18,9 @@ import numpy as np
 
 from atomsets_tf.data.splits import make_splits
 from atomsets_tf.evaluation.runners import load_task
-from atomsets_tf.models.atomsets.features import model_sets
 from atomsets_tf.models.base import compiled_forward, size_bucketed_batches
 from atomsets_tf.models.loading import load_model
+from atomsets_tf.models.registry import family_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def fold_rules(folder: Path, fold: int) -> dict:
     seed = summary["training"]["seed"] + fold
     splits = make_splits(table, summary["protocol"], fold, seed, 0.1, None)
     model = load_model(folder / f"fold_{fold}" / "model.keras")
-    sets = model_sets(model, table)
+    sets = family_of(model).examples(model, table)
     p, m = parts(model, sets)
     row = {"fold": fold}
     for part, idx in (("val", splits[1]), ("test", splits[2])):

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from functools import lru_cache
 
 import keras
 import numpy as np
@@ -43,8 +42,8 @@ from atomsets_tf.errors import (
     InvalidTargetError,
     MissingExtraError,
 )
-from atomsets_tf.models.atomsets.builder import ModelConfig, build_model
-from atomsets_tf.models.atomsets.element_sources import DEFAULT_V0_SOURCES, element_features_table
+from atomsets_tf.models.atomsets.builder import ModelConfig, build_model, element_table_of
+from atomsets_tf.models.atomsets.element_sources import DEFAULT_V0_SOURCES
 from atomsets_tf.models.atomsets.features import composition_sets
 from atomsets_tf.models.atomsets.model import N_ELEMENTS, AtomSets
 
@@ -299,10 +298,9 @@ class ElementSetInputs(keras.layers.Layer):
         return {**super().get_config(), "max_elements": self.max_elements}
 
 
-@lru_cache(maxsize=8)
 def _element_table(sources: tuple[str, ...]) -> ElementTable:
-    """The V0 table of ``sources`` (read once per process)."""
-    return element_features_table(list(sources))
+    """The V0 table of ``sources`` (the builder's, read once per process)."""
+    return element_table_of("atomsets-v0", None, list(sources))
 
 
 def _sources(element_features) -> tuple[str, ...] | None:

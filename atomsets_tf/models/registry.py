@@ -158,6 +158,12 @@ class ModelNames(Sequence):
     def __getitem__(self, index):
         return self._names()[index]
 
+    def __iter__(self):  # one read of the zoo (Sequence's default reads it once per index)
+        return iter(self._names())
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
     def __len__(self) -> int:
         return len(self._names())
 

@@ -327,8 +327,3 @@ def strategy_label(strategy) -> str:
         return "default"  # outside any scope, get_strategy() is the default strategy
     return type(strategy).__name__
 
-
-def require_point_loss(training: TrainingConfig, model: str) -> None:
-    """Refuse ``robust_l1`` for a model without a log-std output."""
-    if training.loss == "robust_l1":
-        raise AtomSetsError(f"the robust_l1 loss needs a model that also predicts a log-std (CGAT), not {model}")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -53,12 +54,19 @@ _ATOMSETS_FIT = tuple(row.name for row in ZOO_ROWS if row.fit)
 def element_table_of(model: str, features_from: str | None = None,
                      element_features: list[str] | None = None) -> ElementTable | None:
     """The fixed element table ``model`` looks its elements up in: ``atomsets-v0``'s V0 (the default, the
-    ``element_features`` sources, or the embedding layer of ``features_from``); ``None`` for other models."""
+    ``element_features`` sources, or the embedding layer of ``features_from``); ``None`` for other models.
+    Read once per process for the same arguments (featurising and building both ask for it)."""
     if model != "atomsets-v0":
         return None
     sources = v0_sources(model, features_from, element_features)
+    return _v0_table(None if sources is not None else features_from, None if sources is None else tuple(sources))
+
+
+@lru_cache(maxsize=8)
+def _v0_table(features_from, sources: tuple[str, ...] | None) -> ElementTable:
+    """The V0 table of ``sources`` concatenated, or else the embedding layer of the MEGNet ``features_from``."""
     if sources is not None:
-        return element_features_table(sources)
+        return element_features_table(list(sources))
     rows = load_megnet(features_from).embedding_table()
     known = np.ones(len(rows), dtype=bool)
     known[0] = False

@@ -3,8 +3,6 @@ models."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from atomsets_tf.data.io import Table
@@ -23,7 +21,6 @@ from atomsets_tf.models.base import (
     BuildRequest,
     ModelFamily,
     Retrainable,
-    load_keras_model,
     predict_columns,
     predict_in_chunks,
     predict_sets,
@@ -53,9 +50,6 @@ class AtomSetsFamily(ModelFamily):
 
     def from_preset(self, name: str) -> AtomSets:
         return AtomSets.from_preset(name)
-
-    def load(self, path: Path) -> AtomSets:
-        return load_keras_model(path)
 
     def build(self, request: BuildRequest, examples) -> AtomSets:
         return build_model(request.model, request.task_type, request.train_targets,

@@ -36,10 +36,10 @@ from atomsets_tf.data.taps import pack_taps, unpack_taps
 from atomsets_tf.errors import AtomSetsError
 from atomsets_tf.models.atomsets import STRUCTURAL_MODELS
 from atomsets_tf.models.megnet.model import load_megnet
-from atomsets_tf.models.registry import DEFAULT_SOURCE, family
+from atomsets_tf.models.registry import DEFAULT_SOURCE
 from atomsets_tf.utils.io import atomic_path
 
-__all__ = ["DEFAULT_SOURCE", "STRUCTURAL_MODELS", "TapRecordBuilder", "composition_sets", "model_sets",
+__all__ = ["DEFAULT_SOURCE", "STRUCTURAL_MODELS", "TapRecordBuilder", "composition_sets",
            "structural_sets", "tap_features", "tap_records_to_sets", "table_compositions"]
 
 def model_key(source: str | os.PathLike) -> str:
@@ -209,10 +209,3 @@ def composition_sets(table: Table, element_table=None, model=None) -> WeightedSe
         for entry_id, zs in zip(table.ids, sets.values):
             model.check_elements(zs, entry_id)
     return sets
-
-
-def model_sets(model, table: Table, *, stream_above: int | None = None) -> WeightedSets:
-    """The weighted sets an :class:`~atomsets_tf.models.AtomSets` model reads for ``table`` (a table in memory or a
-    prepared one, streamed above ``stream_above`` entries: through its family's
-    :meth:`~atomsets_tf.models.base.ModelFamily.examples`)."""
-    return family("atomsets").examples(model, table, stream_above=stream_above)
